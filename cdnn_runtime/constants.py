@@ -1,0 +1,67 @@
+"""Single source of truth for the .cdnn format: magic, version, layout, limits, enums.
+
+spec/cdnn-format.md describes every value defined here; change both together.
+"""
+
+import numpy as np
+
+#: 8 bytes. 0x89 catches 7-bit transports, CR LF catches text-mode line-ending changes,
+#: 0x1A stops `type` on DOS, the final LF catches LF -> CR LF conversion.
+MAGIC = b"\x89CDN\r\n\x1a\n"
+
+#: Format version written by this implementation, and the versions this reader accepts.
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+#: Fixed-size binary preamble at offset 0.
+PREAMBLE_SIZE = 64
+#: Every section starts at a multiple of this (so a reader can memory-map it).
+ALIGNMENT = 64
+
+#: Hard cap on the JSON header, checked before it is read.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+#: Default cap on the bytes a reader may allocate for decoded tensors of one file.
+DEFAULT_MAX_DECODED_BYTES = 8 * 1024**3
+#: Largest integer any count, size or offset in the header may take (exact in IEEE double).
+MAX_INT = 2**53 - 1
+#: Nesting depth allowed in the JSON header (metadata included).
+MAX_JSON_DEPTH = 64
+#: Most dimensions a tensor or graph value may have.
+MAX_RANK = 8
+
+#: Huffman: longest code, largest alphabet.
+HUFFMAN_MAX_CODE_LENGTH = 16
+HUFFMAN_MAX_ALPHABET = 256
+#: Default number of symbols per independently decodable Huffman chunk.
+DEFAULT_CHUNK_SYMBOLS = 65536
+#: Bounds on chunk size a reader accepts.
+MIN_CHUNK_SYMBOLS = 1
+MAX_CHUNK_SYMBOLS = 2**24
+
+#: Bit-packed streams: value widths allowed.
+PACKED_MAX_BITS = 32
+
+#: sparse_codebook tensors.
+MAX_CODEBOOK_SIZE = 256
+MIN_GAP_BITS = 1
+MAX_GAP_BITS = 8
+
+#: Raw tensor dtypes: name in the header -> little-endian numpy dtype.
+RAW_DTYPES = {
+    "float32": np.dtype("<f4"),
+    "float16": np.dtype("<f2"),
+    "int32": np.dtype("<i4"),
+    "int64": np.dtype("<i8"),
+    "uint8": np.dtype("u1"),
+}
+
+ENCODING_RAW = "raw"
+ENCODING_SPARSE_CODEBOOK = "sparse_codebook"
+ENCODINGS = (ENCODING_RAW, ENCODING_SPARSE_CODEBOOK)
+
+CODING_PACKED = "packed"
+CODING_HUFFMAN = "huffman"
+CODINGS = (CODING_PACKED, CODING_HUFFMAN)
+
+#: Graph value dtypes (v1 runs float32 only).
+VALUE_DTYPES = ("float32",)
