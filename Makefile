@@ -1,0 +1,31 @@
+# Every target creates .venv at the repository root on first use and is safe to rerun.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.cdnn-installed
+
+.PHONY: setup demo test vectors bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[torch,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/cdnn demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+vectors: setup
+	$(PY) spec/vectors/make_vectors.py
+
+bench: setup
+	$(PY) benchmarks/bench_huffman.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

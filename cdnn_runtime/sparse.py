@@ -1,0 +1,129 @@
+"""CSR <-> relative column gaps with filler entries, as the sparse_codebook encoding stores them.
+
+Within a row, entry k sits at column ``col[k] = col[k-1] + gap[k] + 1`` with ``col[-1] = -1``:
+a gap counts the zeros skipped. A skip wider than ``2**gap_bits - 1`` is bridged by filler
+entries (gap at its maximum, code `filler_code`, value 0.0), as in Deep Compression.
+"""
+
+import numba
+import numpy as np
+
+from .errors import CdnnFormatError
+
+
+@numba.njit(cache=True)
+def _count_entries(row_ptr, cols, max_gap):
+    rows = row_ptr.size - 1
+    counts = np.zeros(rows, dtype=np.int64)
+    for r in range(rows):
+        prev = -1
+        n = 0
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            c = np.int64(cols[k])
+            n += (c - prev - 1) // (max_gap + 1) + 1
+            prev = c
+        counts[r] = n
+    return counts
+
+
+@numba.njit(cache=True)
+def _to_gaps(row_ptr, cols, codes, max_gap, filler_code, counts, gaps_out, codes_out):
+    pos = 0
+    for r in range(row_ptr.size - 1):
+        prev = -1
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            c = np.int64(cols[k])
+            while c - prev - 1 > max_gap:
+                gaps_out[pos] = max_gap
+                codes_out[pos] = filler_code
+                prev += max_gap + 1
+                pos += 1
+            gaps_out[pos] = c - prev - 1
+            codes_out[pos] = codes[k]
+            prev = c
+            pos += 1
+
+
+def csr_to_gaps(row_ptr, cols, codes, gap_bits, filler_code):
+    """Turn CSR (sorted columns per row) into (row_counts, gaps, codes) with fillers.
+
+    `filler_code` may be None only when no skip needs a filler; otherwise ValueError.
+    """
+    row_ptr = np.ascontiguousarray(row_ptr, dtype=np.int64)
+    cols = np.ascontiguousarray(cols, dtype=np.int64)
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    max_gap = (1 << gap_bits) - 1
+    counts = _count_entries(row_ptr, cols, max_gap)
+    total = int(counts.sum())
+    if total != cols.size and filler_code is None:
+        raise ValueError(f"{total - cols.size} filler entries needed at gap_bits={gap_bits} "
+                         "but no filler code is available")
+    gaps = np.empty(total, dtype=np.uint8)
+    out_codes = np.empty(total, dtype=np.uint8)
+    _to_gaps(row_ptr, cols, codes, max_gap, -1 if filler_code is None else filler_code,
+             counts, gaps, out_codes)
+    return counts, gaps, out_codes
+
+
+def count_fillers(row_ptr, cols, gap_bits):
+    """Number of filler entries the gap width would need (to choose the width)."""
+    counts = _count_entries(np.ascontiguousarray(row_ptr, dtype=np.int64),
+                            np.ascontiguousarray(cols, dtype=np.int64), (1 << gap_bits) - 1)
+    return int(counts.sum()) - int(np.asarray(cols).size)
+
+
+@numba.njit(cache=True)
+def _from_gaps(row_counts, gaps, codes, ncols, filler_code, row_ptr, cols_out, codes_out):
+    """Status 0 on success; -(r+1) when row r runs past the column count."""
+    src = 0
+    dst = 0
+    row_ptr[0] = 0
+    for r in range(row_counts.size):
+        prev = -1
+        for _ in range(row_counts[r]):
+            c = prev + np.int64(gaps[src]) + 1
+            if c >= ncols:
+                return -(r + 1)
+            if np.int64(codes[src]) != filler_code:
+                cols_out[dst] = c
+                codes_out[dst] = codes[src]
+                dst += 1
+            prev = c
+            src += 1
+        row_ptr[r + 1] = dst
+    return dst
+
+
+def gaps_to_csr(row_counts, gaps, codes, ncols, filler_code, nnz, where="tensor"):
+    """Rebuild CSR (row_ptr int64, cols int32, codes uint8) and drop fillers.
+
+    Checks every column against `ncols` and the stored-entry count against `nnz`.
+    """
+    row_counts = np.ascontiguousarray(row_counts, dtype=np.int64)
+    if int(row_counts.sum()) != gaps.size or gaps.size != codes.size:
+        raise CdnnFormatError(f"{where}: row counts sum to {int(row_counts.sum())} but "
+                              f"{gaps.size} gaps and {codes.size} codes are stored")
+    rows = row_counts.size
+    row_ptr = np.empty(rows + 1, dtype=np.int64)
+    cols = np.empty(gaps.size, dtype=np.int32)
+    out_codes = np.empty(gaps.size, dtype=np.uint8)
+    status = _from_gaps(row_counts, np.ascontiguousarray(gaps), np.ascontiguousarray(codes),
+                        ncols, -1 if filler_code is None else filler_code, row_ptr, cols,
+                        out_codes)
+    if status < 0:
+        raise CdnnFormatError(f"{where}: row {-status - 1} has a column index at or past "
+                              f"the column count {ncols}")
+    if status != nnz:
+        raise CdnnFormatError(f"{where}: {status} nonzero entries decoded, header declares {nnz}")
+    return row_ptr, cols[:status].copy(), out_codes[:status].copy()
+
+
+def csr_from_dense(matrix):
+    """CSR of the nonzero entries of a 2-D array: (row_ptr int64, cols int64, values)."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2:
+        raise ValueError("csr_from_dense expects a 2-D array")
+    rows, cols = np.nonzero(matrix)
+    row_ptr = np.zeros(matrix.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=matrix.shape[0]), out=row_ptr[1:])
+    return row_ptr, cols.astype(np.int64), matrix[rows, cols]

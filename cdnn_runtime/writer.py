@@ -1,0 +1,240 @@
+"""Deterministic, atomic writer of .cdnn files (same input, same bytes)."""
+
+import json
+import os
+import tempfile
+import zlib
+
+import numpy as np
+
+from . import huffman, streams
+from .constants import (
+    ALIGNMENT,
+    DEFAULT_CHUNK_SYMBOLS,
+    ENCODING_RAW,
+    ENCODING_SPARSE_CODEBOOK,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_CODEBOOK_SIZE,
+    MAX_GAP_BITS,
+    MIN_GAP_BITS,
+    PREAMBLE_SIZE,
+    RAW_DTYPES,
+)
+from .reader import PREAMBLE, align, crc32, read
+from .sparse import count_fillers, csr_to_gaps
+
+
+def canonical_json(obj):
+    """The header's byte form: sorted keys, no spaces, ASCII only, no NaN."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def _stream_cost_bits(values, bits):
+    """Bits of the smaller of packed and huffman coding (payload only, for choosing widths)."""
+    packed = values.size * bits
+    if values.size == 0:
+        return 0
+    freqs = np.bincount(values, minlength=1).astype(np.int64)
+    lengths = huffman.code_lengths(freqs)
+    coded = huffman.encoded_size_bits(freqs, lengths) + 8 * freqs.size
+    return min(packed, coded)
+
+
+def best_gap_bits(row_ptr, cols, codes, filler_code, code_bits, candidates=None):
+    """The gap width in 1..8 that makes gaps plus codes (fillers included) smallest."""
+    best = None
+    for bits in candidates or range(MIN_GAP_BITS, MAX_GAP_BITS + 1):
+        if filler_code is None and count_fillers(row_ptr, cols, bits):
+            continue
+        _, gaps, ecodes = csr_to_gaps(row_ptr, cols, codes, bits, filler_code)
+        cost = _stream_cost_bits(gaps, bits) + _stream_cost_bits(ecodes, code_bits)
+        if best is None or cost < best[0]:
+            best = (cost, bits)
+    if best is None:
+        raise ValueError("no gap width fits without filler entries and no filler code is free")
+    return best[1]
+
+
+class Writer:
+    """Collects tensors, a graph and metadata, and writes them as one .cdnn file."""
+
+    def __init__(self, metadata=None):
+        self._tensors = []
+        self._sections = []
+        self._names = set()
+        self.graph = None
+        self.metadata = {"producer": "cdnn_runtime", "producer_version": _version()}
+        self.metadata.update(metadata or {})
+
+    def _add_section(self, data):
+        self._sections.append(bytes(data))
+        return len(self._sections) - 1
+
+    def _claim(self, name):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"tensor name must be a non-empty string, got {name!r}")
+        if name in self._names:
+            raise ValueError(f"tensor {name!r} added twice")
+        self._names.add(name)
+
+    def add_raw(self, name, array):
+        """A dense tensor stored as it is (float32, float16, int32, int64 or uint8)."""
+        array = np.asarray(array)
+        dtype = {v.newbyteorder("="): k for k, v in RAW_DTYPES.items()}.get(
+            array.dtype.newbyteorder("="))
+        if dtype is None:
+            raise ValueError(f"tensor {name!r}: dtype {array.dtype} cannot be stored raw "
+                             f"(use one of {', '.join(RAW_DTYPES)})")
+        self._claim(name)
+        data = np.ascontiguousarray(array, dtype=RAW_DTYPES[dtype]).tobytes()
+        self._tensors.append({"name": name, "encoding": ENCODING_RAW, "dtype": dtype,
+                              "shape": [int(d) for d in array.shape],
+                              "section": self._add_section(data)})
+
+    def add_sparse_codebook(self, name, shape, row_ptr, cols, codes, codebook, *,
+                            gap_bits=None, coding="auto", chunk_symbols=DEFAULT_CHUNK_SYMBOLS):
+        """A weight as CSR over its 2-D view [shape[0], rest] with codes into a codebook.
+
+        Entries whose centroid is exactly 0.0 are pruned weights and are not stored. When a
+        column skip needs filler entries, a 0.0 centroid serves as their code (appended if
+        the codebook has none). `gap_bits=None` picks the width giving the smallest file.
+        """
+        shape = [int(d) for d in shape]
+        if len(shape) < 2:
+            raise ValueError(f"tensor {name!r}: sparse_codebook needs rank >= 2, got {shape}")
+        rows = shape[0]
+        ncols = int(np.prod(shape[1:], dtype=np.int64))
+        row_ptr = np.asarray(row_ptr, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        codes = np.asarray(codes)
+        codebook = np.asarray(codebook, dtype=np.float32).ravel()
+        if not 1 <= codebook.size <= MAX_CODEBOOK_SIZE or not np.all(np.isfinite(codebook)):
+            raise ValueError(f"tensor {name!r}: codebook must hold 1 to {MAX_CODEBOOK_SIZE} "
+                             "finite values")
+        if row_ptr.shape != (rows + 1,) or row_ptr[0] != 0 or np.any(np.diff(row_ptr) < 0) \
+                or row_ptr[-1] != cols.size or codes.shape != cols.shape:
+            raise ValueError(f"tensor {name!r}: row_ptr must be {rows + 1} non-decreasing "
+                             "offsets from 0 to the number of entries, one code per column")
+        if cols.size:
+            row_of = np.repeat(np.arange(rows), np.diff(row_ptr))
+            step = np.diff(cols)
+            new_row = np.diff(row_of) != 0
+            if cols.min() < 0 or cols.max() >= ncols or np.any((step <= 0) & ~new_row):
+                raise ValueError(f"tensor {name!r}: columns must be in [0, {ncols}) and "
+                                 "strictly increasing within each row")
+            if codes.min() < 0 or codes.max() >= codebook.size:
+                raise ValueError(f"tensor {name!r}: codes must be below the codebook size "
+                                 f"{codebook.size}")
+        codes = codes.astype(np.uint8)
+        keep = codebook[codes] != 0.0
+        if not np.all(keep):
+            row_of = np.repeat(np.arange(rows), np.diff(row_ptr))
+            counts = np.bincount(row_of[keep], minlength=rows)
+            row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            cols, codes = cols[keep], codes[keep]
+        zero = np.flatnonzero(codebook == 0.0)
+        filler = int(zero[0]) if zero.size else None
+        appended = filler is None and codebook.size < MAX_CODEBOOK_SIZE
+        if appended:
+            codebook = np.append(codebook, np.float32(0.0))
+            filler = codebook.size - 1
+        code_bits = max(1, (codebook.size - 1).bit_length())
+        if gap_bits is None:
+            gap_bits = best_gap_bits(row_ptr, cols, codes, filler, code_bits)
+        elif not MIN_GAP_BITS <= gap_bits <= MAX_GAP_BITS:
+            raise ValueError(f"gap_bits must be {MIN_GAP_BITS}..{MAX_GAP_BITS}")
+        if appended and count_fillers(row_ptr, cols, gap_bits) == 0:
+            codebook = codebook[:-1]
+            filler = None
+            code_bits = max(1, (codebook.size - 1).bit_length())
+        row_counts, gaps, ecodes = csr_to_gaps(row_ptr, cols, codes, gap_bits, filler)
+        desc = {"name": name, "encoding": ENCODING_SPARSE_CODEBOOK, "shape": shape,
+                "rows": rows, "cols": ncols, "nnz": int(cols.size), "entries": int(gaps.size),
+                "gap_bits": int(gap_bits), "filler_code": filler}
+        self._claim(name)
+        desc["codebook"] = {"size": int(codebook.size),
+                            "section": self._add_section(codebook.astype("<f4").tobytes())}
+        for key, values, bits in (("row_counts", row_counts, None), ("gaps", gaps, gap_bits),
+                                  ("codes", ecodes, code_bits)):
+            sdesc, data = streams.encode_stream(values, bits=bits, coding=coding,
+                                                chunk_symbols=chunk_symbols)
+            sdesc["section"] = self._add_section(data)
+            desc[key] = sdesc
+        self._tensors.append(desc)
+
+    def set_graph(self, graph):
+        self.graph = graph
+
+    def to_bytes(self, *, verify=True):
+        """The file's bytes; with verify, read back through the validating reader first."""
+        offsets, pos = [], 0
+        for data in self._sections:
+            offsets.append(pos)
+            pos = align(pos + len(data))
+        header = {"format_version": FORMAT_VERSION, "tensors": self._tensors,
+                  "sections": [{"offset": off, "length": len(d), "crc32": crc32(d)}
+                               for off, d in zip(offsets, self._sections)],
+                  "metadata": self.metadata}
+        if self.graph is not None:
+            header["graph"] = self.graph
+        head = canonical_json(header)
+        data_start = align(PREAMBLE_SIZE + len(head))
+        total = data_start + (offsets[-1] + len(self._sections[-1]) if self._sections else 0)
+        out = bytearray(total)
+        out[PREAMBLE_SIZE:PREAMBLE_SIZE + len(head)] = head
+        for off, data in zip(offsets, self._sections):
+            out[data_start + off:data_start + off + len(data)] = data
+        pre = PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, PREAMBLE_SIZE, len(head), total,
+                            crc32(head), b"\0" * 16, 0)
+        out[:PREAMBLE_SIZE] = pre[:-4] + crc32(pre[:-4]).to_bytes(4, "little")
+        out = bytes(out)
+        if verify:
+            f = read(out)
+            for t in f.tensors:
+                if t.encoding == ENCODING_SPARSE_CODEBOOK:
+                    f.sparse(t.name)
+        return out
+
+    def save(self, path, *, overwrite=True, verify=True):
+        """Write atomically: a temporary file beside `path`, fsync, then rename over it."""
+        write_atomic(path, self.to_bytes(verify=verify), overwrite=overwrite)
+        return os.path.getsize(path)
+
+
+def write_atomic(path, data, *, overwrite=True):
+    """Never leaves a half-written file under `path`: temp file, fsync, rename, fsync dir."""
+    path = os.fspath(path)
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists (pass overwrite=True, or --force, to replace it)")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if not overwrite and os.path.exists(path):
+            raise FileExistsError(f"{path} exists")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _version():
+    from . import __version__
+    return __version__

@@ -1,0 +1,165 @@
+"""Golden .cdnn files for spec/cdnn-format.md, each with its decoded content in a .json beside it.
+
+`python spec/vectors/make_vectors.py` rewrites them; tests check that the reader decodes each to
+its .json exactly and that the writer reproduces each byte for byte.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from cdnn_runtime.reader import read
+from cdnn_runtime.sparse import csr_from_dense
+from cdnn_runtime.writer import Writer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+META = {"producer": "cdnn spec vectors", "producer_version": "1"}
+
+
+def _sparse_matrix(rng, rows, cols, density, k):
+    """Codes in 1..k-1 at random positions (code 0 is kept for 0.0, i.e. unused)."""
+    mask = rng.random((rows, cols)) < density
+    return np.where(mask, rng.integers(1, k, (rows, cols)), 0)
+
+
+def _add_sparse(w, name, shape, codes2d, codebook, **kw):
+    row_ptr, cols, codes = csr_from_dense(codes2d)
+    w.add_sparse_codebook(name, shape, row_ptr, cols, codes, codebook, **kw)
+
+
+def raw_tensors():
+    w = Writer(metadata=META)
+    w.add_raw("f32", np.array([[1.5, -2.0, 0.0], [3.25, np.inf, -0.0]], dtype=np.float32))
+    w.add_raw("f16", np.array([0.5, -1.0, 65504.0], dtype=np.float16))
+    w.add_raw("i32", np.array([-(2**31), 0, 2**31 - 1], dtype=np.int32))
+    w.add_raw("i64", np.array([[-(2**40)], [7]], dtype=np.int64))
+    w.add_raw("u8", np.arange(5, dtype=np.uint8))
+    w.add_raw("scalar", np.array(42.0, dtype=np.float32))
+    w.add_raw("empty", np.zeros((0, 3), dtype=np.float32))
+    return w
+
+
+def sparse_huffman():
+    rng = np.random.default_rng(1)
+    codebook = np.array([0.0, -0.75, -0.25, 0.125, 0.5, 1.0, 2.0, -3.5], dtype=np.float32)
+    codes = _sparse_matrix(rng, 6, 40, 0.3, 8)
+    codes[codes > 4] = 4  # skew the distribution so that Huffman wins
+    w = Writer(metadata=META)
+    _add_sparse(w, "fc.weight", (6, 40), codes, codebook, gap_bits=4, coding="huffman")
+    return w
+
+
+def sparse_fillers():
+    codes = np.zeros((3, 30), dtype=np.int64)
+    codes[0, [0, 9, 29]] = [1, 2, 1]  # skips of 8 and 19 zeros at gap_bits=2 need fillers
+    codes[2, [3, 4]] = [2, 2]  # row 1 stays empty
+    codebook = np.array([0.0, 0.5, -0.5], dtype=np.float32)
+    w = Writer(metadata=META)
+    _add_sparse(w, "w", (3, 30), codes, codebook, gap_bits=2, coding="packed")
+    return w
+
+
+def tiny_graph():
+    rng = np.random.default_rng(3)
+    codebook = np.linspace(-1, 1, 16).astype(np.float32)
+    codebook[7] = 0.0625  # no exact zero: fillers, if any, get an appended 0.0 centroid
+    codes = _sparse_matrix(rng, 8, 12, 0.4, 16)
+    w = Writer(metadata={**META, "source_model": "tiny-mlp", "extra": {"accuracy": 0.5}})
+    _add_sparse(w, "fc1.weight", (8, 12), codes, codebook, gap_bits=3)
+    w.add_raw("fc1.bias", (np.arange(8, dtype=np.float32) - 4) / 8)
+    w.add_raw("fc2.weight", ((np.arange(24, dtype=np.float32) % 5) - 2).reshape(3, 8) / 4)
+    w.set_graph({
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 3, 2, 2]}],
+        "nodes": [
+            {"name": "flatten", "op": "flatten", "inputs": ["x"], "outputs": ["x.flat"],
+             "attrs": {"start_dim": 1}},
+            {"name": "fc1", "op": "linear", "inputs": ["x.flat"], "outputs": ["h"],
+             "params": {"weight": "fc1.weight", "bias": "fc1.bias"}},
+            {"name": "relu", "op": "relu", "inputs": ["h"], "outputs": ["h.relu"]},
+            {"name": "fc2", "op": "linear", "inputs": ["h.relu"], "outputs": ["logits"],
+             "params": {"weight": "fc2.weight"}},
+            {"name": "softmax", "op": "softmax", "inputs": ["logits"], "outputs": ["probs"],
+             "attrs": {"dim": 1}},
+        ],
+        "outputs": [{"name": "probs"}, {"name": "logits"}],
+    })
+    return w
+
+
+def chunked():
+    rng = np.random.default_rng(4)
+    codebook = np.array([0.0, 0.1, -0.1, 0.3, -0.3], dtype=np.float32)
+    codes = _sparse_matrix(rng, 10, 20, 0.5, 5)
+    w = Writer(metadata=META)
+    _add_sparse(w, "w", (10, 20), codes, codebook, gap_bits=2, coding="huffman",
+                chunk_symbols=16)
+    return w
+
+
+def conv_weight():
+    rng = np.random.default_rng(5)
+    codebook = np.array([0.0, -0.5, 0.25, 0.75], dtype=np.float32)
+    codes = _sparse_matrix(rng, 4, 2 * 3 * 3, 0.5, 4)
+    w = Writer(metadata=META)
+    _add_sparse(w, "conv.weight", (4, 2, 3, 3), codes, codebook, gap_bits=3)
+    w.add_raw("conv.bias", np.array([0.5, -0.5, 1.0, 0.0], dtype=np.float32))
+    return w
+
+
+VECTORS = {
+    "raw_tensors": raw_tensors,
+    "sparse_huffman": sparse_huffman,
+    "sparse_fillers": sparse_fillers,
+    "tiny_graph": tiny_graph,
+    "chunked_huffman": chunked,
+    "conv_weight": conv_weight,
+}
+
+
+def _num(v):
+    v = float(v)
+    if v != v or v in (float("inf"), float("-inf")):
+        return repr(v)  # JSON has no inf/nan: spelled as strings
+    return v
+
+
+def expected_content(data):
+    """The decoded content of a file, as plain JSON."""
+    f = read(data)
+    out = {"metadata": f.metadata, "graph": f.graph, "tensors": {}}
+    for t in f.tensors:
+        entry = {"encoding": t.encoding, "shape": list(t.shape), "dtype": t.dtype}
+        if t.encoding == "raw":
+            arr = f.raw(t.name).ravel()
+            entry["values"] = [_num(v) if arr.dtype.kind == "f" else int(v) for v in arr]
+        else:
+            s = f.sparse(t.name)
+            row_counts, gaps, codes = f.entries(t.name)
+            entry.update({
+                "gap_bits": t.desc["gap_bits"], "filler_code": t.desc["filler_code"],
+                "codebook": [_num(v) for v in s.codebook],
+                "row_ptr": s.row_ptr.tolist(), "col_idx": s.col_idx.tolist(),
+                "codes": s.codes.tolist(),
+                "stored": {"row_counts": row_counts.tolist(), "gaps": gaps.tolist(),
+                           "codes": codes.tolist()},
+                "streams": {k: t.desc[k]["coding"] for k in ("row_counts", "gaps", "codes")},
+            })
+        out["tensors"][t.name] = entry
+    return out
+
+
+def main():
+    for name, make in VECTORS.items():
+        data = make().to_bytes()
+        with open(os.path.join(HERE, name + ".cdnn"), "wb") as fh:
+            fh.write(data)
+        with open(os.path.join(HERE, name + ".json"), "w") as fh:
+            json.dump(expected_content(data), fh, indent=1, sort_keys=True)
+            fh.write("\n")
+        print(f"{name}.cdnn: {len(data)} bytes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Taking .cdnn files apart and putting (possibly broken) ones together, with valid checksums
+wherever a test wants a deeper check to be reached."""
+
+import json
+import struct
+
+from cdnn_runtime.constants import MAGIC, PREAMBLE_SIZE
+from cdnn_runtime.reader import PREAMBLE, align, crc32
+
+
+def split(data):
+    """(header dict, [section bytes]) of a valid file."""
+    header_length = struct.unpack_from("<Q", data, 24)[0]
+    header = json.loads(data[PREAMBLE_SIZE:PREAMBLE_SIZE + header_length])
+    start = align(PREAMBLE_SIZE + header_length)
+    sections = [data[start + s["offset"]:start + s["offset"] + s["length"]]
+                for s in header["sections"]]
+    return header, sections
+
+
+def assemble(header, sections, *, header_bytes=None, fix_sections=True, **pre):
+    """Build a file; recompute the section table unless told not to; override preamble fields."""
+    if fix_sections:
+        table, pos = [], 0
+        for s in sections:
+            table.append({"offset": pos, "length": len(s), "crc32": crc32(s)})
+            pos = align(pos + len(s))
+        header = dict(header, sections=table)
+    head = header_bytes if header_bytes is not None else json.dumps(
+        header, sort_keys=True, separators=(",", ":")).encode()
+    start = align(PREAMBLE_SIZE + len(head))
+    body = bytearray()
+    for s, entry in zip(sections, header["sections"]):
+        body += b"\0" * (entry["offset"] - len(body))
+        body += s
+    total = start + len(body)
+    fields = dict(magic=MAGIC, version=1, flags=0, header_offset=PREAMBLE_SIZE,
+                  header_length=len(head), file_length=total, header_crc=crc32(head),
+                  reserved=b"\0" * 16)
+    fields.update({k: v for k, v in pre.items() if k != "preamble_crc"})
+    packed = PREAMBLE.pack(*fields.values(), 0)[:-4]
+    crc = pre.get("preamble_crc", crc32(packed))
+    out = packed + struct.pack("<I", crc) + head
+    out += b"\0" * (start - len(out)) + bytes(body)
+    return out
+
+
+def fix_preamble_crc(data):
+    """Recompute the preamble checksum after a deliberate change to the preamble."""
+    data = bytearray(data)
+    data[60:64] = struct.pack("<I", crc32(bytes(data[:60])))
+    return bytes(data)

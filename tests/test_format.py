@@ -1,0 +1,248 @@
+"""The writer and the validating reader: round trips, determinism, and one case per bad file."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.dirname(__file__))
+from craft import assemble, fix_preamble_crc, split  # noqa: E402
+
+from cdnn_runtime import (  # noqa: E402
+    CdnnChecksumError,
+    CdnnError,
+    CdnnFormatError,
+    CdnnLimitError,
+    CdnnVersionError,
+)
+from cdnn_runtime.reader import read  # noqa: E402
+from cdnn_runtime.sparse import csr_from_dense  # noqa: E402
+from cdnn_runtime.writer import Writer, write_atomic  # noqa: E402
+
+VECTORS = os.path.join(os.path.dirname(__file__), os.pardir, "spec", "vectors")
+
+
+def vector(name):
+    with open(os.path.join(VECTORS, name + ".cdnn"), "rb") as fh:
+        return fh.read()
+
+
+def sparse_file(dense, codebook, **kw):
+    w = Writer()
+    row_ptr, cols, codes = csr_from_dense(dense)
+    w.add_sparse_codebook("w", dense.shape, row_ptr, cols, codes, codebook, **kw)
+    return w.to_bytes()
+
+
+# ---- round trips -------------------------------------------------------------------------
+
+def test_raw_round_trip_every_dtype():
+    rng = np.random.default_rng(0)
+    arrays = {"f32": rng.standard_normal((3, 4)).astype(np.float32),
+              "f16": rng.standard_normal(7).astype(np.float16),
+              "i32": rng.integers(-2**31, 2**31, 5, dtype=np.int32),
+              "i64": rng.integers(-2**62, 2**62, (2, 2), dtype=np.int64),
+              "u8": rng.integers(0, 256, 9, dtype=np.uint8),
+              "big_endian": np.arange(4, dtype=">f4"),
+              "empty": np.zeros((0,), np.float32), "scalar": np.float32(3.5)}
+    w = Writer()
+    for name, a in arrays.items():
+        w.add_raw(name, a)
+    f = read(w.to_bytes())
+    for name, a in arrays.items():
+        got = f.raw(name)
+        assert got.shape == np.shape(a) and np.array_equal(got, a), name
+        assert got.dtype.isnative
+
+
+@settings(derandomize=True, deadline=None, max_examples=40)
+@given(rows=st.integers(1, 12), cols=st.integers(1, 300), density=st.floats(0, 1),
+       k=st.integers(1, 256), gap_bits=st.one_of(st.none(), st.integers(1, 8)),
+       coding=st.sampled_from(["auto", "packed", "huffman"]), chunk=st.sampled_from([1, 5, 65536]),
+       seed=st.integers(0, 2**32 - 1))
+def test_sparse_round_trip_exact(rows, cols, density, k, gap_bits, coding, chunk, seed):
+    rng = np.random.default_rng(seed)
+    codebook = rng.standard_normal(k).astype(np.float32)
+    codebook[codebook == 0] = 1.0
+    codes = rng.integers(0, k, (rows, cols))
+    dense = np.where(rng.random((rows, cols)) < density, codebook[codes], 0).astype(np.float32)
+    row_ptr, cidx, _ = csr_from_dense(dense)
+    kept_codes = codes[dense != 0]
+    w = Writer()
+    w.add_sparse_codebook("w", (rows, cols), row_ptr, cidx, kept_codes, codebook,
+                          gap_bits=gap_bits, coding=coding, chunk_symbols=chunk)
+    data = w.to_bytes()
+    s = read(data).sparse("w")
+    assert np.array_equal(s.to_dense(), dense)
+    assert np.array_equal(s.row_ptr, row_ptr) and np.array_equal(s.col_idx, cidx)
+    assert np.array_equal(s.codebook[:k], codebook)
+    s_serial = read(data).sparse("w", parallel=False)
+    assert np.array_equal(s_serial.codes, s.codes)
+
+
+def test_sparse_conv_shape_view_and_fillers():
+    rng = np.random.default_rng(1)
+    dense = np.zeros((4, 3, 5, 5), np.float32)
+    dense[0, 0, 0, 0] = 1.0
+    dense[0, 2, 4, 4] = 2.0  # a skip of 73 zeros
+    dense[3] = rng.choice([0.0, 1.0, 2.0], (3, 5, 5))
+    codebook = np.array([1.0, 2.0], np.float32)
+    row_ptr, cols, vals = csr_from_dense(dense.reshape(4, -1))
+    codes = (vals == 2.0).astype(np.uint8)
+    w = Writer()
+    w.add_sparse_codebook("conv", dense.shape, row_ptr, cols, codes, codebook, gap_bits=2)
+    f = read(w.to_bytes())
+    t = f.tensor("conv")
+    assert t.shape == (4, 3, 5, 5) and t.desc["cols"] == 75
+    assert t.desc["entries"] > t.desc["nnz"] and t.desc["filler_code"] == 2  # 0.0 appended
+    assert np.array_equal(f.sparse("conv").to_dense(), dense)
+
+
+def test_zero_centroid_entries_are_pruned_weights():
+    codebook = np.array([0.0, 1.0], np.float32)
+    w = Writer()
+    w.add_sparse_codebook("w", (2, 3), [0, 2, 3], [0, 2, 1], [0, 1, 1], codebook)
+    s = read(w.to_bytes()).sparse("w")
+    assert s.nnz == 2 and np.array_equal(s.to_dense(), [[0, 0, 1], [0, 1, 0]])
+
+
+def test_all_pruned_and_one_centroid():
+    w = Writer()
+    w.add_sparse_codebook("empty", (3, 4), [0, 0, 0, 0], [], [], [0.5])
+    w.add_sparse_codebook("one", (1, 1), [0, 1], [0], [0], [0.5])
+    f = read(w.to_bytes())
+    assert f.sparse("empty").nnz == 0 and not f.sparse("empty").to_dense().any()
+    assert f.sparse("one").to_dense().tolist() == [[0.5]]
+
+
+def test_writer_is_deterministic():
+    from importlib import util
+    spec = util.spec_from_file_location("mv", os.path.join(VECTORS, "make_vectors.py"))
+    mv = util.module_from_spec(spec)
+    spec.loader.exec_module(mv)
+    for name in ("tiny_graph", "sparse_huffman"):
+        assert mv.VECTORS[name]().to_bytes() == mv.VECTORS[name]().to_bytes()
+
+
+def test_writer_rejects_bad_input():
+    w = Writer()
+    with pytest.raises(ValueError, match="strictly increasing"):
+        w.add_sparse_codebook("w", (1, 4), [0, 2], [2, 1], [0, 0], [1.0])
+    with pytest.raises(ValueError, match="codebook size"):
+        w.add_sparse_codebook("w", (1, 4), [0, 1], [2], [3], [1.0])
+    with pytest.raises(ValueError, match="codebook must hold"):
+        w.add_sparse_codebook("w", (1, 4), [0, 1], [2], [0], [np.nan])
+    with pytest.raises(ValueError, match="cannot be stored raw"):
+        w.add_raw("b", np.array([True]))
+    w.add_raw("a", np.zeros(1, np.float32))
+    with pytest.raises(ValueError, match="added twice"):
+        w.add_raw("a", np.zeros(1, np.float32))
+    with pytest.raises(CdnnFormatError):  # graph checked when written
+        w.set_graph({"inputs": [], "nodes": [], "outputs": []})
+        w.to_bytes()
+
+
+def test_atomic_save(tmp_path):
+    target = tmp_path / "m.cdnn"
+    target.write_bytes(b"old")
+    w = Writer()
+    w.add_raw("a", np.ones(3, np.float32))
+    with pytest.raises(FileExistsError):
+        w.save(target, overwrite=False)
+    assert target.read_bytes() == b"old"
+    size = w.save(target)
+    assert size == len(w.to_bytes()) and read(str(target)).raw("a").tolist() == [1, 1, 1]
+    assert sorted(os.listdir(tmp_path)) == ["m.cdnn"]  # no temporary left behind
+
+
+
+def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "m.cdnn"
+    target.write_bytes(b"old")
+
+    def fail(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, b"new bytes")
+    assert target.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["m.cdnn"]
+
+
+def test_runtime_never_imports_torch():
+    code = ("import sys, numpy as np, cdnn_runtime, cdnn_runtime.reader, cdnn_runtime.writer; "
+            "from cdnn_runtime.reader import read; "
+            "read(open(sys.argv[1], 'rb').read()).sparse('fc1.weight'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, os.path.join(VECTORS, "tiny_graph.cdnn")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---- golden vectors ----------------------------------------------------------------------
+
+VECTOR_NAMES = sorted(n[:-5] for n in os.listdir(VECTORS) if n.endswith(".cdnn"))
+
+
+def test_there_are_enough_vectors():
+    assert len(VECTOR_NAMES) >= 5
+
+
+@pytest.mark.parametrize("name", VECTOR_NAMES)
+def test_vector_decodes_exactly(name):
+    with open(os.path.join(VECTORS, name + ".json")) as fh:
+        expected = json.load(fh)
+    f = read(vector(name))
+    assert f.metadata == expected["metadata"]
+    assert f.graph == expected["graph"]
+    assert sorted(f.tensor_names) == sorted(expected["tensors"])
+    for tname, exp in expected["tensors"].items():
+        t = f.tensor(tname)
+        assert [t.encoding, list(t.shape), t.dtype] == [exp["encoding"], exp["shape"],
+                                                        exp["dtype"]]
+        if t.encoding == "raw":
+            want = np.array([float(v) if isinstance(v, str) else v for v in exp["values"]])
+            got = f.raw(tname).ravel().astype(np.float64)
+            assert np.array_equal(got, want) and np.array_equal(np.signbit(got),
+                                                                np.signbit(want))
+        else:
+            s = f.sparse(tname)
+            assert s.codebook.tolist() == exp["codebook"]
+            assert s.row_ptr.tolist() == exp["row_ptr"]
+            assert s.col_idx.tolist() == exp["col_idx"]
+            assert s.codes.tolist() == exp["codes"]
+            stored = f.entries(tname)
+            assert [a.tolist() for a in stored] == [exp["stored"][k] for k in
+                                                    ("row_counts", "gaps", "codes")]
+            assert {k: t.desc[k]["coding"] for k in exp["streams"]} == exp["streams"]
+
+
+@pytest.mark.parametrize("name", VECTOR_NAMES)
+def test_writer_reproduces_vector(name):
+    from importlib import util
+    spec = util.spec_from_file_location("mv", os.path.join(VECTORS, "make_vectors.py"))
+    mv = util.module_from_spec(spec)
+    spec.loader.exec_module(mv)
+    assert mv.VECTORS[name]().to_bytes() == vector(name)
+
+
+def test_vectors_cover_the_encodings():
+    codings = set()
+    fillers = False
+    for name in VECTOR_NAMES:
+        f = read(vector(name))
+        for t in f.tensors:
+            if t.encoding == "sparse_codebook":
+                codings |= {t.desc[k]["coding"] for k in ("gaps", "codes")}
+                fillers |= t.desc["entries"] > t.desc["nnz"]
+                if t.desc["codes"]["coding"] == "huffman" and t.desc["codes"]["count"] > \
+                        t.desc["codes"]["chunk_symbols"]:
+                    codings.add("chunked")
+    assert codings == {"packed", "huffman", "chunked"} and fillers
