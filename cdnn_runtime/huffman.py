@@ -51,6 +51,7 @@ __all__ = [
     "encoded_size_bits",
     "symbol_frequencies",
     "chunk_count",
+    "PARALLEL_MIN_SYMBOLS",
     "DECODE_OK",
     "DECODE_INVALID_CODE",
     "DECODE_PAST_CHUNK_END",
@@ -62,6 +63,10 @@ DECODE_OK = 0
 DECODE_INVALID_CODE = 1
 DECODE_PAST_CHUNK_END = 2
 DECODE_CHUNK_ENDS_EARLY = 3
+
+#: Streams shorter than this are coded and decoded on one thread even when parallel
+#: decoding is asked for: a parallel region costs more than it saves on them.
+PARALLEL_MIN_SYMBOLS = 1 << 18
 
 _KRAFT_ONE = 1 << HUFFMAN_MAX_CODE_LENGTH
 
@@ -490,7 +495,8 @@ def encode(symbols, lengths, chunk_symbols: int) -> tuple[np.ndarray, np.ndarray
     bits = np.zeros(nch, dtype=np.int64)
     bad = np.full(nch, -1, dtype=np.int64)
     if nch:
-        kernel = _chunk_bits_parallel if nch > 1 else _chunk_bits_serial
+        use_parallel = nch > 1 and count >= PARALLEL_MIN_SYMBOLS
+        kernel = _chunk_bits_parallel if use_parallel else _chunk_bits_serial
         kernel(sym, len256, cs, bits, bad)
     bad_any = np.nonzero(bad >= 0)[0]
     if bad_any.size:
@@ -538,7 +544,8 @@ def decode(
     """Decode ``count`` symbols (``uint8[count]``) of a chunked Huffman payload.
 
     Validates every input first, then decodes each chunk with a table of ``2**Lmax``
-    entries (``Lmax`` = longest code). ``parallel`` decodes chunks with ``prange``;
+    entries (``Lmax`` = longest code). ``parallel`` decodes chunks with ``prange``
+    (streams of fewer than ``PARALLEL_MIN_SYMBOLS`` symbols are decoded serially);
     the result is the same either way. Raises :class:`CdnnFormatError` (naming the
     chunk and bit position) on an invalid code, a code that crosses its chunk's end,
     or a chunk whose symbols end before its end bit.
@@ -567,10 +574,9 @@ def decode(
     if nch:
         if offs_in.dtype.kind == "i" and offs_in.min() < 0:
             raise CdnnFormatError("chunk bit offsets must be non-negative")
-        if int(offs_in.max()) > pbits:
-            j = int(np.argmax(offs_in > pbits)) if offs_in.dtype.kind == "i" else int(
-                np.argmax(offs_in.astype(np.uint64) > np.uint64(pbits))
-            )
+        past = np.nonzero(offs_in > pbits)[0]
+        if past.size:
+            j = int(past[0])
             raise CdnnFormatError(
                 f"chunk {j} starts at bit {int(offs_in[j])}, past payload_bits {pbits}"
             )
@@ -612,7 +618,8 @@ def decode(
     table = _build_table(lens, codes, lmax)
     status = np.zeros(nch, dtype=np.int64)
     errbit = np.zeros(nch, dtype=np.int64)
-    kernel = _decode_parallel if parallel and nch > 1 else _decode_serial
+    use_parallel = parallel and nch > 1 and count >= PARALLEL_MIN_SYMBOLS
+    kernel = _decode_parallel if use_parallel else _decode_serial
     kernel(data, table, lmax, offs, pbits, count, cs, out, status, errbit)
     failed = np.nonzero(status != DECODE_OK)[0]
     if failed.size:
