@@ -1,0 +1,369 @@
+"""The compression pipeline: capture, fold BatchNorm, prune, share (K-Means++), fine-tune, encode.
+
+Each stage is usable alone (`prune`, `share`, `encode`); `compress` runs them in order.
+A training hook is any callable `train(model)` that trains the model it is given for a while
+with the user's own loop; cdnn holds pruning masks and weight sharing in place while it runs.
+"""
+
+import copy
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from cdnn_runtime import __version__ as runtime_version
+from cdnn_runtime.reader import read
+from cdnn_runtime.writer import Writer, write_atomic
+
+from . import recipe as recipes
+from .capture import capture, prepare_for_capture
+from .cluster import kmeans_1d
+from .prune import density_schedule, hold_masks, magnitude_mask
+
+
+def _noop(*args, **kwargs):
+    pass
+
+
+# ---- BatchNorm folding ---------------------------------------------------------------------
+
+def _module(model, name):
+    return model.get_submodule(name) if name else model
+
+
+def _set_module(model, name, new):
+    parent, _, attr = name.rpartition(".")
+    setattr(_module(model, parent), attr, new)
+
+
+@torch.no_grad()
+def fold_batchnorm(model, example_inputs):
+    """Fold each BatchNorm that directly follows a conv2d or linear into that layer's weight
+    and bias, and replace the BatchNorm module by Identity. Works on the model given."""
+    cap = capture(model, example_inputs)
+    producers = {n["outputs"][0]: n for n in cap.nodes}
+    uses = {}
+    for n in cap.nodes:
+        for v in n["inputs"]:
+            uses[v] = uses.get(v, 0) + 1
+    bn_modules = {}
+    for n in cap.nodes:
+        if n["op"] == "batch_norm":
+            mod = n["params"]["mean"].rpartition(".")[0]
+            bn_modules[mod] = bn_modules.get(mod, 0) + 1
+    folded = 0
+    for n in cap.nodes:
+        if n["op"] != "batch_norm":
+            continue
+        src = producers.get(n["inputs"][0])
+        bn_name = n["params"]["mean"].rpartition(".")[0]
+        if src is None or src["op"] not in ("conv2d", "linear") or uses[n["inputs"][0]] != 1 \
+                or bn_modules[bn_name] != 1:
+            continue
+        bn = _module(model, bn_name)
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            continue
+        layer = _module(model, src["params"]["weight"].rpartition(".")[0])
+        scale = (bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)) / \
+            torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)) - \
+            bn.running_mean * scale
+        w = layer.weight
+        w.mul_(scale.reshape(-1, *([1] * (w.dim() - 1))))
+        if layer.bias is None:
+            layer.bias = nn.Parameter(shift.clone())
+        else:
+            layer.bias.mul_(scale).add_(shift)
+        _set_module(model, bn_name, nn.Identity())
+        folded += 1
+    return folded
+
+
+# ---- stages --------------------------------------------------------------------------------
+
+def layer_kinds(model, example_inputs):
+    """{module name: "linear" | "conv2d"} for every weight cdnn compresses."""
+    cap = capture(model, example_inputs)
+    return {w.rpartition(".")[0]: kind for w, kind in cap.weights.items()}
+
+
+def prune(model, settings, *, train=None, steps=3, progress=_noop):
+    """Magnitude-prune each layer to its density (or quality threshold); with a training hook,
+    in `steps` steps, retraining with the masks held after each. Returns the masks."""
+    params = dict(model.named_parameters())
+    schedules = {}
+    for name, s in settings.items():
+        if s.get("quality") is not None:
+            schedules[name] = [("quality", s["quality"])] * (steps if train else 1)
+        else:
+            d = float(s["density"])
+            sched = density_schedule(d, steps) if train and d < 1 else [d]
+            schedules[name] = [("density", x) for x in sched]
+    n_steps = max(len(v) for v in schedules.values()) if schedules else 0
+    masks = {}
+    for step in range(n_steps):
+        for name, sched in schedules.items():
+            kind, value = sched[min(step, len(sched) - 1)]
+            w = params[f"{name}.weight"]
+            masks[f"{name}.weight"] = magnitude_mask(w, **{kind: value})
+            progress("prune", name, step)
+        holder = hold_masks(model, masks)
+        if train is not None:
+            model.train()
+            train(model)
+            model.eval()
+        holder.remove()
+    return masks
+
+
+class _Shared(nn.Module):
+    """Parametrization: the weight is the codebook gathered at the surviving positions."""
+
+    def __init__(self, shape, positions, labels, centroids):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.numel = int(np.prod(shape))
+        self.register_buffer("positions", torch.as_tensor(positions, dtype=torch.long))
+        self.register_buffer("labels", torch.as_tensor(labels.astype(np.int64)))
+        self.centroids = nn.Parameter(torch.as_tensor(centroids, dtype=torch.float32).clone())
+
+    def forward(self, original):
+        flat = torch.zeros(self.numel, dtype=self.centroids.dtype, device=self.centroids.device)
+        flat = flat.index_put((self.positions,), self.centroids[self.labels])
+        return flat.view(self.shape)
+
+
+@dataclass
+class SharedLayer:
+    """One layer after weight sharing: where the weights survive, their codes, the codebook."""
+    shape: tuple
+    positions: np.ndarray  # flat indices of surviving weights, ascending
+    codes: np.ndarray  # uint8 per surviving weight
+    codebook: np.ndarray  # float32[k], ascending
+    inertia: float
+    codebook_before_fine_tune: np.ndarray = field(default=None, repr=False)
+
+
+def share(model, masks, settings, *, seed=0, progress=_noop):
+    """Cluster each layer's surviving weights into 2**bits shared centroids (1-D K-Means)."""
+    params = dict(model.named_parameters())
+    layers = {}
+    for name, s in settings.items():
+        w = params[f"{name}.weight"].detach().cpu()
+        mask = masks[f"{name}.weight"].cpu().reshape(-1) & (w.reshape(-1) != 0)
+        positions = torch.nonzero(mask).reshape(-1).numpy()
+        values = w.reshape(-1)[mask].numpy().astype(np.float32)
+        if values.size:
+            res = kmeans_1d(values, 2 ** s["bits"], init=s["init"], seed=seed)
+            codebook, codes, inertia = res.centroids, res.labels, res.inertia
+        else:
+            codebook, codes, inertia = np.zeros(1, np.float32), np.zeros(0, np.uint8), 0.0
+        layers[name] = SharedLayer(tuple(w.shape), positions, codes.astype(np.uint8),
+                                   codebook.astype(np.float32), float(inertia),
+                                   codebook.astype(np.float32).copy())
+        progress("share", name, 0)
+    _write_shared(model, layers)
+    return layers
+
+
+@torch.no_grad()
+def _write_shared(model, layers):
+    params = dict(model.named_parameters())
+    for name, layer in layers.items():
+        w = params[f"{name}.weight"]
+        flat = torch.zeros(w.numel(), dtype=w.dtype)
+        flat[torch.as_tensor(layer.positions, dtype=torch.long)] = torch.as_tensor(
+            layer.codebook[layer.codes], dtype=w.dtype)
+        w.copy_(flat.view_as(w))
+
+
+def fine_tune(model, layers, train):
+    """Train the centroids with the user's loop: each centroid's gradient is the sum of the
+    gradients of the weights that share it; pruned weights stay zero, shared stay shared."""
+    for name, layer in layers.items():
+        mod = _module(model, name)
+        parametrize.register_parametrization(
+            mod, "weight", _Shared(layer.shape, layer.positions, layer.codes, layer.codebook),
+            unsafe=True)
+    try:
+        model.train()
+        train(model)
+        model.eval()
+    finally:
+        for name, layer in layers.items():
+            mod = _module(model, name)
+            p = mod.parametrizations.weight[0]
+            layer.codebook = p.centroids.detach().cpu().numpy().astype(np.float32).copy()
+            parametrize.remove_parametrizations(mod, "weight", leave_parametrized=False)
+        _write_shared(model, layers)
+    return layers
+
+
+def encode(model, example_inputs, layers, settings, *, metadata=None, coding="auto",
+           input_names=None, output_names=None):
+    """Write the model as .cdnn bytes: shared layers as sparse_codebook, the rest raw."""
+    cap = capture(model, example_inputs, input_names=input_names, output_names=output_names)
+    w = Writer(metadata=metadata)
+    for tname, array in cap.params.items():
+        name = tname.rpartition(".")[0]
+        if tname in cap.weights and name in layers:
+            layer = layers[name]
+            rows = layer.shape[0]
+            cols = int(np.prod(layer.shape[1:]))
+            r = layer.positions // cols
+            row_ptr = np.zeros(rows + 1, np.int64)
+            np.cumsum(np.bincount(r, minlength=rows), out=row_ptr[1:])
+            w.add_sparse_codebook(tname, layer.shape, row_ptr, layer.positions % cols,
+                                  layer.codes, layer.codebook,
+                                  gap_bits=settings[name].get("gap_bits"), coding=coding)
+        else:
+            w.add_raw(tname, array.astype(np.float32))
+    w.set_graph(cap.graph)
+    return w.to_bytes()
+
+
+# ---- the whole pipeline --------------------------------------------------------------------
+
+def weights_sha256(model):
+    """SHA-256 over the model's parameters and buffers, by sorted name (float32 bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().float().numpy().tobytes() if t.is_floating_point()
+                 else t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def compress(model, example_inputs, recipe=None, *, preset="deep-compression", train=None,
+             evaluate=None, prune_steps=3, seed=0, model_name=None, coding="auto",
+             input_names=None, output_names=None, progress=_noop):
+    """Compress a PyTorch model into a .cdnn file held in memory (a CompressedModel).
+
+    `recipe` maps layer names, patterns or kinds to settings (see cdnn.recipe); `train` is an
+    optional hook `train(model)` called after each pruning step and after clustering;
+    `evaluate(model) -> float` is measured on the dense, pruned and final models.
+    """
+    if not isinstance(example_inputs, tuple):
+        example_inputs = (example_inputs,)
+    source_sha = weights_sha256(model)
+    dense_params = sum(p.numel() for p in model.parameters())
+    work = prepare_for_capture(model)
+    kinds = layer_kinds(work, example_inputs)  # fails here, before any work, on an unknown op
+    settings = recipes.resolve(kinds, recipe, preset, model_name)
+    folded = fold_batchnorm(work, example_inputs)
+    scores = {}
+    if evaluate is not None:
+        scores["dense"] = float(evaluate(work))
+    masks = prune(work, settings, train=train, steps=prune_steps, progress=progress)
+    if evaluate is not None:
+        scores["pruned"] = float(evaluate(work))
+    layers = share(work, masks, settings, seed=seed, progress=progress)
+    if evaluate is not None:
+        scores["shared"] = float(evaluate(work))
+    if train is not None:
+        fine_tune(work, layers, train)
+        if evaluate is not None:
+            scores["fine_tuned"] = float(evaluate(work))
+    metadata = {
+        "producer": "cdnn", "producer_version": runtime_version,
+        "source_model": model_name or type(model).__name__, "source_sha256": source_sha,
+        "recipe": {"preset": preset, "seed": seed, "prune_steps": prune_steps if train else 0,
+                   "retrained": train is not None, "batchnorm_folded": folded,
+                   "layers": settings},
+        "extra": {f"score_{k}": v for k, v in scores.items()},
+    }
+    data = encode(work, example_inputs, layers, settings, metadata=metadata, coding=coding,
+                  input_names=input_names, output_names=output_names)
+    return CompressedModel(data, work, layers, settings, dense_params, scores)
+
+
+class CompressedModel:
+    """A compressed model: the .cdnn bytes, and the torch model with the same weights."""
+
+    def __init__(self, data, model, layers, settings, dense_params, scores):
+        self._data = data
+        self._model = model
+        self.layers = layers
+        self.settings = settings
+        self.dense_params = dense_params
+        self.scores = scores
+        self.file = read(data)
+
+    def to_bytes(self):
+        return self._data
+
+    def save(self, path, *, overwrite=True):
+        write_atomic(path, self._data, overwrite=overwrite)
+        return len(self._data)
+
+    @property
+    def nbytes(self):
+        return len(self._data)
+
+    @property
+    def dense_bytes(self):
+        """Bytes of the source model's parameters as float32."""
+        return 4 * self.dense_params
+
+    @property
+    def ratio(self):
+        return self.dense_bytes / self.nbytes
+
+    def reference_model(self):
+        """A torch module whose weights are exactly the decompressed ones (for checking)."""
+        return copy.deepcopy(self._model)
+
+    def report(self):
+        """Per layer: shape, density, bits, bytes by stream, ratio; and totals."""
+        return size_report(self.file, self.dense_bytes, self.nbytes)
+
+    def format_report(self):
+        return format_report(self.report())
+
+
+def size_report(f, dense_bytes, file_bytes):
+    """Where the bytes of a read .cdnn file go, per sparse layer and in total."""
+    rows = []
+    counted = 0
+    for t in f.tensors:
+        if t.encoding != "sparse_codebook":
+            continue
+        d = t.desc
+        numel = d["rows"] * d["cols"]
+        sec = {k: f.sections[d[k]["section"]][1] for k in ("row_counts", "gaps", "codes")}
+        sec["codebook"] = f.sections[d["codebook"]["section"]][1]
+        bias_name = t.name.rpartition(".")[0] + ".bias"
+        bias = f.tensor(bias_name).nbytes if bias_name in f.tensor_names else 0
+        total = sum(sec.values()) + bias
+        counted += total
+        rows.append({
+            "layer": t.name.rpartition(".")[0], "shape": list(t.shape), "weights": numel,
+            "nnz": d["nnz"], "density": d["nnz"] / numel if numel else 0.0,
+            "codebook_size": d["codebook"]["size"], "gap_bits": d["gap_bits"],
+            "fillers": d["entries"] - d["nnz"],
+            "codes_coding": d["codes"]["coding"], "gaps_coding": d["gaps"]["coding"],
+            "bytes": {**sec, "bias": bias, "total": total},
+            "bits_per_nnz": 8 * (sec["codes"] + sec["gaps"] + sec["row_counts"]) / max(d["nnz"], 1),
+            "dense_bytes": 4 * numel + bias, "ratio": (4 * numel + bias) / max(total, 1),
+        })
+    return {"layers": rows, "file_bytes": file_bytes, "dense_bytes": dense_bytes,
+            "other_bytes": file_bytes - counted, "ratio": dense_bytes / file_bytes}
+
+
+def format_report(rep):
+    out = io.StringIO()
+    out.write(f"{'layer':<16}{'shape':>20}{'density':>9}{'K':>5}{'codes':>9}{'gaps':>9}"
+              f"{'rows':>7}{'bias':>7}{'bits/nz':>8}{'ratio':>8}\n")
+    for r in rep["layers"]:
+        b = r["bytes"]
+        out.write(f"{r['layer']:<16}{'x'.join(map(str, r['shape'])):>20}{r['density']:>9.1%}"
+                  f"{r['codebook_size']:>5}{b['codes']:>9}{b['gaps']:>9}{b['row_counts']:>7}"
+                  f"{b['bias']:>7}{r['bits_per_nnz']:>8.2f}{r['ratio']:>7.1f}x\n")
+    out.write(f"other tensors, graph, header: {rep['other_bytes']} bytes\n")
+    out.write(f"total: {rep['dense_bytes']:,} dense float32 bytes -> {rep['file_bytes']:,} bytes "
+              f"on disk = {rep['ratio']:.1f}x\n")
+    return out.getvalue()

@@ -1,0 +1,125 @@
+"""Compression recipes: per-layer density (or quality), codebook bits, clustering init, gap bits.
+
+A recipe maps module names (shell-style patterns allowed) or layer kinds (`kind:linear`,
+`kind:conv2d`) to settings; layers not named get the preset's defaults. Exact names win over
+patterns, patterns over kinds, kinds over the preset.
+"""
+
+import fnmatch
+import json
+import os
+
+from .cluster import CdnnRecipeError
+from .models import DEEP_COMPRESSION_DENSITY
+
+KEYS = {"density", "quality", "bits", "init", "gap_bits"}
+INITS = ("kmeans++", "linear", "random")
+
+PRESETS = {
+    # Deep Compression: conv 8 bits, fc 5 bits; its published densities for the reference nets.
+    "deep-compression": {"kind:conv2d": {"density": 0.5, "bits": 8},
+                         "kind:linear": {"density": 0.1, "bits": 5}},
+    "lossless-ish": {"kind:conv2d": {"density": 1.0, "bits": 8},
+                     "kind:linear": {"density": 1.0, "bits": 8}},
+}
+
+#: Deep Compression's LeNet-300-100 used 6-bit weights for its fully connected layers.
+_DC_BITS = {"lenet-300-100": {"kind:linear": 6}}
+
+
+def load_recipe(source):
+    """A recipe from a dict, a JSON file, or a YAML file (when PyYAML is installed)."""
+    if source is None or isinstance(source, dict):
+        return dict(source or {})
+    path = os.fspath(source)
+    with open(path) as fh:
+        text = fh.read()
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise CdnnRecipeError(f"{path}: reading YAML recipes needs PyYAML "
+                                  "(pip install pyyaml), or write the recipe as JSON") from None
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CdnnRecipeError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CdnnRecipeError(f"{path}: a recipe is a mapping of layer names to settings")
+    return data
+
+
+def _check_settings(where, settings):
+    if not isinstance(settings, dict):
+        raise CdnnRecipeError(f"recipe entry {where!r}: settings must be a mapping")
+    unknown = sorted(set(settings) - KEYS)
+    if unknown:
+        raise CdnnRecipeError(f"recipe entry {where!r}: unknown setting {unknown[0]!r} "
+                              f"(known: {', '.join(sorted(KEYS))})")
+    if "density" in settings and settings["density"] is not None:
+        d = settings["density"]
+        if not isinstance(d, (int, float)) or not 0 < d <= 1:
+            raise CdnnRecipeError(f"recipe entry {where!r}: density must be in (0, 1], got {d!r}")
+    if "quality" in settings and settings["quality"] is not None:
+        q = settings["quality"]
+        if not isinstance(q, (int, float)) or q < 0:
+            raise CdnnRecipeError(f"recipe entry {where!r}: quality must be >= 0, got {q!r}")
+    if "bits" in settings:
+        b = settings["bits"]
+        if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 8:
+            raise CdnnRecipeError(f"recipe entry {where!r}: bits must be 1 to 8, got {b!r}")
+    if "gap_bits" in settings and settings["gap_bits"] is not None:
+        g = settings["gap_bits"]
+        if not isinstance(g, int) or isinstance(g, bool) or not 1 <= g <= 8:
+            raise CdnnRecipeError(f"recipe entry {where!r}: gap_bits must be 1 to 8, got {g!r}")
+    if "init" in settings and settings["init"] not in INITS:
+        raise CdnnRecipeError(f"recipe entry {where!r}: init must be one of {', '.join(INITS)}")
+
+
+def detect_reference(layers):
+    """The name of the reference network whose layer names these are, or None."""
+    names = set(layers)
+    for model, table in DEEP_COMPRESSION_DENSITY.items():
+        if set(table) == names:
+            return model
+    return None
+
+
+def resolve(layers, recipe=None, preset="deep-compression", model_name=None):
+    """Effective settings per layer: {module name: {density|quality, bits, init, gap_bits}}.
+
+    `layers` maps module name -> kind ("linear" or "conv2d").
+    """
+    if preset not in PRESETS:
+        raise CdnnRecipeError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    recipe = load_recipe(recipe)
+    for key, settings in recipe.items():
+        _check_settings(key, settings)
+        if key.startswith("kind:") and key[5:] not in ("linear", "conv2d"):
+            raise CdnnRecipeError(f"recipe entry {key!r}: kinds are kind:linear and kind:conv2d")
+        if not key.startswith("kind:") and not any(fnmatch.fnmatchcase(n, key) for n in layers):
+            raise CdnnRecipeError(f"recipe entry {key!r} matches no layer of the model "
+                                  f"(layers: {', '.join(layers)})")
+    model_name = model_name or detect_reference(layers)
+    out = {}
+    for name, kind in layers.items():
+        s = {"init": "kmeans++", "gap_bits": None}
+        s.update(PRESETS[preset][f"kind:{kind}"])
+        if preset == "deep-compression" and model_name in DEEP_COMPRESSION_DENSITY:
+            s["density"] = DEEP_COMPRESSION_DENSITY[model_name].get(name, s["density"])
+            s["bits"] = _DC_BITS.get(model_name, {}).get(f"kind:{kind}", s["bits"])
+        layered = [recipe.get(f"kind:{kind}")]
+        layered += [v for k, v in recipe.items() if not k.startswith("kind:") and k != name
+                    and fnmatch.fnmatchcase(name, k)]
+        layered.append(recipe.get(name))
+        for extra in layered:
+            if extra:
+                if "quality" in extra and extra["quality"] is not None:
+                    s.pop("density", None)
+                if "density" in extra and extra["density"] is not None:
+                    s.pop("quality", None)
+                s.update(extra)
+        out[name] = s
+    return out
