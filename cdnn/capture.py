@@ -384,8 +384,15 @@ class _LRN(nn.Module):
 def prepare_for_capture(model):
     """A copy of the model ready to trace: eval mode, torch.nn.utils.prune masks made permanent
     (weights keep their names), LocalResponseNorm kept as one op."""
-    model = copy.deepcopy(model).eval()
     from torch.nn.utils import prune as tprune
+    memo = {}
+    for _, mod in model.named_modules():  # pruned weights are computed tensors: copy values
+        for hook in getattr(mod, "_forward_pre_hooks", {}).values():
+            if isinstance(hook, tprune.BasePruningMethod):
+                t = getattr(mod, hook._tensor_name, None)
+                if isinstance(t, torch.Tensor) and not t.is_leaf:
+                    memo[id(t)] = t.detach().clone()
+    model = copy.deepcopy(model, memo).eval()
     for _, mod in model.named_modules():
         for hook in list(getattr(mod, "_forward_pre_hooks", {}).values()):
             if isinstance(hook, tprune.BasePruningMethod):

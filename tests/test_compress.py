@@ -1,0 +1,211 @@
+"""The compressor: capture, recipes, prune, share, fine-tune, encode; read back exactly."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cdnn.capture import capture, prepare_for_capture
+from cdnn.cluster import CdnnRecipeError
+from cdnn.compress import compress, fold_batchnorm
+from cdnn.recipe import resolve
+from cdnn_runtime import CdnnUnsupportedError
+from cdnn_runtime.reader import read
+
+
+class EveryOp(nn.Module):
+    """A small net touching every op kind the capture knows."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=2, dilation=2, groups=2)
+        self.dw = nn.Conv2d(8, 8, 1, groups=8, bias=False)
+        self.prelu = nn.PReLU(8)
+        self.lrn = nn.LocalResponseNorm(3)
+        self.pool = nn.AdaptiveAvgPool2d((2, 2))
+        self.fc1 = nn.Linear(64, 16)
+        self.fc2 = nn.Linear(16, 5)
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.max_pool2d(x, 2, ceil_mode=True)
+        y = F.leaky_relu(self.conv2(x), 0.1)
+        y = self.prelu(self.dw(y)) + y
+        y = self.lrn(F.relu6(y))
+        y = F.avg_pool2d(y, 3, stride=1, padding=1, count_include_pad=False)
+        y = torch.cat([self.pool(y), torch.sigmoid(self.pool(y)) * 0.5], dim=1)
+        y = torch.flatten(y, 1)
+        y = self.drop(torch.tanh(self.fc1(y[:, :64] if False else y.reshape(y.shape[0], -1)[:, :64])))
+        return F.log_softmax(F.gelu(self.fc2(y)), dim=1)
+
+
+def trained_bn(model):
+    """Give the BatchNorm layers non-trivial statistics."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3)
+        self.bn = nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6 * 6 * 6, 4)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+def seeded(cls, seed=0):
+    torch.manual_seed(seed)
+    return cls()
+
+
+def test_unsupported_op_is_named_before_any_work():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.fft.fft(self.fc(x)).real
+
+    with pytest.raises(CdnnUnsupportedError, match=r"aten\._fft|fft.*test_compress\.py"):
+        compress(Bad(), torch.randn(2, 4))
+
+
+def test_fold_batchnorm_keeps_outputs():
+    model = trained_bn(seeded(Small)).eval()
+    x = torch.randn(3, 1, 8, 8)
+    before = model(x)
+    work = prepare_for_capture(model)
+    assert fold_batchnorm(work, (x,)) == 1
+    assert isinstance(work.bn, nn.Identity)
+    torch.testing.assert_close(work(x), before, rtol=1e-5, atol=1e-5)
+    ops = [n["op"] for n in capture(work, (x,)).nodes]
+    assert "batch_norm" not in ops
+
+
+def test_compressed_file_holds_exact_codebook_values_at_surviving_positions():
+    model = trained_bn(seeded(Small)).eval()
+    x = torch.randn(2, 1, 8, 8)
+    packed = compress(model, x, {"conv": {"density": 0.5, "bits": 3},
+                                 "fc": {"density": 0.25, "bits": 2, "init": "linear"}})
+    ref = dict(packed.reference_model().named_parameters())
+    f = read(packed.to_bytes())
+    for name, density, bits in (("conv.weight", 0.5, 3), ("fc.weight", 0.25, 2)):
+        s = f.sparse(name)
+        w = ref[name].detach().numpy()
+        assert np.array_equal(s.to_dense(), w)
+        assert s.nnz == round(density * w.size)
+        assert len(np.unique(s.values())) <= 2 ** bits
+        assert set(np.unique(s.values())) <= set(s.codebook.tolist())
+    # the dense model the weights came from is the folded one; the file is its exact copy
+    assert read(packed.to_bytes()).metadata["recipe"]["batchnorm_folded"] == 1
+
+
+def test_every_op_compresses_and_records_graph():
+    model = trained_bn(seeded(EveryOp)).eval()
+    x = torch.randn(2, 3, 12, 12)
+    packed = compress(model, x, preset="deep-compression")
+    f = read(packed.to_bytes())
+    ops = {n["op"] for n in f.graph["nodes"]}
+    assert {"conv2d", "max_pool2d", "leaky_relu", "prelu", "add", "relu6", "local_response_norm",
+            "avg_pool2d", "adaptive_avg_pool2d", "cat", "sigmoid", "mul", "flatten", "tanh",
+            "linear", "gelu", "log_softmax", "relu"} <= ops
+    assert "batch_norm" not in ops and "dropout" not in ops
+    sparse = {t.name for t in f.tensors if t.encoding == "sparse_codebook"}
+    assert sparse == {"conv1.weight", "conv2.weight", "dw.weight", "fc1.weight", "fc2.weight"}
+    assert f.graph["inputs"][0]["shape"] == [None, 3, 12, 12]
+
+
+def test_same_model_same_bytes():
+    a = compress(seeded(Small), torch.randn(2, 1, 8, 8)).to_bytes()
+    b = compress(seeded(Small), torch.randn(2, 1, 8, 8)).to_bytes()
+    assert a == b
+
+
+def test_torch_prune_masks_and_names_are_kept():
+    from torch.nn.utils import prune as tprune
+    model = seeded(Small)
+    tprune.l1_unstructured(model.fc, "weight", amount=0.7)
+    mask = model.fc.weight_mask.clone().bool()
+    packed = compress(model, torch.randn(2, 1, 8, 8), {"fc": {"density": 1.0, "bits": 8}})
+    s = read(packed.to_bytes()).sparse("fc.weight")
+    got = s.to_dense() != 0
+    assert np.array_equal(got, mask.numpy())
+    assert hasattr(model.fc, "weight_orig")  # the user's model is left as it was
+
+
+def test_recipe_resolution():
+    layers = {"conv1": "conv2d", "conv2": "conv2d", "fc1": "linear", "fc2": "linear"}
+    s = resolve(layers, {"conv*": {"density": 0.3}, "conv2": {"bits": 4},
+                         "kind:linear": {"quality": 1.5, "init": "random"}})
+    assert s["conv1"]["density"] == 0.3 and s["conv1"]["bits"] == 8
+    assert s["conv2"] == {"init": "kmeans++", "gap_bits": None, "density": 0.3, "bits": 4}
+    assert s["fc1"]["quality"] == 1.5 and "density" not in s["fc1"] and s["fc1"]["bits"] == 5
+    dc = resolve(layers)  # the LeNet-5 layer names: Deep Compression's table applies
+    assert dc["conv1"]["density"] == 0.66 and dc["fc1"]["density"] == 0.08
+    with pytest.raises(CdnnRecipeError, match="matches no layer"):
+        resolve(layers, {"nope": {"bits": 3}})
+    with pytest.raises(CdnnRecipeError, match="bits must be 1 to 8"):
+        resolve(layers, {"fc1": {"bits": 9}})
+    with pytest.raises(CdnnRecipeError, match="unknown setting"):
+        resolve(layers, {"fc1": {"bitz": 3}})
+    with pytest.raises(CdnnRecipeError, match="unknown preset"):
+        resolve(layers, preset="zip")
+
+
+def _toy_task():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 1, 8, 8, generator=g)
+    teacher = seeded(Small, 1).eval()
+    with torch.no_grad():
+        y = teacher(x).argmax(1)
+    return x, y
+
+
+def test_retraining_holds_masks_and_fine_tuning_moves_centroids():
+    x, y = _toy_task()
+    model = seeded(Small, 2)
+    losses = []
+
+    def train(m):
+        opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+        for _ in range(30):
+            opt.zero_grad()
+            loss = F.cross_entropy(m(x), y)
+            loss.backward()
+            opt.step()
+
+    def evaluate(m):
+        with torch.no_grad():
+            loss = float(F.cross_entropy(m(x), y))
+        losses.append(loss)
+        return -loss
+
+    packed = compress(model, x[:2], {"conv": {"density": 0.5, "bits": 2},
+                                     "fc": {"density": 0.3, "bits": 2}},
+                      train=train, evaluate=evaluate, prune_steps=2)
+    scores = packed.scores
+    assert scores["fine_tuned"] > scores["shared"]  # fine-tuning the centroids lowers the loss
+    for name, layer in packed.layers.items():
+        assert not np.allclose(layer.codebook, layer.codebook_before_fine_tune)
+    f = read(packed.to_bytes())
+    ref = dict(packed.reference_model().named_parameters())
+    for name in ("conv.weight", "fc.weight"):
+        s = f.sparse(name)
+        assert np.array_equal(s.to_dense(), ref[name].detach().numpy())
+        assert len(np.unique(s.values())) <= 4
+        assert s.nnz == round({"conv.weight": 0.5, "fc.weight": 0.3}[name] * s.rows * s.cols)
