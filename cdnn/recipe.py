@@ -23,10 +23,6 @@ PRESETS = {
                      "kind:linear": {"density": 1.0, "bits": 8}},
 }
 
-#: Deep Compression's LeNet-300-100 used 6-bit weights for its fully connected layers.
-_DC_BITS = {"lenet-300-100": {"kind:linear": 6}}
-
-
 def load_recipe(source):
     """A recipe from a dict, a JSON file, or a YAML file (when PyYAML is installed)."""
     if source is None or isinstance(source, dict):
@@ -109,7 +105,6 @@ def resolve(layers, recipe=None, preset="deep-compression", model_name=None):
         s.update(PRESETS[preset][f"kind:{kind}"])
         if preset == "deep-compression" and model_name in DEEP_COMPRESSION_DENSITY:
             s["density"] = DEEP_COMPRESSION_DENSITY[model_name].get(name, s["density"])
-            s["bits"] = _DC_BITS.get(model_name, {}).get(f"kind:{kind}", s["bits"])
         layered = [recipe.get(f"kind:{kind}")]
         layered += [v for k, v in recipe.items() if not k.startswith("kind:") and k != name
                     and fnmatch.fnmatchcase(name, k)]
