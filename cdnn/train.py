@@ -22,7 +22,7 @@ def fit(model, loader, loss=None, epochs=1, lr=1e-3, *, weight_decay=0.0, log=No
             value = loss(model(x), y)
             value.backward()
             opt.step()
-            total += float(value) * len(x)
+            total += float(value.detach()) * len(x)
             count += len(x)
         mean = total / max(count, 1)
         if log:

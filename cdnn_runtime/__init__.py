@@ -10,3 +10,16 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+
+def read(source, **kwargs):
+    """Open and validate a .cdnn file (path or bytes); see cdnn_runtime.reader.read."""
+    from .reader import read as _read
+    return _read(source, **kwargs)
+
+
+def __getattr__(name):
+    if name in ("InferenceSession", "load", "NodeArg"):
+        from . import session
+        return getattr(session, name)
+    raise AttributeError(f"module 'cdnn_runtime' has no attribute {name!r}")

@@ -1,0 +1,57 @@
+"""Inference kernels of the cdnn runtime (numpy and numba only).
+
+* :mod:`.sparse_linear` -- fully-connected layers straight from CSR + codebook storage;
+* :mod:`.sparse_conv` -- direct sparse 2-D convolution from the same storage;
+* :mod:`.dense_ops` -- pooling, activations, normalisation, raw dense layers, tensor plumbing.
+
+Sparse kernels take ``row_ptr`` int64[rows+1], ``cols`` uint16 (cols <= 65536) or int32,
+``codes`` uint8, ``codebook`` float32[1..256] and an optional float32 ``bias``; the value of
+entry k is ``codebook[codes[k]]``. Bad arguments raise :class:`KernelArgumentError`
+(a ValueError and a CdnnError).
+
+Kernels are compiled on first use and cached on disk by numba (``cache=True``). Numba keys
+that cache on each kernel's own source file only: after editing ``_common.py`` (for instance
+``apply_activation``), delete ``cdnn_runtime/kernels/__pycache__`` so that kernels of the
+other modules are recompiled.
+"""
+
+from . import dense_ops, sparse_conv, sparse_linear
+from ._common import (
+    ACT_GELU,
+    ACT_GELU_TANH,
+    ACT_LEAKY_RELU,
+    ACT_NONE,
+    ACT_RELU,
+    ACT_RELU6,
+    ACT_SIGMOID,
+    ACT_TANH,
+    Activation,
+    KernelArgumentError,
+    parse_activation,
+)
+from .sparse_conv import SparseConv2d, conv2d, prepare_conv
+from .sparse_linear import SparseLinear, check_linear_weights, linear, prepare_linear
+
+__all__ = [
+    "ACT_GELU",
+    "ACT_GELU_TANH",
+    "ACT_LEAKY_RELU",
+    "ACT_NONE",
+    "ACT_RELU",
+    "ACT_RELU6",
+    "ACT_SIGMOID",
+    "ACT_TANH",
+    "Activation",
+    "KernelArgumentError",
+    "SparseConv2d",
+    "SparseLinear",
+    "check_linear_weights",
+    "conv2d",
+    "dense_ops",
+    "linear",
+    "parse_activation",
+    "prepare_conv",
+    "prepare_linear",
+    "sparse_conv",
+    "sparse_linear",
+]

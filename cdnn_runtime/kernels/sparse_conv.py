@@ -1,0 +1,389 @@
+"""Direct sparse 2-D convolution from CSR + codebook storage (Park et al., ICLR 2017).
+
+The weight [Cout, Cin/groups, kh, kw] is stored as the 2-D view [Cout, Cin/groups*kh*kw]
+in CSR form (column ``c = ci*kh*kw + ky*kw + kx``), entry values ``codebook[codes[k]]``.
+Each stored weight (o, ci, ky, kx) adds ``value * shifted input plane ci`` to output plane o;
+no dense weight and no im2col is ever built.
+
+How the shifted plane is read: the input is zero-padded and split by stride phase into
+``xs[b, p, c, Hq, Wq]`` with ``p = (row % sh) * sw + col % sw`` (for stride 1 this is just the
+padded input, and with no padding the input itself is used). Then the input pixel of output
+(y, x) for a tap (ky, kx) is ``xs[b, phase, c, y + qy, x + qx]`` with ``ky*dh = qy*sh + py``,
+``kx*dw = qx*sw + px``: every tap is a stride-1 shift. Computing the output plane with the row
+pitch Wq of the input planes turns it into one contiguous run of ``L = (Ho-1)*Wq + Wo``
+multiply-adds per stored weight: ``acc[i] += w * xs_flat[offset + i]``; the Wq - Wo extra
+columns per row are dropped in the epilogue, which adds the bias and the fused activation.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._common import (
+    FASTMATH,
+    PARALLEL_MIN_WORK,
+    KernelArgumentError,
+    apply_activation,
+    as_pair,
+    check_csr,
+    check_float32,
+    parse_activation,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k, length):
+    e = np.int64(entry[k])
+    start = xbase + (e >> tap_bits) * chan_stride + tap_off[e & ((1 << tap_bits) - 1)]
+    return xs[start:start + length]
+
+
+@njit(cache=True)
+def _accumulate_row(xs, xbase, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride, acc):
+    """acc += sum over entries k..end-1 of value * shifted input; eight, then four entries
+    per pass over acc (fewer loads and stores of acc per multiply-add), then one by one."""
+    length = acc.shape[0]
+    while k + 8 <= end:
+        w0 = codebook[codes[k]]
+        w1 = codebook[codes[k + 1]]
+        w2 = codebook[codes[k + 2]]
+        w3 = codebook[codes[k + 3]]
+        w4 = codebook[codes[k + 4]]
+        w5 = codebook[codes[k + 5]]
+        w6 = codebook[codes[k + 6]]
+        w7 = codebook[codes[k + 7]]
+        a0 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k, length)
+        a1 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 1, length)
+        a2 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 2, length)
+        a3 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 3, length)
+        a4 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 4, length)
+        a5 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 5, length)
+        a6 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 6, length)
+        a7 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 7, length)
+        for i in range(length):
+            acc[i] += (w0 * a0[i] + w1 * a1[i] + w2 * a2[i] + w3 * a3[i]) + (
+                w4 * a4[i] + w5 * a5[i] + w6 * a6[i] + w7 * a7[i]
+            )
+        k += 8
+    if k + 4 <= end:
+        w0 = codebook[codes[k]]
+        w1 = codebook[codes[k + 1]]
+        w2 = codebook[codes[k + 2]]
+        w3 = codebook[codes[k + 3]]
+        a0 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k, length)
+        a1 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 1, length)
+        a2 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 2, length)
+        a3 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 3, length)
+        for i in range(length):
+            acc[i] += w0 * a0[i] + w1 * a1[i] + w2 * a2[i] + w3 * a3[i]
+        k += 4
+    while k < end:
+        w = codebook[codes[k]]
+        a0 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k, length)
+        for i in range(length):
+            acc[i] += w * a0[i]
+        k += 1
+
+
+@njit(cache=True)
+def _conv_task(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
+               bias, has_bias, act, act_param, out, b, o, wq, scratch):
+    ho = out.shape[2]
+    wo = out.shape[3]
+    if wq == wo:
+        acc = out[b, o].reshape(ho * wo)
+    else:
+        acc = scratch
+    for i in range(acc.shape[0]):
+        acc[i] = 0.0
+    _accumulate_row(xs, b * batch_stride, row_ptr[o], row_ptr[o + 1], entry, tap_bits, codes, codebook, tap_off,
+                    chan_stride, acc)
+    bo = bias[o] if has_bias else np.float32(0.0)
+    plane = out[b, o]
+    for y in range(ho):
+        row = y * wq
+        for x in range(wo):
+            plane[y, x] = apply_activation(acc[row + x] + bo, act, act_param)
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def conv_parallel(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
+                  wq, bias, has_bias, act, act_param, out):
+    """Direct sparse convolution, tasks (batch, output channel) spread over threads.
+
+    xs: flat float32 phase-split padded input; entry: uint32 per stored weight,
+    ``input_channel << tap_bits | tap``; tap_off: int64 offset of each tap inside a channel
+    block; out: float32 [B, Cout, Ho, Wo].
+    """
+    n_batch = out.shape[0]
+    n_out = out.shape[1]
+    length = (out.shape[2] - 1) * wq + out.shape[3]
+    for task in prange(n_batch * n_out):
+        b = task // n_out
+        o = task - b * n_out
+        scratch = np.empty(length if wq != out.shape[3] else 0, np.float32)
+        _conv_task(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
+                   bias, has_bias, act, act_param, out, b, o, wq, scratch)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def conv_serial(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
+                wq, bias, has_bias, act, act_param, out):
+    """Serial :func:`conv_parallel`."""
+    n_batch = out.shape[0]
+    n_out = out.shape[1]
+    length = (out.shape[2] - 1) * wq + out.shape[3]
+    scratch = np.empty(length if wq != out.shape[3] else 0, np.float32)
+    for b in range(n_batch):
+        for o in range(n_out):
+            _conv_task(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
+                       bias, has_bias, act, act_param, out, b, o, wq, scratch)
+
+
+@njit(cache=True)
+def _phase_plane(x, b, c, py, px, sh, sw, pad_t, pad_l, dst):
+    h = x.shape[2]
+    w = x.shape[3]
+    hq = dst.shape[0]
+    wq = dst.shape[1]
+    src = x[b, c]
+    for i in range(hq):
+        iy = i * sh + py - pad_t
+        if iy < 0 or iy >= h:
+            for j in range(wq):
+                dst[i, j] = 0.0
+            continue
+        srow = src[iy]
+        for j in range(wq):
+            ix = j * sw + px - pad_l
+            if ix >= 0 and ix < w:
+                dst[i, j] = srow[ix]
+            else:
+                dst[i, j] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def phase_split_parallel(x, sh, sw, pad_t, pad_l, xs):
+    """xs[b, py*sw+px, c, i, j] = x[b, c, i*sh+py-pad_t, j*sw+px-pad_l] (zero outside x)."""
+    n_batch = xs.shape[0]
+    n_phase = xs.shape[1]
+    n_ch = xs.shape[2]
+    for t in prange(n_batch * n_phase * n_ch):
+        b = t // (n_phase * n_ch)
+        r = t - b * (n_phase * n_ch)
+        p = r // n_ch
+        c = r - p * n_ch
+        _phase_plane(x, b, c, p // sw, p % sw, sh, sw, pad_t, pad_l, xs[b, p, c])
+
+
+@njit(cache=True)
+def phase_split_serial(x, sh, sw, pad_t, pad_l, xs):
+    """Serial :func:`phase_split_parallel`."""
+    for b in range(xs.shape[0]):
+        for p in range(xs.shape[1]):
+            for c in range(xs.shape[2]):
+                _phase_plane(x, b, c, p // sw, p % sw, sh, sw, pad_t, pad_l, xs[b, p, c])
+
+
+@njit(cache=True)
+def _pack_entries(row_ptr, cols, khw, cin_g, out_per_group, tap_bits, entry):
+    for o in range(row_ptr.shape[0] - 1):
+        base = (o // out_per_group) * cin_g
+        for k in range(row_ptr[o], row_ptr[o + 1]):
+            c = np.int64(cols[k])
+            ci = c // khw
+            entry[k] = ((base + ci) << tap_bits) | (c - ci * khw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python side
+# ---------------------------------------------------------------------------------------------
+
+_NO_BIAS = np.zeros(1, np.float32)
+
+
+def _padding4(padding, kernel_size, stride, dilation):
+    """Padding spec -> (top, left, bottom, right)."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "same":
+            if stride != (1, 1):
+                raise KernelArgumentError("padding='same' needs stride 1")
+            th = dilation[0] * (kernel_size[0] - 1)
+            tw = dilation[1] * (kernel_size[1] - 1)
+            return (th // 2, tw // 2, th - th // 2, tw - tw // 2)
+        raise KernelArgumentError(f"padding string must be 'valid' or 'same', got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        if not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in padding):
+            raise KernelArgumentError(f"padding must hold ints, got {padding!r}")
+        pads = tuple(int(p) for p in padding)
+        if min(pads) < 0:
+            raise KernelArgumentError(f"padding must be >= 0, got {padding!r}")
+        return pads
+    ph, pw = as_pair("padding", padding, 0)
+    return (ph, pw, ph, pw)
+
+
+class SparseConv2d:
+    """A sparse convolution layer checked and prepared once, run many times.
+
+    Built by :func:`prepare_conv`. Holds row_ptr, codes, codebook and bias, and instead of the
+    columns one uint32 per stored entry, ``entry = in_ch << tap_bits | tap``: the absolute
+    input channel ``in_ch = group * Cin/groups + c // (kh*kw)`` and the kernel tap
+    ``tap = c % (kh*kw) = ky*kw + kx``, ``tap_bits`` the bits needed for kh*kw - 1. Per input
+    size it keeps the tap offset table (kh*kw int64: phase block, row and column shift).
+    ``layer(x, activation="none")`` maps float32 [B, in_channels, H, W] to
+    float32 [B, out_channels, Ho, Wo].
+    """
+
+    def __init__(self, row_ptr, cols, codes, codebook, bias, in_channels, kernel_size, stride, padding,
+                 dilation, groups):
+        if not isinstance(row_ptr, np.ndarray) or row_ptr.ndim != 1 or row_ptr.shape[0] < 1:
+            raise KernelArgumentError("row_ptr must be a 1-D numpy array of out_channels+1 entries")
+        self.kernel_size = as_pair("kernel_size", kernel_size, 1)
+        self.stride = as_pair("stride", stride, 1)
+        self.dilation = as_pair("dilation", dilation, 1)
+        self.padding = _padding4(padding, self.kernel_size, self.stride, self.dilation)
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise KernelArgumentError(f"groups must be an int >= 1, got {groups!r}")
+        if isinstance(in_channels, bool) or not isinstance(in_channels, (int, np.integer)) or in_channels < 1:
+            raise KernelArgumentError(f"in_channels must be an int >= 1, got {in_channels!r}")
+        self.groups = int(groups)
+        self.in_channels = int(in_channels)
+        self.out_channels = row_ptr.shape[0] - 1
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise KernelArgumentError(
+                f"in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
+                f"must both be divisible by groups ({self.groups})"
+            )
+        kh, kw = self.kernel_size
+        khw = kh * kw
+        cin_g = self.in_channels // self.groups
+        check_csr(row_ptr, cols, codes, codebook, self.out_channels, cin_g * khw, bias=bias, full=True)
+        self.row_ptr = row_ptr
+        self.codes = codes
+        self.codebook = codebook
+        self.bias = bias
+        n = cols.shape[0]
+        self.tap_bits = max(khw - 1, 0).bit_length()
+        if self.in_channels << self.tap_bits > 2**32:
+            raise KernelArgumentError(
+                f"layer too large: in_channels ({self.in_channels}) * 2**{self.tap_bits} must not exceed 2**32")
+        self.entry = np.empty(n, np.uint32)
+        _pack_entries(row_ptr, cols, khw, cin_g, max(self.out_channels // self.groups, 1), self.tap_bits,
+                      self.entry)
+        self._geometry = {}
+
+    @property
+    def nnz(self):
+        return self.entry.shape[0]
+
+    @property
+    def in_ch(self):
+        """Absolute input channel of each stored entry (int64, computed on demand)."""
+        return self.entry.astype(np.int64) >> self.tap_bits
+
+    @property
+    def tap(self):
+        """Kernel tap ky*kw + kx of each stored entry (int64, computed on demand)."""
+        return self.entry.astype(np.int64) & ((1 << self.tap_bits) - 1)
+
+    def output_size(self, h, w):
+        """(Ho, Wo) for an input of h x w (raises when the input is too small)."""
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        pt, pl, pb, pr = self.padding
+        ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+        wo = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+        if ho < 1 or wo < 1:
+            raise KernelArgumentError(
+                f"input {h}x{w} is smaller than the dilated kernel "
+                f"({dh * (kh - 1) + 1}x{dw * (kw - 1) + 1}) after padding {self.padding}"
+            )
+        return ho, wo
+
+    def _geometry_for(self, h, w):
+        key = (h, w)
+        geo = self._geometry.get(key)
+        if geo is not None:
+            return geo
+        ho, wo = self.output_size(h, w)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        pt, pl = self.padding[0], self.padding[1]
+        hq = -(-((ho - 1) * sh + dh * (kh - 1) + 1) // sh)
+        wq = -(-((wo - 1) * sw + dw * (kw - 1) + 1) // sw)
+        direct = (sh, sw) == (1, 1) and pt == 0 and pl == 0 and hq == h and wq == w
+        chan_stride = hq * wq
+        block = self.in_channels * chan_stride
+        ty = np.repeat(np.arange(kh, dtype=np.int64) * dh, kw)
+        tx = np.tile(np.arange(kw, dtype=np.int64) * dw, kh)
+        qy, py = np.divmod(ty, sh)
+        qx, px = np.divmod(tx, sw)
+        tap_off = np.ascontiguousarray((py * sw + px) * block + qy * wq + qx)
+        geo = (ho, wo, hq, wq, direct, chan_stride, sh * sw * block, tap_off)
+        if len(self._geometry) >= 8:
+            self._geometry.clear()
+        self._geometry[key] = geo
+        return geo
+
+    def __call__(self, x, activation="none", *, parallel=None):
+        check_float32("x", x, ndim=4)
+        n_batch, cin, h, w = x.shape
+        if cin != self.in_channels:
+            raise KernelArgumentError(f"x has {cin} channels, the layer expects {self.in_channels}")
+        act = parse_activation(activation)
+        ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off = self._geometry_for(h, w)
+        out = np.empty((n_batch, self.out_channels, ho, wo), np.float32)
+        if out.size == 0:
+            return out
+        length = (ho - 1) * wq + wo
+        if parallel is None:
+            parallel = n_batch * (self.nnz * length + self.out_channels * ho * wo) >= PARALLEL_MIN_WORK
+        if direct:
+            xs = x
+        else:
+            sh, sw = self.stride
+            xs = np.empty((n_batch, sh * sw, cin, hq, wq), np.float32)
+            split = phase_split_parallel if parallel else phase_split_serial
+            split(x, sh, sw, self.padding[0], self.padding[1], xs)
+        has_bias = self.bias is not None
+        kern = conv_parallel if parallel else conv_serial
+        kern(xs.reshape(-1), self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
+             chan_stride, batch_stride, wq, self.bias if has_bias else _NO_BIAS, has_bias,
+             act.code, act.param, out)
+        return out
+
+
+def prepare_conv(row_ptr, cols, codes, codebook, bias=None, *, in_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1):
+    """Check a sparse conv layer once (every CSR value) and precompute, per stored entry, its
+    input channel and kernel tap packed in one uint32; returns a :class:`SparseConv2d`.
+
+    row_ptr: int64[Cout+1]; cols: uint16 (when Cin/groups*kh*kw <= 65536) or int32, column
+    ``ci*kh*kw + ky*kw + kx`` within the group; codes: uint8; codebook: float32[1..256];
+    bias: float32[Cout] or None. kernel_size, stride, dilation: int or (h, w).
+    padding: int, (h, w), (top, left, bottom, right), "valid" or "same" (stride 1).
+    """
+    return SparseConv2d(row_ptr, cols, codes, codebook, bias, in_channels, kernel_size, stride, padding,
+                        dilation, groups)
+
+
+def conv2d(x, row_ptr, cols, codes, codebook, bias=None, kernel_size=None, stride=1, padding=0, dilation=1,
+           groups=1, activation="none", *, parallel=None):
+    """Direct sparse convolution ``act(conv2d(x, W) + bias)`` in one call (prepare + run).
+
+    x: float32 [B, Cin, H, W], C-contiguous. The other arguments are those of
+    :func:`prepare_conv` (``in_channels`` taken from x) plus the fused ``activation``.
+    A layer run more than once should be prepared once with :func:`prepare_conv`.
+    Returns float32 [B, Cout, Ho, Wo].
+    """
+    if kernel_size is None:
+        raise KernelArgumentError("conv2d needs kernel_size")
+    check_float32("x", x, ndim=4)
+    layer = SparseConv2d(row_ptr, cols, codes, codebook, bias, x.shape[1], kernel_size, stride, padding,
+                         dilation, groups)
+    return layer(x, activation, parallel=parallel)

@@ -1,0 +1,705 @@
+"""cdnn_runtime.kernels against PyTorch references.
+
+Sparse layers are checked against torch.nn.functional on a dense weight that the test builds
+from the CSR arrays; every comparison allows 1e-4 * max|reference| (float32, summation order
+differs). All data comes from seeded numpy generators.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from cdnn_runtime.errors import CdnnError  # noqa: E402
+from cdnn_runtime.kernels import (  # noqa: E402
+    Activation,
+    KernelArgumentError,
+    conv2d,
+    dense_ops,
+    linear,
+    parse_activation,
+    prepare_conv,
+    prepare_linear,
+)
+from cdnn_runtime.kernels.dense_ops import pool_output_size  # noqa: E402
+
+RTOL = 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def make_csr(rng, rows, cols, density=0.3, k=16, mask=None, col_dtype=None):
+    """Random CSR + codebook weight and the dense float32 [rows, cols] it stands for."""
+    if mask is None:
+        mask = rng.random((rows, cols)) < density
+    r_idx, c_idx = np.nonzero(mask)
+    row_ptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(np.bincount(r_idx, minlength=rows), out=row_ptr[1:])
+    if col_dtype is None:
+        col_dtype = np.uint16 if cols <= 65536 else np.int32
+    codebook = rng.standard_normal(k).astype(np.float32)
+    codes = rng.integers(0, k, size=r_idx.size).astype(np.uint8)
+    dense = np.zeros((rows, cols), np.float32)
+    dense[r_idx, c_idx] = codebook[codes]
+    return row_ptr, c_idx.astype(col_dtype), codes, codebook, dense
+
+
+def assert_close(y, ref, rtol=RTOL):
+    ref = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
+    assert isinstance(y, np.ndarray)
+    assert y.dtype == np.float32
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    nan_y, nan_r = np.isnan(y), np.isnan(ref)
+    assert np.array_equal(nan_y, nan_r), "NaN positions differ"
+    inf_r = np.isinf(ref)
+    assert np.array_equal(y[inf_r], ref[inf_r]), "Inf values differ"
+    assert np.array_equal(np.isinf(y), inf_r), "Inf positions differ"
+    fin = ~(nan_r | inf_r)
+    if fin.any():
+        scale = float(np.abs(ref[fin]).max())
+        err = float(np.abs(y[fin].astype(np.float64) - ref[fin]).max())
+        assert err <= rtol * scale or err == 0.0, f"max error {err} > {rtol} * {scale}"
+
+
+def t(a):
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+TORCH_ACT = {
+    "none": lambda v: v,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "leaky_relu": lambda v: F.leaky_relu(v, 0.01),
+    "leaky_relu:0.2": lambda v: F.leaky_relu(v, 0.2),
+    "leaky_relu:-1.5": lambda v: F.leaky_relu(v, -1.5),
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "gelu": lambda v: F.gelu(v),
+    "gelu_tanh": lambda v: F.gelu(v, approximate="tanh"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Activation specs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_parse_activation():
+    assert parse_activation(None).code == parse_activation("none").code == 0
+    a = parse_activation("leaky_relu:0.25")
+    assert (a.code, a.param) == (parse_activation("leaky_relu").code, 0.25)
+    assert parse_activation("leaky_relu").param == pytest.approx(0.01)
+    assert parse_activation(("leaky_relu", 0.5)).param == 0.5
+    assert parse_activation(a) is a
+    assert isinstance(parse_activation("ReLU"), Activation)
+    for bad in ("swish", "relu:1", "leaky_relu:x", ("tanh", 1.0), 3, ("leaky_relu", "x"), "leaky_relu:inf"):
+        with pytest.raises(KernelArgumentError):
+            parse_activation(bad)
+
+
+def test_errors_are_value_errors_and_cdnn_errors():
+    with pytest.raises(ValueError):
+        parse_activation("nope")
+    with pytest.raises(CdnnError):
+        parse_activation("nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse linear
+# ---------------------------------------------------------------------------------------------
+
+
+def _linear_case(name, rng):
+    rows, cols = 37, 53
+    if name == "random":
+        return make_csr(rng, rows, cols, 0.3)
+    if name == "empty_rows":
+        mask = rng.random((rows, cols)) < 0.4
+        mask[::3] = False
+        return make_csr(rng, rows, cols, mask=mask)
+    if name == "all_pruned":
+        return make_csr(rng, rows, cols, mask=np.zeros((rows, cols), bool))
+    if name == "single":
+        mask = np.zeros((rows, cols), bool)
+        mask[17, 52] = True
+        return make_csr(rng, rows, cols, mask=mask)
+    if name == "dense":
+        return make_csr(rng, rows, cols, mask=np.ones((rows, cols), bool), k=256)
+    if name == "one_centroid":
+        return make_csr(rng, rows, cols, 0.5, k=1)
+    if name == "int32_cols_small":
+        return make_csr(rng, rows, cols, 0.3, col_dtype=np.int32)
+    raise AssertionError(name)
+
+
+LINEAR_CASES = ["random", "empty_rows", "all_pruned", "single", "dense", "one_centroid", "int32_cols_small"]
+
+
+@pytest.mark.parametrize("case", LINEAR_CASES)
+@pytest.mark.parametrize("batch", [0, 1, 3, 7, 9])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_linear_matches_torch(case, batch, parallel):
+    rng = np.random.default_rng(LINEAR_CASES.index(case) * 100 + batch)
+    row_ptr, cols, codes, codebook, dense = _linear_case(case, rng)
+    bias = rng.standard_normal(dense.shape[0]).astype(np.float32)
+    x = rng.standard_normal((batch, dense.shape[1])).astype(np.float32)
+    for b in (bias, None):
+        y = linear(x, row_ptr, cols, codes, codebook, b, "none", parallel=parallel)
+        assert_close(y, F.linear(t(x), t(dense), None if b is None else t(b)))
+
+
+@pytest.mark.parametrize("act", list(TORCH_ACT))
+@pytest.mark.parametrize("batch", [1, 2, 8])
+def test_linear_fused_activations(act, batch):
+    rng = np.random.default_rng(7 + batch)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 41, 29, 0.4)
+    bias = rng.standard_normal(41).astype(np.float32)
+    x = (3 * rng.standard_normal((batch, 29))).astype(np.float32)
+    ref = TORCH_ACT[act](F.linear(t(x), t(dense), t(bias)))
+    assert_close(linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=False), ref)
+    assert_close(linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=True), ref)
+
+
+def test_linear_auto_parallel_larger_layer():
+    rng = np.random.default_rng(3)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 300, 700, 0.2, k=256)
+    layer = prepare_linear(row_ptr, cols, codes, codebook, None, in_features=700)
+    assert layer.nnz == cols.shape[0] and layer.out_features == 300
+    for batch in (1, 5, 16):
+        x = rng.standard_normal((batch, 700)).astype(np.float32)
+        assert_close(layer(x, "relu"), F.relu(F.linear(t(x), t(dense))))
+
+
+def test_linear_int32_columns_beyond_uint16():
+    rng = np.random.default_rng(11)
+    n_cols = 70001
+    mask = rng.random((3, n_cols)) < 0.01
+    mask[0, 70000] = mask[2, 65536] = True
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 3, n_cols, mask=mask)
+    assert cols.dtype == np.int32 and cols.max() >= 65536
+    x = rng.standard_normal((2, n_cols)).astype(np.float32)
+    bias = rng.standard_normal(3).astype(np.float32)
+    for batch in (1, 2):
+        assert_close(linear(x[:batch], row_ptr, cols, codes, codebook, bias), F.linear(t(x[:batch]), t(dense), t(bias)))
+    with pytest.raises(KernelArgumentError, match="int32"):
+        linear(x, row_ptr, cols.astype(np.uint16), codes, codebook, bias)
+
+
+def test_linear_uint16_full_range():
+    rng = np.random.default_rng(12)
+    mask = rng.random((2, 65536)) < 0.01
+    mask[1, 65535] = True
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 2, 65536, mask=mask)
+    assert cols.dtype == np.uint16 and cols.max() == 65535
+    x = rng.standard_normal((1, 65536)).astype(np.float32)
+    assert_close(linear(x, row_ptr, cols, codes, codebook), F.linear(t(x), t(dense)))
+
+
+@pytest.mark.parametrize("batch", [1, 3, 9])
+@pytest.mark.parametrize("act", ["none", "relu"])
+def test_linear_nan_inf_propagation(batch, act):
+    """A NaN or Inf input reaches every output whose row stores that column; rows where the
+    column is pruned do not read it (a pruned weight is absent, not a multiplication by 0)."""
+    rng = np.random.default_rng(21)
+    n_rows, n_cols = 12, 10
+    mask = rng.random((n_rows, n_cols)) < 0.5
+    mask[:, 2] = True  # column 2 stored in every row
+    mask[:6, 5] = True  # column 5 stored in rows 0..5 only
+    mask[6:, 5] = False
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, n_rows, n_cols, mask=mask)
+    codebook[codebook == 0] = 1.0
+    dense[mask] = codebook[codes]
+    x = rng.standard_normal((batch, n_cols)).astype(np.float32)
+    x[0, 2] = np.nan
+    if batch > 1:
+        x[1, 2] = np.inf
+        x[2, 5] = -np.inf
+    y = linear(x, row_ptr, cols, codes, codebook, None, act, parallel=False)
+    assert_close(linear(x, row_ptr, cols, codes, codebook, None, act, parallel=True), y)
+    ref = TORCH_ACT[act](F.linear(t(x), t(dense)))
+    assert np.isnan(y[0]).all()
+    if batch > 1:
+        assert_close(y[1], ref[1])
+        assert np.isinf(y[1]).all() or act == "relu"
+        assert_close(y[2, :6], ref[2, :6])
+        assert np.isinf(y[2, :6]).all() or act == "relu"
+        x_clean = x[2].copy()
+        x_clean[5] = 0.0
+        assert_close(y[2, 6:], TORCH_ACT[act](F.linear(t(x_clean[None]), t(dense)))[0, 6:])
+    if batch > 2:
+        assert_close(y[3:], ref[3:])
+
+
+def test_linear_argument_checks():
+    rng = np.random.default_rng(5)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 6, 8, 0.5)
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    bad = [
+        ((x.astype(np.float64), row_ptr, cols, codes, codebook), "dtype float32"),
+        ((x[:, ::2], row_ptr, cols, codes, codebook), "float32|contiguous|features"),
+        ((np.asfortranarray(np.ones((2, 8), np.float32)), row_ptr, cols, codes, codebook), "contiguous"),
+        ((x, row_ptr.astype(np.int32), cols, codes, codebook), "row_ptr"),
+        ((x, row_ptr, cols.astype(np.int64), codes, codebook), "cols"),
+        ((x, row_ptr, cols, codes[:-1], codebook), "codes"),
+        ((x, row_ptr, cols, codes, np.zeros(0, np.float32)), "codebook"),
+        ((x, row_ptr, cols, codes, np.zeros(257, np.float32)), "codebook"),
+        ((np.ascontiguousarray(x[:, :7]), row_ptr, cols[cols < 7].copy(), codes, codebook), "entries"),
+        ((x.reshape(2, 8, 1), row_ptr, cols, codes, codebook), "2-D"),
+    ]
+    for args, msg in bad:
+        with pytest.raises(KernelArgumentError, match=msg):
+            linear(*args)
+    with pytest.raises(KernelArgumentError, match="bias"):
+        linear(x, row_ptr, cols, codes, codebook, np.zeros(5, np.float32))
+    c2 = cols.copy()
+    c2[0] = 8
+    with pytest.raises(KernelArgumentError, match="out of range"):
+        linear(x, row_ptr, c2, codes, codebook)
+    r2 = row_ptr.copy()
+    r2[2], r2[3] = r2[3], r2[2]
+    if r2[2] != r2[3]:
+        with pytest.raises(KernelArgumentError, match="non-decreasing"):
+            linear(x, r2, cols, codes, codebook)
+    c3 = cols.copy()
+    first_long_row = int(np.argmax(np.diff(row_ptr) >= 2))
+    s = row_ptr[first_long_row]
+    c3[s], c3[s + 1] = c3[s + 1], c3[s]
+    with pytest.raises(KernelArgumentError, match="increasing"):
+        linear(x, row_ptr, c3, codes, codebook)
+    codes2 = codes.copy()
+    codes2[0] = 16
+    with pytest.raises(KernelArgumentError, match="codebook size"):
+        linear(x, row_ptr, cols, codes2, codebook)
+    layer = prepare_linear(row_ptr, cols, codes, codebook, in_features=8)
+    with pytest.raises(KernelArgumentError, match="features"):
+        layer(np.zeros((1, 9), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse convolution
+# ---------------------------------------------------------------------------------------------
+
+# name: (batch, cin, cout, H, W, kernel, stride, padding, dilation, groups, density)
+CONV_CASES = {
+    "3x3": (2, 3, 5, 9, 11, 3, 1, 1, 1, 1, 0.5),
+    "1x1": (2, 6, 4, 7, 5, 1, 1, 0, 1, 1, 0.5),
+    "1x1_stride2": (1, 5, 3, 8, 7, 1, 2, 0, 1, 1, 0.6),
+    "11x11_stride4": (1, 3, 4, 31, 27, 11, 4, 2, 1, 1, 0.3),
+    "big_padding": (1, 2, 3, 6, 5, 3, 2, 3, 1, 1, 0.7),
+    "dilation2": (2, 4, 3, 12, 10, 3, 1, 2, 2, 1, 0.5),
+    "groups2": (2, 4, 6, 10, 9, (3, 5), (2, 1), (3, 2), 2, 2, 0.5),
+    "depthwise": (3, 6, 6, 8, 7, 3, 2, 1, 1, 6, 0.8),
+    "depthwise_x2": (1, 4, 8, 9, 9, 5, 1, 2, 1, 4, 0.8),
+    "odd_sizes": (1, 3, 5, 13, 9, (3, 5), (3, 2), (1, 2), (2, 1), 1, 0.4),
+    "one_out_channel": (2, 5, 1, 7, 7, 3, 1, 1, 1, 1, 0.5),
+    "batch7": (7, 3, 4, 6, 6, 3, 1, 1, 1, 1, 0.5),
+    "batch0": (0, 3, 4, 6, 6, 3, 1, 1, 1, 1, 0.5),
+    "all_pruned": (2, 3, 4, 6, 6, 3, 1, 1, 1, 1, 0.0),
+    "single": (1, 3, 4, 6, 6, 3, 1, 1, 1, 1, "single"),
+    "all_nonzero": (1, 3, 4, 6, 6, 3, 2, 1, 1, 1, 1.0),
+    "one_centroid": (1, 3, 4, 6, 6, 3, 1, 1, 1, 1, "k1"),
+    "kernel_is_input": (2, 3, 4, 5, 5, 5, 1, 0, 1, 1, 0.5),
+}
+
+
+def _conv_weight(rng, cout, cin_g, kh, kw, density):
+    n_cols = cin_g * kh * kw
+    if density == "single":
+        mask = np.zeros((cout, n_cols), bool)
+        mask[cout - 1, n_cols // 2] = True
+        return make_csr(rng, cout, n_cols, mask=mask)
+    if density == "k1":
+        return make_csr(rng, cout, n_cols, 0.5, k=1)
+    return make_csr(rng, cout, n_cols, density)
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+@pytest.mark.parametrize("case", list(CONV_CASES))
+@pytest.mark.parametrize("parallel", [False, True])
+def test_conv_matches_torch(case, parallel):
+    batch, cin, cout, h, w, k, s, p, d, g, density = CONV_CASES[case]
+    rng = np.random.default_rng(list(CONV_CASES).index(case))
+    kh, kw = _pair(k)
+    row_ptr, cols, codes, codebook, dense = _conv_weight(rng, cout, cin // g, kh, kw, density)
+    weight = dense.reshape(cout, cin // g, kh, kw)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    x = rng.standard_normal((batch, cin, h, w)).astype(np.float32)
+    ref = F.conv2d(t(x), t(weight), t(bias), stride=s, padding=p, dilation=d, groups=g)
+    y = conv2d(x, row_ptr, cols, codes, codebook, bias, k, s, p, d, g, parallel=parallel)
+    assert_close(y, ref)
+    layer = prepare_conv(row_ptr, cols, codes, codebook, None, in_channels=cin, kernel_size=k, stride=s,
+                         padding=p, dilation=d, groups=g)
+    assert_close(layer(x, parallel=parallel), F.conv2d(t(x), t(weight), None, s, p, d, g))
+
+
+@pytest.mark.parametrize("act", list(TORCH_ACT))
+def test_conv_fused_activations(act):
+    rng = np.random.default_rng(31)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 4, 3 * 9, 0.5)
+    weight = dense.reshape(4, 3, 3, 3)
+    bias = rng.standard_normal(4).astype(np.float32)
+    x = (2 * rng.standard_normal((2, 3, 8, 8))).astype(np.float32)
+    layer = prepare_conv(row_ptr, cols, codes, codebook, bias, in_channels=3, kernel_size=3, padding=1)
+    ref = TORCH_ACT[act](F.conv2d(t(x), t(weight), t(bias), padding=1))
+    assert_close(layer(x, act, parallel=False), ref)
+    assert_close(layer(x, act, parallel=True), ref)
+
+
+def test_conv_larger_layer_auto_parallel_and_reuse():
+    rng = np.random.default_rng(32)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 24, 16 * 9, 0.3, k=256)
+    weight = dense.reshape(24, 16, 3, 3)
+    layer = prepare_conv(row_ptr, cols, codes, codebook, None, in_channels=16, kernel_size=3, padding=1)
+    for size in (20, 13, 20):
+        x = rng.standard_normal((2, 16, size, size + 3)).astype(np.float32)
+        assert_close(layer(x, "relu6"), F.relu6(F.conv2d(t(x), t(weight), padding=1)))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+def test_conv_asymmetric_and_same_padding():
+    rng = np.random.default_rng(33)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 3, 2 * 4 * 3, 0.6)
+    weight = dense.reshape(3, 2, 4, 3)
+    x = rng.standard_normal((2, 2, 9, 8)).astype(np.float32)
+    top, left, bottom, right = 2, 0, 1, 3
+    ref = F.conv2d(F.pad(t(x), (left, right, top, bottom)), t(weight), stride=(2, 1))
+    y = conv2d(x, row_ptr, cols, codes, codebook, None, (4, 3), (2, 1), (top, left, bottom, right))
+    assert_close(y, ref)
+    for d in (1, 2):
+        ref = F.conv2d(t(x), t(weight), padding="same", dilation=d)
+        assert_close(conv2d(x, row_ptr, cols, codes, codebook, None, (4, 3), 1, "same", d), ref)
+    assert_close(conv2d(x, row_ptr, cols, codes, codebook, None, (4, 3), 1, "valid"), F.conv2d(t(x), t(weight)))
+
+
+def test_conv_int32_channel_and_column_indices():
+    rng = np.random.default_rng(34)
+    cin = 65537
+    mask = rng.random((2, cin)) < 0.002
+    mask[1, cin - 1] = True
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 2, cin, mask=mask)
+    assert cols.dtype == np.int32
+    x = rng.standard_normal((1, cin, 1, 2)).astype(np.float32)
+    layer = prepare_conv(row_ptr, cols, codes, codebook, None, in_channels=cin, kernel_size=1)
+    assert layer.in_ch.max() == cin - 1 and layer.tap_bits == 0
+    assert_close(layer(x), F.conv2d(t(x), t(dense.reshape(2, cin, 1, 1))))
+
+
+def test_conv_many_taps():
+    rng = np.random.default_rng(35)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 2, 2 * 17 * 17, 0.3)
+    layer = prepare_conv(row_ptr, cols, codes, codebook, None, in_channels=2, kernel_size=17, padding=3)
+    assert layer.tap_bits == 9 and layer.tap.max() >= 256
+    x = rng.standard_normal((1, 2, 20, 19)).astype(np.float32)
+    assert_close(layer(x), F.conv2d(t(x), t(dense.reshape(2, 2, 17, 17)), padding=3))
+
+
+def test_conv_argument_checks():
+    rng = np.random.default_rng(36)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 4, 2 * 9, 0.5)
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    with pytest.raises(KernelArgumentError, match="divisible"):
+        prepare_conv(row_ptr, cols, codes, codebook, in_channels=4, kernel_size=3, groups=3)
+    with pytest.raises(KernelArgumentError, match="out of range"):
+        prepare_conv(row_ptr, cols, codes, codebook, in_channels=1, kernel_size=3)
+    layer = prepare_conv(row_ptr, cols, codes, codebook, in_channels=4, kernel_size=3, groups=2)
+    with pytest.raises(KernelArgumentError, match="channels"):
+        layer(np.ascontiguousarray(x[:, :3]))
+    with pytest.raises(KernelArgumentError, match="smaller"):
+        layer(np.ascontiguousarray(x[:, :, :2]))
+    with pytest.raises(KernelArgumentError, match="float32"):
+        layer(x.astype(np.float64))
+    with pytest.raises(KernelArgumentError, match="contiguous"):
+        layer(x[:, :, :, ::-1])
+    with pytest.raises(KernelArgumentError, match="4-D"):
+        layer(x[0])
+    with pytest.raises(KernelArgumentError, match="stride"):
+        prepare_conv(row_ptr, cols, codes, codebook, in_channels=4, kernel_size=3, groups=2, stride=0)
+    with pytest.raises(KernelArgumentError, match="same"):
+        prepare_conv(row_ptr, cols, codes, codebook, in_channels=4, kernel_size=3, groups=2, stride=2,
+                     padding="same")
+    with pytest.raises(KernelArgumentError, match="kernel_size"):
+        conv2d(x, row_ptr, cols, codes, codebook)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pool_output_size_matches_torch():
+    x = torch.zeros(1, 1, 1, 1)
+    for size in range(1, 12):
+        for k in range(1, 5):
+            for s in range(1, 4):
+                for p in range(0, k // 2 + 1):
+                    for d in (1, 2):
+                        if d * (k - 1) + 1 > size + 2 * p:
+                            continue
+                        for ceil in (False, True):
+                            x = torch.zeros(1, 1, size, 1)
+                            ref = F.max_pool2d(x, (k, 1), (s, 1), (p, 0), (d, 1), ceil_mode=ceil).shape[2]
+                            assert pool_output_size(size, k, s, p, d, ceil) == ref, (size, k, s, p, d, ceil)
+
+
+MAX_POOL_CASES = [
+    # (shape, kernel, stride, padding, dilation, ceil_mode)
+    ((2, 3, 7, 7), 3, 2, 1, 1, True),
+    ((2, 3, 7, 7), 3, 2, 1, 1, False),
+    ((1, 2, 6, 9), 2, 2, 1, 1, True),
+    ((1, 2, 5, 5), 2, 2, 0, 1, True),
+    ((1, 2, 9, 8), (3, 2), (2, 3), (1, 1), 1, True),
+    ((1, 2, 10, 10), 3, 2, 1, 2, True),
+    ((1, 2, 11, 11), 3, 1, 0, (2, 3), False),
+    ((1, 1, 4, 4), 4, 1, 2, 1, True),
+    ((3, 5, 5), 3, 3, 1, 1, True),
+    ((0, 3, 7, 7), 3, 2, 1, 1, True),
+]
+
+
+@pytest.mark.parametrize("case", range(len(MAX_POOL_CASES)))
+def test_max_pool2d(case):
+    shape, k, s, p, d, ceil = MAX_POOL_CASES[case]
+    rng = np.random.default_rng(40 + case)
+    x = rng.standard_normal(shape).astype(np.float32)
+    assert_close(dense_ops.max_pool2d(x, k, s, p, d, ceil), F.max_pool2d(t(x), k, s, p, d, ceil_mode=ceil))
+
+
+def test_max_pool2d_nan_inf_and_large_input():
+    rng = np.random.default_rng(49)
+    x = rng.standard_normal((2, 4, 64, 64)).astype(np.float32)
+    x[0, 0, 3, 3] = np.nan
+    x[1, 2, 10, 11] = np.inf
+    x[1, 3, :4, :4] = -np.inf
+    for ceil in (False, True):
+        assert_close(dense_ops.max_pool2d(x, 3, 2, 1, ceil_mode=ceil), F.max_pool2d(t(x), 3, 2, 1, ceil_mode=ceil))
+    assert_close(dense_ops.max_pool2d(x, 2), F.max_pool2d(t(x), 2))
+
+
+AVG_POOL_CASES = [
+    # (shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    ((2, 3, 7, 7), 3, 2, 1, True, True, None),
+    ((2, 3, 7, 7), 3, 2, 1, True, False, None),
+    ((2, 3, 7, 7), 3, 2, 1, False, True, None),
+    ((1, 2, 6, 9), 2, 2, 1, True, True, None),
+    ((1, 2, 6, 9), 2, 2, 1, True, False, None),
+    ((1, 2, 8, 5), (3, 2), (2, 3), (1, 1), True, True, None),
+    ((1, 2, 8, 5), (3, 2), (2, 3), (1, 1), True, False, None),
+    ((1, 2, 5, 5), 4, 3, 2, True, True, None),
+    ((1, 2, 5, 5), 4, 3, 2, True, False, None),
+    ((1, 2, 9, 9), 3, 2, 1, True, True, 5),
+    ((3, 5, 5), 2, 2, 0, True, True, None),
+    ((0, 3, 7, 7), 3, 2, 1, True, True, None),
+    ((2, 8, 32, 32), 2, 2, 0, False, True, None),
+]
+
+
+@pytest.mark.parametrize("case", range(len(AVG_POOL_CASES)))
+def test_avg_pool2d(case):
+    shape, k, s, p, ceil, cip, div = AVG_POOL_CASES[case]
+    rng = np.random.default_rng(60 + case)
+    x = rng.standard_normal(shape).astype(np.float32)
+    ref = F.avg_pool2d(t(x), k, s, p, ceil_mode=ceil, count_include_pad=cip, divisor_override=div)
+    assert_close(dense_ops.avg_pool2d(x, k, s, p, ceil, cip, div), ref)
+
+
+def test_pool_argument_checks():
+    x = np.zeros((1, 1, 5, 5), np.float32)
+    with pytest.raises(KernelArgumentError, match="half"):
+        dense_ops.max_pool2d(x, 2, padding=2)
+    with pytest.raises(KernelArgumentError, match="small"):
+        dense_ops.avg_pool2d(x, 7)
+    with pytest.raises(KernelArgumentError):
+        dense_ops.max_pool2d(x[0, 0], 2)
+    with pytest.raises(KernelArgumentError, match="divisor"):
+        dense_ops.avg_pool2d(x, 2, divisor_override=0)
+
+
+@pytest.mark.parametrize(
+    "shape,out",
+    [((2, 3, 7, 5), (3, 2)), ((1, 2, 10, 10), (3, 4)), ((1, 2, 5, 6), (7, 9)), ((2, 3, 9, 7), 1),
+     ((1, 2, 6, 11), (None, 4)), ((4, 5, 6), (4, 5)), ((0, 3, 7, 7), (2, 2))],
+)
+def test_adaptive_avg_pool2d(shape, out):
+    rng = np.random.default_rng(80)
+    x = rng.standard_normal(shape).astype(np.float32)
+    assert_close(dense_ops.adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(t(x), out))
+
+
+# ---------------------------------------------------------------------------------------------
+# Element-wise activations, softmax, normalisation
+# ---------------------------------------------------------------------------------------------
+
+
+def _special_values(rng, shape):
+    x = (4 * rng.standard_normal(shape)).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[:8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -100.0, 1e-30]
+    return x
+
+
+@pytest.mark.parametrize("size", [(3, 5, 4, 4), (300, 300), (0, 5)])
+def test_elementwise_activations(size):
+    rng = np.random.default_rng(90)
+    x = _special_values(rng, size) if np.prod(size) else np.zeros(size, np.float32)
+    xt = t(x)
+    assert_close(dense_ops.relu(x), F.relu(xt))
+    assert_close(dense_ops.relu6(x), F.relu6(xt))
+    assert_close(dense_ops.leaky_relu(x), F.leaky_relu(xt))
+    assert_close(dense_ops.leaky_relu(x, 0.3), F.leaky_relu(xt, 0.3))
+    assert_close(dense_ops.sigmoid(x), torch.sigmoid(xt))
+    assert_close(dense_ops.tanh(x), torch.tanh(xt))
+    assert_close(dense_ops.gelu(x), F.gelu(xt))
+    assert_close(dense_ops.gelu(x, "tanh"), F.gelu(xt, approximate="tanh"))
+    for spec, fn in TORCH_ACT.items():
+        assert_close(dense_ops.activation(x, spec), fn(xt))
+    x_nc = x.T
+    assert_close(dense_ops.relu(x_nc), F.relu(t(x_nc)))
+
+
+def test_relu_propagates_nan():
+    x = np.array([np.nan, -np.nan, np.inf, -np.inf, -1.0, 2.0], np.float32)
+    y = dense_ops.relu(x)
+    assert np.isnan(y[:2]).all() and y[2] == np.inf and y[3] == 0.0 and y[4] == 0.0 and y[5] == 2.0
+
+
+def test_prelu():
+    rng = np.random.default_rng(91)
+    x = _special_values(rng, (2, 3, 4, 5))
+    w = rng.standard_normal(3).astype(np.float32)
+    assert_close(dense_ops.prelu(x, w), F.prelu(t(x), t(w)))
+    w1 = np.array([0.25], np.float32)
+    assert_close(dense_ops.prelu(x, w1), F.prelu(t(x), t(w1)))
+    x2 = x.reshape(2, -1)[:, :3].copy()
+    assert_close(dense_ops.prelu(x2, w), F.prelu(t(x2), t(w)))
+    with pytest.raises(KernelArgumentError):
+        dense_ops.prelu(x, np.ones(4, np.float32))
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_softmax_and_log_softmax(axis):
+    rng = np.random.default_rng(92)
+    x = (10 * rng.standard_normal((4, 6, 5))).astype(np.float32)
+    x[0, 0] += 1000.0
+    x[1, 1, :] = -np.inf
+    x[2, 2, 1] = np.nan
+    x[3, 3, 2] = np.inf
+    x[3, 4, 0] = -np.inf
+    assert_close(dense_ops.softmax(x, axis), F.softmax(t(x), axis))
+    assert_close(dense_ops.log_softmax(x, axis), F.log_softmax(t(x), axis))
+    e = np.zeros((0, 5), np.float32)
+    assert dense_ops.softmax(e, 1).shape == (0, 5)
+    assert dense_ops.log_softmax(e, 0).shape == (0, 5)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 4, 5, 3), (0, 4, 2, 2), (2, 4, 7)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm(shape, affine):
+    rng = np.random.default_rng(93)
+    x = _special_values(rng, shape) if np.prod(shape) else np.zeros(shape, np.float32)
+    c = shape[1]
+    mean = rng.standard_normal(c).astype(np.float32)
+    var = rng.random(c).astype(np.float32) + 0.1
+    w = rng.standard_normal(c).astype(np.float32) if affine else None
+    b = rng.standard_normal(c).astype(np.float32) if affine else None
+    ref = F.batch_norm(t(x), t(mean), t(var), None if w is None else t(w), None if b is None else t(b),
+                       training=False, eps=1e-3)
+    assert_close(dense_ops.batch_norm(x, mean, var, w, b, eps=1e-3), ref)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5, 6), (3, 4, 9), (1, 16, 13, 13), (0, 3, 4, 4)])
+@pytest.mark.parametrize("size,alpha,beta,k", [(5, 1e-4, 0.75, 2.0), (2, 0.5, 0.6, 1.0), (1, 1e-3, 1.0, 1.0),
+                                               (9, 0.3, 0.75, 0.5)])
+def test_local_response_norm(shape, size, alpha, beta, k):
+    rng = np.random.default_rng(94)
+    x = (3 * rng.standard_normal(shape)).astype(np.float32)
+    ref = F.local_response_norm(t(x), size, alpha, beta, k)
+    assert_close(dense_ops.local_response_norm(x, size, alpha, beta, k), ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense linear, arithmetic, plumbing
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [0, 1, 7])
+def test_linear_dense(batch):
+    rng = np.random.default_rng(95)
+    w = rng.standard_normal((10, 12)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    x = rng.standard_normal((batch, 12)).astype(np.float32)
+    assert_close(dense_ops.linear_dense(x, w, b), F.linear(t(x), t(w), t(b)))
+    assert_close(dense_ops.linear_dense(x, w, None, "tanh"), torch.tanh(F.linear(t(x), t(w))))
+    if batch:
+        x[0, 3] = np.nan
+        assert np.isnan(dense_ops.linear_dense(x, w, b)[0]).all()
+    with pytest.raises(KernelArgumentError):
+        dense_ops.linear_dense(x[:, :5], w)
+
+
+def test_add_mul_broadcast():
+    rng = np.random.default_rng(96)
+    a = _special_values(rng, (2, 3, 4, 1))
+    b = rng.standard_normal((3, 1, 5)).astype(np.float32)
+    assert_close(dense_ops.add(a, b), t(a) + t(b))
+    assert_close(dense_ops.mul(a, b), t(a) * t(b))
+    assert_close(dense_ops.add(a, 2.5), t(a) + 2.5)
+    assert_close(dense_ops.mul(a, np.float32(-1)), -t(a))
+    assert dense_ops.add(np.zeros((0, 3), np.float32), np.ones(3, np.float32)).shape == (0, 3)
+    with pytest.raises(KernelArgumentError, match="broadcast"):
+        dense_ops.add(a, np.ones((5, 1), np.float32))
+    with pytest.raises(KernelArgumentError, match="float32"):
+        dense_ops.mul(a, np.ones(1, np.float64))
+
+
+def test_cat_flatten_reshape_permute():
+    rng = np.random.default_rng(97)
+    a = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    b = rng.standard_normal((2, 2, 4, 5)).astype(np.float32)
+    assert_close(dense_ops.cat([a, b], 1), torch.cat([t(a), t(b)], 1))
+    assert_close(dense_ops.cat([a, a], -1), torch.cat([t(a), t(a)], -1))
+    with pytest.raises(KernelArgumentError):
+        dense_ops.cat([a, b], 0)
+    with pytest.raises(KernelArgumentError):
+        dense_ops.cat([], 0)
+    assert_close(dense_ops.flatten(a), torch.flatten(t(a), 1))
+    assert_close(dense_ops.flatten(a, 0), torch.flatten(t(a)))
+    assert_close(dense_ops.flatten(a, 1, 2), torch.flatten(t(a), 1, 2))
+    e = np.zeros((0, 3, 4, 5), np.float32)
+    assert dense_ops.flatten(e).shape == (0, 60)
+    assert_close(dense_ops.reshape(a, (6, -1)), t(a).reshape(6, -1))
+    assert dense_ops.reshape(e, (0, 60)).shape == (0, 60)
+    with pytest.raises(KernelArgumentError):
+        dense_ops.reshape(a, (7, -1))
+    with pytest.raises(KernelArgumentError):
+        dense_ops.reshape(e, (-1, 0))
+    p = dense_ops.permute(a, (0, 2, 3, 1))
+    assert p.flags.c_contiguous
+    assert_close(p, t(a).permute(0, 2, 3, 1))
+    assert_close(dense_ops.permute(a, (-1, 0, 1, 2)), t(a).permute(-1, 0, 1, 2))
+    with pytest.raises(KernelArgumentError):
+        dense_ops.permute(a, (0, 1, 1, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Import hygiene
+# ---------------------------------------------------------------------------------------------
+
+
+def test_kernels_import_without_torch():
+    code = (
+        "import sys, cdnn_runtime.kernels, cdnn_runtime.kernels.dense_ops; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'scipy', 'pandas')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -1,0 +1,210 @@
+"""InferenceSession against PyTorch on the decompressed weights: every op, the reference nets."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cdnn import models
+from cdnn.compress import compress
+from cdnn_runtime import CdnnFormatError
+from cdnn_runtime.session import InferenceSession, load
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_compress import EveryOp, trained_bn  # noqa: E402
+
+
+def close(got, want, what=""):
+    scale = max(float(np.abs(want).max()), 1e-6)
+    err = float(np.abs(got - want).max()) / scale
+    assert err <= 1e-4, f"{what}: max error {err:.2e} of the largest output magnitude"
+
+
+def torch_out(model, x):
+    with torch.inference_mode():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def packed_session(model, example, recipe=None, **kw):
+    packed = compress(model, torch.from_numpy(example), recipe, **kw)
+    return packed, InferenceSession(packed.to_bytes())
+
+
+class Ops(nn.Module):
+    """Every runtime op with non-default attributes, one path each."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.act = act
+        self.c1 = nn.Conv2d(3, 6, 11, stride=4, padding=7)  # padding beyond half the kernel
+        self.c2 = nn.Conv2d(6, 6, 3, padding=1, groups=6)  # depthwise
+        self.c3 = nn.Conv2d(6, 4, 1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 3 * 3, 7)
+        self.prelu = nn.PReLU()
+
+    def forward(self, x):
+        y = self.act(self.c1(x))
+        y = self.c2(y) * y
+        y = F.max_pool2d(y, 3, stride=2, padding=1, ceil_mode=True)
+        y = self.bn(self.c3(y))  # folded
+        y = F.avg_pool2d(y, 2, stride=1, padding=1, ceil_mode=True)
+        y = F.adaptive_avg_pool2d(y, (3, 3))
+        y = y.permute(0, 2, 3, 1).transpose(1, 2).reshape(y.shape[0], -1)
+        y = self.prelu(self.fc(y))
+        return torch.softmax(y, dim=1)
+
+
+ACTS = {"relu": F.relu, "relu6": F.relu6, "leaky": lambda v: F.leaky_relu(v, 0.2),
+        "sigmoid": torch.sigmoid, "tanh": torch.tanh, "gelu": F.gelu,
+        "gelu_tanh": lambda v: F.gelu(v, approximate="tanh")}
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_ops_match_pytorch(act):
+    torch.manual_seed(0)
+    model = trained_bn(Ops(ACTS[act])).eval()
+    x = np.random.default_rng(0).standard_normal((7, 3, 37, 41)).astype(np.float32)
+    packed, sess = packed_session(model, x[:2], {"c*": {"density": 0.6, "bits": 6},
+                                                 "fc": {"density": 0.5, "bits": 4}})
+    ref = packed.reference_model()
+    for b in (1, 7):
+        close(sess(x[:b]), torch_out(ref, x[:b]), f"{act} batch {b}")
+
+
+def test_every_op_model_matches_pytorch():
+    torch.manual_seed(1)
+    model = trained_bn(EveryOp()).eval()
+    x = np.random.default_rng(1).standard_normal((7, 3, 12, 12)).astype(np.float32)
+    packed, sess = packed_session(model, x[:2])
+    ref = packed.reference_model()
+    for b in (1, 7):
+        close(sess(x[:b]), torch_out(ref, x[:b]), f"batch {b}")
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, a, b):
+        h = F.relu(self.fc(a + b))
+        return self.head(h), torch.cat([h, a], dim=1)
+
+
+def test_several_inputs_and_outputs_and_api():
+    torch.manual_seed(2)
+    model = TwoHeads().eval()
+    rng = np.random.default_rng(2)
+    a, b = (rng.standard_normal((3, 6)).astype(np.float32) for _ in range(2))
+    packed = compress(model, (torch.from_numpy(a), torch.from_numpy(b)),
+                      {"*": {"density": 1.0, "bits": 8}}, input_names=["a", "b"],
+                      output_names=["logits", "features"])
+    sess = load(packed.to_bytes(), num_threads=1)
+    assert [i.name for i in sess.get_inputs()] == ["a", "b"]
+    assert sess.get_inputs()[0].shape == [None, 6]
+    assert [o.name for o in sess.get_outputs()] == ["logits", "features"]
+    ref = packed.reference_model()
+    with torch.inference_mode():
+        want = [t.numpy() for t in ref(torch.from_numpy(a), torch.from_numpy(b))]
+    got = sess.run(None, {"a": a, "b": b})
+    for g, w in zip(got, want):
+        close(g, w)
+    (only,) = sess.run(["features"], {"a": a, "b": b})
+    close(only, want[1])
+    with pytest.raises(ValueError, match="missing input 'b'"):
+        sess.run(None, {"a": a})
+    with pytest.raises(ValueError, match="unknown input 'c'"):
+        sess.run(None, {"a": a, "b": b, "c": a})
+    with pytest.raises(ValueError, match=r"input 'a' has shape \[3, 5\], expected \[N, 6\]"):
+        sess.run(None, {"a": a[:, :5], "b": b})
+    with pytest.raises(ValueError, match="must be float32, got float64"):
+        sess.run(None, {"a": a.astype(np.float64), "b": b})
+    with pytest.raises(ValueError, match="unknown output 'nope'"):
+        sess.run(["nope"], {"a": a, "b": b})
+    with pytest.raises(ValueError, match="one input and one output"):
+        sess(a)
+    with pytest.raises(ValueError, match="disagree on the batch size"):
+        sess.run(None, {"a": a, "b": b[:2]})
+
+
+def test_batch_zero_nan_and_threads():
+    torch.manual_seed(3)
+    model = models.lenet_5().eval()
+    x = np.random.default_rng(3).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    packed, sess = packed_session(model, x[:2])
+    assert sess(x[:0]).shape == (0, 10)
+    bad = x[:2].copy()
+    bad[0, 0, 10, 10] = np.nan
+    out = sess(bad)
+    assert np.isnan(out[0]).any() and np.isfinite(out[1]).all()
+    serial = [sess(x[i:i + 1]) for i in range(8)]
+    results = {}
+
+    def worker(k):
+        for rep in range(10):
+            i = (k + rep) % 8
+            results[(k, rep)] = np.array_equal(sess(x[i:i + 1]), serial[i])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 80 and all(results.values())
+
+
+def test_a_file_without_graph_is_refused_clearly():
+    from cdnn_runtime.writer import Writer
+    w = Writer()
+    w.add_raw("a", np.ones(2, np.float32))
+    with pytest.raises(CdnnFormatError, match="no graph"):
+        InferenceSession(w.to_bytes())
+
+
+def test_graph_that_does_not_fit_its_shapes_is_refused_at_load():
+    from cdnn_runtime.writer import Writer
+    w = Writer()
+    w.add_raw("fc.weight", np.ones((2, 5), np.float32))
+    w.set_graph({"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 4]}],
+                 "nodes": [{"name": "fc", "op": "linear", "inputs": ["x"], "outputs": ["y"],
+                            "params": {"weight": "fc.weight"}}],
+                 "outputs": [{"name": "y"}]})
+    with pytest.raises(CdnnFormatError, match="does not fit"):
+        InferenceSession(w.to_bytes())
+
+
+REFERENCE = {  # input sizes small enough for CI; the layers are the full ones
+    "lenet-300-100": (1, 28, 28),
+    "lenet-5": (1, 28, 28),
+    "alexnet": (3, 67, 67),
+    "vgg16": (3, 32, 32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_reference_networks_at_deep_compression_densities(name, tmp_path):
+    model = models.seeded(models.MODELS[name], 0).eval()
+    x = np.random.default_rng(4).standard_normal((7,) + REFERENCE[name]).astype(np.float32)
+    packed = compress(model, torch.from_numpy(x[:2]), model_name=name)
+    path = tmp_path / f"{name}.cdnn"
+    packed.save(path)
+    sess = InferenceSession(str(path))
+    ref = packed.reference_model()
+    for b in (1, 7):
+        close(sess(x[:b]), torch_out(ref, x[:b]), f"{name} batch {b}")
+    if name == "lenet-5":
+        np.save(tmp_path / "x.npy", x[:3])
+        code = ("import sys, runpy; sys.argv = ['cdnn-runtime', 'run', sys.argv[1], '--input', "
+                "sys.argv[2], '--output', sys.argv[3]]; import cdnn_runtime.cli as c; "
+                "rc = c.main(sys.argv[1:]); assert 'torch' not in sys.modules; sys.exit(rc)")
+        subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"),
+                        str(tmp_path / "y.npy")], check=True, capture_output=True)
+        close(np.load(tmp_path / "y.npy"), torch_out(ref, x[:3]), "cdnn-runtime run")
