@@ -74,8 +74,13 @@ def _attr(kind, value, where):
         if not is_int(value) or abs(value) > 2**31 or (kind == "posint" and value < 1):
             raise bad("a positive integer" if kind == "posint" else "an integer")
     elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
-                or abs(value) == float("inf"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a finite number")
+        try:
+            finite = abs(float(value)) < float("inf")
+        except OverflowError:
+            finite = False
+        if not finite:
             raise bad("a finite number")
     elif kind in ("pair+", "pair0"):
         low = 1 if kind == "pair+" else 0
@@ -106,12 +111,12 @@ def normalize_attrs(op, attrs, where):
             out[key] = _attr(kind, attrs[key], f"{where} attribute {key!r}")
         elif default is None:
             raise CdnnFormatError(f"{where}: op {op!r} needs attribute {key!r}")
-        elif isinstance(default, str):
+        elif isinstance(default, str) and default in spec:
             out[key] = None  # copies another attribute, filled below
         else:
             out[key] = default
     for key, (kind, default) in spec.items():
-        if out[key] is None and isinstance(default, str):
+        if out[key] is None and isinstance(default, str) and default in spec:
             out[key] = list(out[default])
     if op in ("max_pool2d", "avg_pool2d"):
         if any(2 * p > k for p, k in zip(out["padding"], out["kernel_size"])):
@@ -173,7 +178,7 @@ def validate_graph(graph, tensors, check):
             raise CdnnFormatError(f"{w}: node name used twice")
         node_names.add(name)
         op = node["op"]
-        if op not in OPS:
+        if not isinstance(op, str) or op not in OPS:
             raise CdnnFormatError(f"{w}: unknown op {op!r:.40}")
         lo, hi, param_spec, _ = OPS[op]
         params = node.get("params", {})

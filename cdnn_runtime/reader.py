@@ -134,6 +134,8 @@ def _parse_header(raw):
         raise CdnnFormatError(f"header: invalid JSON at character {exc.pos}: {exc.msg}") from None
     except RecursionError:
         raise CdnnFormatError(f"header: JSON nested deeper than {MAX_JSON_DEPTH}") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+        raise CdnnFormatError(f"header: unreadable JSON value ({exc})") from None
     if not _json_depth_ok(header):
         raise CdnnFormatError(f"header: JSON nested deeper than {MAX_JSON_DEPTH}")
     return header
@@ -248,7 +250,8 @@ class CdnnFile:
     def _validate_header(self, header):
         check.keys(header, "header", required={"format_version", "sections", "tensors"},
                    optional={"graph", "metadata"})
-        if header["format_version"] != self.version:
+        fv = header["format_version"]
+        if not isinstance(fv, int) or isinstance(fv, bool) or fv != self.version:
             raise CdnnFormatError(f"header: format_version {header['format_version']!r:.20} "
                                   f"differs from the preamble's {self.version}")
         self._validate_sections(header)
@@ -496,7 +499,13 @@ class CdnnFile:
     def dense(self, name):
         """Any tensor as a dense float array (sparse ones densified: for checking only)."""
         t = self.tensor(name)
-        return self.raw(name) if t.encoding == ENCODING_RAW else self.sparse(name).to_dense()
+        if t.encoding == ENCODING_RAW:
+            return self.raw(name)
+        need = 4 * t.desc["rows"] * t.desc["cols"]
+        if need > self.max_decoded_bytes:
+            raise CdnnLimitError(f"tensor {name!r}: a dense copy would take {need} bytes, more "
+                                 f"than the limit of {self.max_decoded_bytes}")
+        return self.sparse(name).to_dense()
 
     def __repr__(self):
         return (f"<CdnnFile v{self.version}: {len(self.tensors)} tensors, "

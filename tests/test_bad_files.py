@@ -218,6 +218,15 @@ CASES = {
     "node with two outputs": (edit(GOOD, lambda h, s: node(h, "relu").update(
         outputs=["a", "b"])), CdnnFormatError, "exactly one output"),
     "pool padding": (None, CdnnFormatError, "exceeds half the kernel"),
+    "integer too long for JSON": (raw_header(b'{"format_version":' + b"9" * 5000 + b"}"),
+                                  CdnnFormatError, "unreadable JSON value"),
+    "format_version true": (edit(GOOD, lambda h, s: h.update(format_version=True)),
+                            CdnnFormatError, "differs from the preamble"),
+    "op is a list": (edit(GOOD, lambda h, s: node(h, "relu").update(op=["relu"])),
+                     CdnnFormatError, "unknown op"),
+    "float attribute overflows": (edit(GOOD, lambda h, s: node(h, "relu").update(
+        op="leaky_relu", attrs={"negative_slope": 10**400})), CdnnFormatError,
+        "expected a finite number"),
     "metadata not an object": (edit(GOOD, lambda h, s: h.update(metadata=[1])),
                                CdnnFormatError, "metadata: expected a JSON object"),
 }
@@ -307,6 +316,14 @@ def test_bad_file(case):
     data, error, message = CASES[case]
     with pytest.raises(error, match=message):
         load_all(data)
+
+
+def test_string_defaults_are_values_not_references():
+    """gelu's default `approximate` is the string "none", not a reference to an attribute."""
+    data = edit(GOOD, lambda h, s: node(h, "relu").update(op="gelu"))
+    f = read(data)
+    assert next(n for n in f.graph["nodes"] if n["name"] == "relu")["attrs"] == {
+        "approximate": "none"}
 
 
 def test_good_files_pass_the_same_loader():

@@ -119,7 +119,9 @@ def _parse(spec):
             except ValueError:
                 raise KernelArgumentError(f"activation {spec!r}: parameter {rest!r} is not a number") from None
     else:
-        raise KernelArgumentError(f"activation must be a string, a (name, param) tuple or None, got {type(spec).__name__}")
+        raise KernelArgumentError(
+            f"activation must be a string, a (name, param) tuple or None, got {type(spec).__name__}"
+        )
     name = name.strip().lower()
     if name not in ACTIVATION_NAMES:
         raise KernelArgumentError(
@@ -244,17 +246,18 @@ def _first_csr_error(row_ptr, cols, codes, n_cols, k):
         if row_ptr[r + 1] < row_ptr[r]:
             return 1
     for r in range(row_ptr.shape[0] - 1):
+        start = row_ptr[r]
+        end = row_ptr[r + 1]
         prev = -1
-        for e in range(row_ptr[r], row_ptr[r + 1]):
+        for e in range(start, end):
             c = np.int64(cols[e])
             if c < 0 or c >= n_cols:
                 return 2
             if c <= prev:
                 return 3
             prev = c
-    for e in range(codes.shape[0]):
-        if codes[e] >= k:
-            return 4
+            if codes[e] >= k:
+                return 4
     return 0
 
 
