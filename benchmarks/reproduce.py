@@ -15,7 +15,6 @@ usage: python benchmarks/reproduce.py [--nets lenet-300-100,lenet-5] [--quick]
 
 import argparse
 import json
-import math
 import os
 import time
 from functools import partial
@@ -74,8 +73,8 @@ def layer_table(f):
         codebook_bytes = 4 * d["codebook"]["size"]
         _, gaps, codes = f.entries(t.name)
         entries = max(d["entries"], 1)
-        weight_bits = math.ceil(math.log2(d["codebook"]["size"])) if d["codebook"]["size"] > 1 \
-            else 1
+        layer = t.name.rpartition(".")[0]
+        weight_bits = f.metadata["recipe"]["layers"][layer]["bits"]
         pq = (d["entries"] * (weight_bits + d["gap_bits"]) + 7) // 8 + codebook_bytes
         pqh = sizes["codes"] + sizes["gaps"] + sizes["row_counts"] + codebook_bytes
         rows.append({

@@ -38,18 +38,28 @@ def _stream_cost_bits(values, bits):
         return 0
     freqs = np.bincount(values, minlength=1).astype(np.int64)
     lengths = huffman.code_lengths(freqs)
-    coded = huffman.encoded_size_bits(freqs, lengths) + 8 * freqs.size
+    chunks = -(-values.size // DEFAULT_CHUNK_SYMBOLS)
+    coded = huffman.encoded_size_bits(freqs, lengths) + 8 * (-(-freqs.size // 8) * 8) \
+        + 64 * chunks
     return min(packed, coded)
 
 
-def best_gap_bits(row_ptr, cols, codes, filler_code, code_bits, candidates=None):
-    """The gap width in 1..8 that makes gaps plus codes (fillers included) smallest."""
+def best_gap_bits(row_ptr, cols, codes, filler_code, code_bits, candidates=None,
+                  code_bits_without_fillers=None):
+    """The gap width in 1..8 that makes gaps plus codes (fillers included) smallest.
+
+    `code_bits_without_fillers` is the packed code width when no filler is needed (a 0.0
+    centroid appended only for fillers is then dropped again).
+    """
     best = None
     for bits in candidates or range(MIN_GAP_BITS, MAX_GAP_BITS + 1):
-        if filler_code is None and count_fillers(row_ptr, cols, bits):
+        fillers = count_fillers(row_ptr, cols, bits)
+        if filler_code is None and fillers:
             continue
         _, gaps, ecodes = csr_to_gaps(row_ptr, cols, codes, bits, filler_code)
-        cost = _stream_cost_bits(gaps, bits) + _stream_cost_bits(ecodes, code_bits)
+        width = code_bits if fillers or code_bits_without_fillers is None \
+            else code_bits_without_fillers
+        cost = _stream_cost_bits(gaps, bits) + _stream_cost_bits(ecodes, width)
         if best is None or cost < best[0]:
             best = (cost, bits)
     if best is None:
@@ -142,7 +152,10 @@ class Writer:
             filler = codebook.size - 1
         code_bits = max(1, (codebook.size - 1).bit_length())
         if gap_bits is None:
-            gap_bits = best_gap_bits(row_ptr, cols, codes, filler, code_bits)
+            gap_bits = best_gap_bits(
+                row_ptr, cols, codes, filler, code_bits,
+                code_bits_without_fillers=max(1, (codebook.size - 2).bit_length())
+                if appended else None)
         elif not MIN_GAP_BITS <= gap_bits <= MAX_GAP_BITS:
             raise ValueError(f"gap_bits must be {MIN_GAP_BITS}..{MAX_GAP_BITS}")
         if appended and count_fillers(row_ptr, cols, gap_bits) == 0:
