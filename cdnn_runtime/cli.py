@@ -5,7 +5,9 @@ Exit codes: 0 success, 1 a failed check or a bad file, 2 bad usage.
 
 import argparse
 import json
+import os
 import sys
+import textwrap
 
 import numpy as np
 
@@ -13,72 +15,201 @@ from .errors import CdnnError
 from .reader import read
 
 
-def inspect_report(f, file_bytes):
-    """Per tensor: encoding, shape, density, codebook size, bytes by stream."""
+STREAM_KEYS = ("codes", "gaps", "row_counts")
+
+
+def entropy_bits(values):
+    """Order-0 (empirical) entropy of a stream of small integers, in bits per symbol."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return 0.0
+    counts = np.bincount(values.astype(np.int64, copy=False))
+    p = counts[counts > 0] / values.size
+    return float(-(p * np.log2(p)).sum())
+
+
+def _weight_nodes(f):
+    """{weight tensor name: graph node} for every linear and conv2d node of the graph."""
+    if f.graph is None:
+        return {}
+    return {n["params"]["weight"]: n for n in f.graph["nodes"] if "weight" in n["params"]}
+
+
+def _layer_row(f, t, node, entropy):
+    d = t.desc
+    numel = d["rows"] * d["cols"]
+    nnz, entries = d["nnz"], d["entries"]
+    size = {k: f.sections[d[k]["section"]][1] for k in STREAM_KEYS}
+    size["codebook"] = f.sections[d["codebook"]["section"]][1]
+    if node is not None:
+        layer, op, bias_name = node["name"], node["op"], node["params"].get("bias")
+    else:
+        layer, op = t.name.rpartition(".")[0] or t.name, None
+        bias_name = layer + ".bias"
+    bias = f.tensor(bias_name).nbytes if bias_name in f.tensor_names else 0
+    size["bias"] = bias
+    total = sum(size.values())
+    per_nz = max(nnz, 1)
+    row = {
+        "layer": layer, "tensor": t.name, "op": op, "bias_tensor": bias_name if bias else None,
+        "shape": list(t.shape), "weights": numel, "nnz": nnz, "entries": entries,
+        "fillers": entries - nnz, "density": nnz / numel if numel else 0.0,
+        "codebook_size": d["codebook"]["size"], "gap_bits": d["gap_bits"],
+        "coding": {k: d[k]["coding"] for k in STREAM_KEYS},
+        "bytes": {**size, "total": total},
+        "bits_per_nnz": {**{k: 8 * size[k] / per_nz for k in STREAM_KEYS},
+                         "total": 8 * sum(size[k] for k in STREAM_KEYS) / per_nz},
+        "dense_bytes": 4 * numel + bias, "ratio": (4 * numel + bias) / max(total, 1),
+    }
+    if entropy:
+        row_counts, gaps, codes = f.entries(t.name)
+        h = {"codes": entropy_bits(codes), "gaps": entropy_bits(gaps)}
+        row["entropy_bits_per_symbol"] = h
+        row["entropy_bits_per_nnz"] = {k: v * entries / per_nz for k, v in h.items()}
+        row["entropy_bytes"] = {k: v * entries / 8 for k, v in h.items()}
+    return row
+
+
+def inspect_report(f, file_bytes, *, entropy=True):
+    """What a file holds and where its bytes go.
+
+    `tensors`: per tensor, encoding, shape, density, codebook size, bytes by stream.
+    `layers`: per sparse_codebook weight, its graph node and op, bytes by stream (codes,
+    gaps, row counts, codebook, bias), bits per nonzero, and (with `entropy`) the order-0
+    entropy of the decoded code and gap streams, the bound any per-symbol coding of them
+    meets. `totals`: the file's bytes by kind, header and padding included.
+    """
+    nodes = _weight_nodes(f)
     rows = []
+    layers = []
     for t in f.tensors:
         row = {"name": t.name, "encoding": t.encoding, "shape": list(t.shape),
                "dtype": t.dtype, "bytes": t.nbytes}
         if t.encoding == "sparse_codebook":
             d = t.desc
             numel = d["rows"] * d["cols"]
+            node = nodes.get(t.name)
             row.update({
                 "nnz": d["nnz"], "density": d["nnz"] / numel if numel else 0.0,
                 "codebook_size": d["codebook"]["size"], "gap_bits": d["gap_bits"],
                 "fillers": d["entries"] - d["nnz"],
                 "streams": {k: {"coding": d[k]["coding"],
                                 "bytes": f.sections[d[k]["section"]][1]}
-                            for k in ("row_counts", "gaps", "codes")},
+                            for k in STREAM_KEYS},
+                "codebook_bytes": f.sections[d["codebook"]["section"]][1],
                 "dense_bytes": 4 * numel,
+                "op": None if node is None else node["op"],
             })
+            layers.append(_layer_row(f, t, node, entropy))
         rows.append(row)
     dense = sum(r.get("dense_bytes", r["bytes"]) for r in rows)
-    return {"version": f.version, "file_bytes": file_bytes, "tensors": rows,
-            "dense_float32_bytes": dense, "ratio": dense / file_bytes if file_bytes else 0.0,
+    totals = {k: sum(r["bytes"][k] for r in layers)
+              for k in ("codes", "gaps", "row_counts", "codebook", "bias")}
+    in_layers = set()
+    for r in layers:
+        in_layers.add(r["tensor"])
+        if r["bias_tensor"]:
+            in_layers.add(r["bias_tensor"])
+    totals["other_tensors"] = sum(r["bytes"] for r in rows if r["name"] not in in_layers)
+    totals["header"] = file_bytes - sum(r["bytes"] for r in rows)
+    totals["other"] = totals["other_tensors"] + totals["header"]
+    totals.update({"nnz": sum(r["nnz"] for r in layers),
+                   "weights": sum(r["weights"] for r in layers)})
+    return {"version": f.version, "file_bytes": file_bytes, "tensors": rows, "layers": layers,
+            "totals": totals, "dense_float32_bytes": dense,
+            "ratio": dense / file_bytes if file_bytes else 0.0,
             "graph": None if f.graph is None else {
                 "inputs": f.graph["inputs"], "outputs": f.graph["outputs"],
                 "ops": [n["op"] for n in f.graph["nodes"]]},
             "metadata": f.metadata}
 
 
-def print_inspect(rep, out=sys.stdout):
-    out.write(f".cdnn version {rep['version']}, {rep['file_bytes']:,} bytes\n")
-    out.write(f"{'tensor':<24}{'encoding':<17}{'shape':>18}{'density':>9}{'K':>5}"
-              f"{'codes':>14}{'gaps':>14}{'bytes':>10}\n")
-    for r in rep["tensors"]:
-        shape = "x".join(map(str, r["shape"])) or "scalar"
-        if r["encoding"] == "sparse_codebook":
-            s = r["streams"]
-            codes = f"{s['codes']['bytes']} {s['codes']['coding'][0]}"
-            gaps = f"{s['gaps']['bytes']} {s['gaps']['coding'][0]}"
-            out.write(f"{r['name']:<24}{r['encoding']:<17}{shape:>18}{r['density']:>9.1%}"
-                      f"{r['codebook_size']:>5}{codes:>14}{gaps:>14}{r['bytes']:>10}\n")
-        else:
-            out.write(f"{r['name']:<24}{r['encoding'] + ' ' + r['dtype']:<17}{shape:>18}"
-                      f"{'':>9}{'':>5}{'':>14}{'':>14}{r['bytes']:>10}\n")
-    out.write("(streams: p = bit-packed, h = Huffman)\n")
-    out.write(f"dense float32 {rep['dense_float32_bytes']:,} bytes -> {rep['file_bytes']:,} bytes"
-              f" on disk = {rep['ratio']:.1f}x\n")
+def _table(out, header, rows, align):
+    """Columns sized to their widest cell; align is a string of '<' and '>' per column."""
+    cells = [header] + rows
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for r in cells:
+        line = "  ".join(f"{c:{a}{w}}" for c, a, w in zip(r, align, widths))
+        out.write(line.rstrip() + "\n")
+
+
+def print_inspect(rep, out=sys.stdout, name=None):
+    tensors = rep["tensors"]
+    n_sparse = sum(r["encoding"] == "sparse_codebook" for r in tensors)
+    plural = "s" if len(tensors) != 1 else ""
+    out.write(f"{name + ': ' if name else ''}.cdnn version {rep['version']}, "
+              f"{rep['file_bytes']:,} bytes, {len(tensors)} tensor{plural} ({n_sparse} "
+              f"sparse_codebook, {len(tensors) - n_sparse} raw)\n")
     if rep["graph"]:
         g = rep["graph"]
-        ins = ", ".join(f"{i['name']} {['N' if d is None else d for d in i['shape']]}"
-                        for i in g["inputs"])
+        dims = lambda shape: ", ".join("N" if d is None else str(d) for d in shape)  # noqa: E731
+        ins = ", ".join(f"{i['name']} [{dims(i['shape'])}]" for i in g["inputs"])
         out.write(f"graph: {len(g['ops'])} nodes; inputs {ins}; outputs "
                   f"{', '.join(o['name'] for o in g['outputs'])}\n")
+    else:
+        out.write("graph: none (a tensor-only file)\n")
+    layers = rep["layers"]
+    if layers:
+        out.write("\nbytes by stream, per layer (p = bit-packed, h = Huffman)\n")
+        rows = []
+        for r in layers:
+            b, c = r["bytes"], r["coding"]
+            rows.append([r["layer"], r["op"] or "-", "x".join(map(str, r["shape"])),
+                         f"{r['density']:.1%}", str(r["codebook_size"]), str(r["gap_bits"]),
+                         f"{b['codes']:,} {c['codes'][0]}", f"{b['gaps']:,} {c['gaps'][0]}",
+                         f"{b['row_counts']:,} {c['row_counts'][0]}", f"{b['codebook']:,}",
+                         f"{b['bias']:,}", f"{b['total']:,}", f"{r['ratio']:.1f}x"])
+        _table(out, ["layer", "op", "shape", "density", "K", "gap", "codes", "gaps",
+                     "row counts", "codebook", "bias", "total", "ratio"], rows,
+               "<<>>>>>>>>>>>")
+        out.write("\nbits per nonzero weight: stored (order-0 entropy bound of the stream)\n")
+        rows = []
+        for r in layers:
+            bits, h = r["bits_per_nnz"], r.get("entropy_bits_per_nnz")
+            pair = (lambda k: f"{bits[k]:.2f} ({h[k]:.2f})") if h else \
+                (lambda k: f"{bits[k]:.2f}")
+            rows.append([r["layer"], f"{r['nnz']:,}", f"{r['fillers']:,}", pair("codes"),
+                         pair("gaps"), f"{bits['row_counts']:.2f}", f"{bits['total']:.2f}"])
+        _table(out, ["layer", "nonzeros", "fillers", "codes", "gaps", "row counts", "total"],
+               rows, "<>>>>>>")
+    out.write("\ntensors\n")
+    rows = []
+    for r in tensors:
+        enc = r["encoding"] if r["encoding"] == "sparse_codebook" else f"raw {r['dtype']}"
+        rows.append([r["name"], enc, "x".join(map(str, r["shape"])) or "scalar",
+                     f"{r['density']:.1%}" if "density" in r else "", f"{r['bytes']:,}"])
+    _table(out, ["name", "encoding", "shape", "density", "bytes"], rows, "<<>>>")
+    t = rep["totals"]
+    out.write(f"\ntotal: {rep['file_bytes']:,} bytes = codes {t['codes']:,} + gaps "
+              f"{t['gaps']:,} + row counts {t['row_counts']:,} + codebooks {t['codebook']:,}\n"
+              f"       + biases {t['bias']:,} + other tensors {t['other_tensors']:,} + header "
+              f"and padding {t['header']:,}\n")
+    out.write(f"dense float32 {rep['dense_float32_bytes']:,} bytes -> {rep['file_bytes']:,} bytes"
+              f" on disk = {rep['ratio']:.1f}x\n")
     meta = {k: v for k, v in rep["metadata"].items() if k != "recipe"}
     if meta:
         out.write(f"metadata: {json.dumps(meta, sort_keys=True)}\n")
 
 
-def cmd_inspect(args):
-    with open(args.file, "rb") as fh:
+def load_inspect(path, *, entropy=True):
+    """(CdnnFile, report) of the file at `path`."""
+    with open(path, "rb") as fh:
         data = fh.read()
-    rep = inspect_report(read(data), len(data))
+    f = read(data)
+    return f, inspect_report(f, len(data), entropy=entropy)
+
+
+def emit_inspect(rep, args, out=sys.stdout):
     if args.json:
-        json.dump(rep, sys.stdout, indent=1, sort_keys=True)
-        sys.stdout.write("\n")
+        json.dump(rep, out, indent=1, sort_keys=True)
+        out.write("\n")
     else:
-        print_inspect(rep)
+        print_inspect(rep, out, name=str(args.file))
+
+
+def cmd_inspect(args):
+    _, rep = load_inspect(args.file, entropy=not args.no_entropy)
+    emit_inspect(rep, args)
     return 0
 
 
@@ -87,12 +218,16 @@ def cmd_run(args):
     sess = InferenceSession(args.file, num_threads=args.threads)
     inputs = sess.get_inputs()
     if len(inputs) != 1:
-        raise SystemExit(f"error: the model has {len(inputs)} inputs; `run` feeds one")
+        print(f"error: the model has {len(inputs)} inputs and `run` feeds one; call "
+              "cdnn_runtime.InferenceSession(...).run(None, {name: array, ...}) from Python",
+              file=sys.stderr)
+        return 1
     try:
         x = np.load(args.input, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        print(f"error: cannot read {args.input} as a .npy array: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: cannot read {args.input} as a .npy array ({exc}); save one with "
+              "numpy.save", file=sys.stderr)
+        return 1
     outs = sess.run(None, {inputs[0].name: x.astype(np.float32, copy=False)})
     if args.output:
         np.save(args.output, outs[0])
@@ -103,32 +238,68 @@ def cmd_run(args):
     return 0
 
 
+def describe(text, *examples):
+    """A command's --help description: the text wrapped, then its examples."""
+    out = textwrap.fill(text, 88)
+    if examples:
+        out += "\n\nexample" + ("s" if len(examples) > 1 else "") + ":\n" + \
+            "\n".join("  " + e for e in examples)
+    return out
+
+
 def add_runtime_commands(sub):
-    p = sub.add_parser("inspect", help="show what a .cdnn file holds and where its bytes go",
-                       description="Show per-tensor sizes, streams and ratio.\n\n"
-                                   "example: cdnn inspect model.cdnn --json",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Add `inspect` and `run` to an argparse subparsers object; returns {name: parser}."""
+    p = sub.add_parser(
+        "inspect", help="show what a .cdnn file holds and where its bytes go",
+        description=describe(
+            "Per layer: op, shape, density, codebook size, gap bits, bytes by stream (codes, "
+            "gaps, row counts, codebook, bias), bits per nonzero next to the order-0 entropy "
+            "of the decoded code and gap streams, ratio; then every tensor and the totals.",
+            "cdnn inspect model.cdnn", "cdnn inspect model.cdnn --json"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-entropy", action="store_true",
+                   help="skip decoding the streams (no entropy figures; faster on big files)")
     p.set_defaults(func=cmd_inspect)
+    parsers = {"inspect": p}
     p = sub.add_parser("run", help="run a .cdnn model on a .npy input (no torch needed)",
-                       description="Run the model on one input array.\n\n"
-                                   "example: cdnn run model.cdnn --input x.npy --output y.npy",
+                       description=describe(
+                           "Run the model on one input array (float32, batch first) and "
+                           "print each output's shape and per-row argmax.",
+                           "cdnn run model.cdnn --input x.npy --output y.npy"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file")
     p.add_argument("--input", required=True, help=".npy file, float32, batch first")
     p.add_argument("--output", help="where to save the first output as .npy")
-    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="threads (default: all cores)")
     p.set_defaults(func=cmd_run)
+    parsers["run"] = p
+    return parsers
+
+
+def _positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
 
 
 def dispatch(args):
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except CdnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except OSError as exc:  # missing file, a directory, no permission, disk full
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:  # wrong input shape, dtype or name
@@ -137,8 +308,11 @@ def dispatch(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="cdnn-runtime",
-                                     description="Inspect and run .cdnn models.")
+    parser = argparse.ArgumentParser(
+        prog="cdnn-runtime", description="Inspect and run .cdnn models (no torch needed).",
+        epilog="examples:\n  cdnn-runtime inspect model.cdnn\n"
+               "  cdnn-runtime run model.cdnn --input x.npy --output y.npy",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     add_runtime_commands(sub)
     args = parser.parse_args(argv)

@@ -486,13 +486,19 @@ class CdnnFile:
                                   f"{d['gap_bits']} bits")
         return row_counts, gaps.astype(np.uint8), codes.astype(np.uint8)
 
-    def sparse(self, name, *, parallel=True):
-        """Decode a sparse_codebook tensor to CSR, fillers dropped, every index checked."""
+    def sparse(self, name, *, parallel=True, narrow=False):
+        """Decode a sparse_codebook tensor to CSR, fillers dropped, every index checked.
+
+        Column indices are int32, or uint16 with `narrow` when the columns fit (the
+        runtime's layout)."""
         t = self._sparse_info(name)
         d = t.desc
         row_counts, gaps, codes = self.entries(name, parallel=parallel)
+        col_dtype = np.uint16 if narrow and d["cols"] <= 65536 else np.int32
         row_ptr, col_idx, codes = gaps_to_csr(row_counts, gaps, codes, d["cols"],
-                                              d["filler_code"], d["nnz"], f"tensor {name!r}")
+                                              d["filler_code"], d["nnz"], f"tensor {name!r}",
+                                              col_dtype=col_dtype)
+        del row_counts, gaps
         return SparseTensor(name, t.shape, d["rows"], d["cols"], row_ptr, col_idx, codes,
                             self.codebook(name))
 

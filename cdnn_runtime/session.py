@@ -69,6 +69,8 @@ class InferenceSession:
         self._layers = {}
         self._steps = self._plan(g)
         self._check_shapes()
+        self.graph = g
+        self.file = None  # everything is decoded: the file's bytes are not kept
 
     # ---- preparation -----------------------------------------------------------------------
     def _weight(self, name):
@@ -76,8 +78,7 @@ class InferenceSession:
         t = self.file.tensor(name)
         if t.encoding == "raw":
             return self.file.raw(name)
-        s = self.file.sparse(name)
-        return s
+        return self.file.sparse(name, narrow=True)
 
     def _raw(self, name):
         return np.ascontiguousarray(self.file.raw(name), dtype=np.float32)
@@ -129,7 +130,7 @@ class InferenceSession:
                 if op == "linear":
                     return lambda x: dense_ops.linear_dense(x, w, bias, activation)
                 return self._dense_conv(w, bias, a, activation)
-            cols = _narrow_cols(w.col_idx, w.cols)
+            cols = w.col_idx
             if op == "linear":
                 layer = prepare_linear(w.row_ptr, cols, w.codes, w.codebook, bias,
                                        in_features=w.cols)

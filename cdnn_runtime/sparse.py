@@ -94,18 +94,22 @@ def _from_gaps(row_counts, gaps, codes, ncols, filler_code, row_ptr, cols_out, c
     return dst
 
 
-def gaps_to_csr(row_counts, gaps, codes, ncols, filler_code, nnz, where="tensor"):
-    """Rebuild CSR (row_ptr int64, cols int32, codes uint8) and drop fillers.
+def gaps_to_csr(row_counts, gaps, codes, ncols, filler_code, nnz, where="tensor",
+                col_dtype=np.int32):
+    """Rebuild CSR (row_ptr int64, cols `col_dtype`, codes uint8) and drop fillers.
 
-    Checks every column against `ncols` and the stored-entry count against `nnz`.
+    Checks every column against `ncols` and the stored-entry count against `nnz`. uint16
+    columns (the runtime's layout) need `ncols <= 65536`.
     """
+    if np.dtype(col_dtype) == np.uint16 and ncols > 65536:
+        raise ValueError("uint16 column indices need at most 65536 columns")
     row_counts = np.ascontiguousarray(row_counts, dtype=np.int64)
     if int(row_counts.sum()) != gaps.size or gaps.size != codes.size:
         raise CdnnFormatError(f"{where}: row counts sum to {int(row_counts.sum())} but "
                               f"{gaps.size} gaps and {codes.size} codes are stored")
     rows = row_counts.size
     row_ptr = np.empty(rows + 1, dtype=np.int64)
-    cols = np.empty(gaps.size, dtype=np.int32)
+    cols = np.empty(gaps.size, dtype=col_dtype)
     out_codes = np.empty(gaps.size, dtype=np.uint8)
     status = _from_gaps(row_counts, np.ascontiguousarray(gaps), np.ascontiguousarray(codes),
                         ncols, -1 if filler_code is None else filler_code, row_ptr, cols,
@@ -115,6 +119,8 @@ def gaps_to_csr(row_counts, gaps, codes, ncols, filler_code, nnz, where="tensor"
                               f"the column count {ncols}")
     if status != nnz:
         raise CdnnFormatError(f"{where}: {status} nonzero entries decoded, header declares {nnz}")
+    if status == gaps.size:
+        return row_ptr, cols, out_codes
     return row_ptr, cols[:status].copy(), out_codes[:status].copy()
 
 
