@@ -10,6 +10,7 @@ _LAZY = {
     "compress": ("cdnn.compress", "compress"),
     "CompressedModel": ("cdnn.compress", "CompressedModel"),
     "capture": ("cdnn.capture", "capture"),
+    "sensitivity": ("cdnn.sensitivity", "sensitivity"),
     "models": ("cdnn.models", None),
     "recipe": ("cdnn.recipe", None),
     "prune": ("cdnn.prune", None),

@@ -209,3 +209,28 @@ def test_retraining_holds_masks_and_fine_tuning_moves_centroids():
         assert np.array_equal(s.to_dense(), ref[name].detach().numpy())
         assert len(np.unique(s.values())) <= 4
         assert s.nnz == round({"conv.weight": 0.5, "fc.weight": 0.3}[name] * s.rows * s.cols)
+
+
+def test_sensitivity_curves_and_picked_recipe():
+    from cdnn.sensitivity import sensitivity
+    x, y = _toy_task()
+    model = seeded(Small, 1)  # the teacher itself: accuracy 1.0 unpruned
+
+    def acc(m):
+        with torch.no_grad():
+            return float((m(x).argmax(1) == y).float().mean())
+
+    s = sensitivity(model, acc, x[:2], densities=(0.5, 0.1, 0.01))
+    assert s.baseline == 1.0 and set(s.curves) == {"conv", "fc"}
+    assert all(len(c) == 3 for c in s.curves.values())
+    assert s.curves["fc"][-1][1] < s.baseline  # 1% of the classifier cannot keep it
+    picked = s.pick(budget=0.05)
+    assert set(picked) == {"conv", "fc"} and all(0 < d <= 1 for d in picked.values())
+    for layer, d in picked.items():
+        if d < 1.0:
+            assert dict(s.curves[layer])[d] >= s.baseline - 0.05
+    assert s.recipe(0.05, bits=4)["fc"] == {"density": picked["fc"], "bits": 4}
+    # the user's model is untouched
+    assert torch.equal(model.fc.weight, seeded(Small, 1).fc.weight)
+    packed = compress(model, x[:2], s.recipe(0.05, bits=4))
+    assert packed.nbytes > 0
