@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from cdnn_runtime.errors import CdnnError, CdnnUnsupportedError
+from cdnn._callable import make_callable
 
 aten = torch.ops.aten
 
@@ -310,6 +311,17 @@ def _translate(node, values, emit, param, const_param, weights, value_name):
             _unsupported(node, "a reshape that changes the batch dimension")
         if first == -1 and -1 in rest:
             _unsupported(node, "a reshape with two -1")
+        per_sample = 1
+        for d in src[1:]:
+            per_sample = per_sample * d if isinstance(d, int) else None
+            if per_sample is None:
+                break
+        known = 1
+        for d in rest:
+            known *= d if d != -1 else 1
+        if per_sample is not None and -1 not in rest and known != per_sample:
+            _unsupported(node, f"a reshape of samples of {per_sample} elements to {rest}, "
+                               "which moves elements across the batch dimension")
         return emit(node, "reshape", [value_name(a[0])], attrs={"shape": rest})
     if t == aten.permute.default:
         return emit(node, "permute", [value_name(a[0])], attrs={"dims": [int(d) for d in a[1]]})
@@ -402,3 +414,6 @@ def prepare_for_capture(model):
             if isinstance(child, nn.LocalResponseNorm):
                 setattr(mod, cname, _LRN(child))
     return model
+
+
+make_callable(__name__)

@@ -20,6 +20,7 @@ from cdnn_runtime.reader import read
 from cdnn_runtime.writer import Writer, write_atomic
 
 from . import recipe as recipes
+from ._callable import make_callable
 from .capture import capture, prepare_for_capture
 from .cluster import kmeans_1d
 from .prune import density_schedule, hold_masks, magnitude_mask
@@ -367,3 +368,7 @@ def format_report(rep):
     out.write(f"total: {rep['dense_bytes']:,} dense float32 bytes -> {rep['file_bytes']:,} bytes "
               f"on disk = {rep['ratio']:.1f}x\n")
     return out.getvalue()
+
+
+
+make_callable(__name__)

@@ -13,6 +13,7 @@ from .cluster import CdnnRecipeError
 from .compress import layer_kinds
 from .capture import prepare_for_capture
 from .prune import magnitude_mask
+from ._callable import make_callable
 
 DEFAULT_DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02)
 
@@ -77,3 +78,6 @@ def sensitivity(model, eval_fn, example_inputs, densities=DEFAULT_DENSITIES, lay
             w.copy_(saved)
         curves[name] = curve
     return Sensitivity(baseline, curves)
+
+
+make_callable(__name__)

@@ -162,7 +162,9 @@ def print_inspect(rep, out=sys.stdout, name=None):
         _table(out, ["layer", "op", "shape", "density", "K", "gap", "codes", "gaps",
                      "row counts", "codebook", "bias", "total", "ratio"], rows,
                "<<>>>>>>>>>>>")
-        out.write("\nbits per nonzero weight: stored (order-0 entropy bound of the stream)\n")
+        out.write("\nbits per nonzero weight: stored" + (
+            " (order-0 entropy bound of the stream)\n" if "entropy_bits_per_nnz" in layers[0]
+            else "\n"))
         rows = []
         for r in layers:
             bits, h = r["bits_per_nnz"], r.get("entropy_bits_per_nnz")
