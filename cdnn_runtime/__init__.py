@@ -5,6 +5,7 @@ from .errors import (
     CdnnError,
     CdnnFormatError,
     CdnnLimitError,
+    CdnnMemoryError,
     CdnnUnsupportedError,
     CdnnVersionError,
 )

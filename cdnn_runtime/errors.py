@@ -23,3 +23,7 @@ class CdnnVersionError(CdnnFormatError):
 
 class CdnnUnsupportedError(CdnnError):
     """An op, dtype or feature that this version of cdnn cannot handle."""
+
+
+class CdnnMemoryError(CdnnError, MemoryError):
+    """Running the model needs more memory than the machine can give (e.g. a huge batch)."""

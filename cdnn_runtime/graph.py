@@ -217,6 +217,12 @@ def validate_graph(graph, tensors, check):
                 raise CdnnFormatError(f"{w}: value {v!r} already defined by {defined[v]}")
             defined[v] = w
         attrs = normalize_attrs(op, node.get("attrs", {}), w)
+        if op == "conv2d":
+            kernel = tensors[params["weight"]]["shape"][2:]
+            reach = [d * (k - 1) for d, k in zip(attrs["dilation"], kernel)]
+            if any(p > r for p, r in zip(attrs["padding"], reach)):
+                raise CdnnFormatError(f"{w}: padding {attrs['padding']} exceeds the dilated "
+                                      f"kernel's reach {reach} (outputs would see only padding)")
         if op == "conv2d" and tensors[params["weight"]]["shape"][0] % attrs["groups"]:
             raise CdnnFormatError(f"{w}: {tensors[params['weight']]['shape'][0]} output "
                                   f"channels do not split into {attrs['groups']} groups")

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from .constants import DEFAULT_MAX_DECODED_BYTES
-from .errors import CdnnError, CdnnFormatError
+from .errors import CdnnError, CdnnFormatError, CdnnMemoryError
 from .kernels import dense_ops, prepare_conv, prepare_linear
 from .ops import build_op
 from .reader import read
@@ -251,8 +251,8 @@ class InferenceSession:
             try:
                 outs = self._execute(feed, names)
             except MemoryError:
-                raise MemoryError(f"not enough memory to run batch {batch}; try a smaller "
-                                  "batch") from None
+                raise CdnnMemoryError(f"not enough memory to run batch {batch}; try a smaller "
+                                      "batch") from None
             finally:
                 if self.num_threads is not None:
                     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

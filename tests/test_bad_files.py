@@ -227,6 +227,7 @@ CASES = {
     "float attribute overflows": (edit(GOOD, lambda h, s: node(h, "relu").update(
         op="leaky_relu", attrs={"negative_slope": 10**400})), CdnnFormatError,
         "expected a finite number"),
+    "conv padding beyond the kernel": (None, CdnnFormatError, "exceeds the dilated kernel"),
     "metadata not an object": (edit(GOOD, lambda h, s: h.update(metadata=[1])),
                                CdnnFormatError, "metadata: expected a JSON object"),
 }
@@ -306,6 +307,15 @@ def _fill_computed_cases():
                                        "outputs": ["p"], "attrs": {"kernel_size": [2, 2],
                                                                    "padding": [2, 0]}})
     CASES["pool padding"] = (edit(GOOD, pool),) + CASES["pool padding"][1:]
+
+    conv = edit(vector("conv_weight"), lambda h, s: h.update(graph={
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2, 8, 8]}],
+        "nodes": [{"name": "c", "op": "conv2d", "inputs": ["x"], "outputs": ["y"],
+                   "params": {"weight": "conv.weight", "bias": "conv.bias"},
+                   "attrs": {"padding": [3, 1]}}],
+        "outputs": [{"name": "y"}]}))
+    CASES["conv padding beyond the kernel"] = (conv,) + \
+        CASES["conv padding beyond the kernel"][1:]
 
 
 _fill_computed_cases()

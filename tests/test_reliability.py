@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from cdnn_runtime import CdnnMemoryError
 from cdnn_runtime.reader import read
 from cdnn_runtime.session import InferenceSession
 from cdnn_runtime.writer import Writer
@@ -56,5 +57,5 @@ def test_huge_batch_is_a_clear_memory_error():
                  "outputs": [{"name": "y"}]})
     sess = InferenceSession(w.to_bytes())
     assert sess(np.ones((2, 1), np.float32)).shape == (2, 1 << 20)
-    with pytest.raises(MemoryError, match="not enough memory to run batch 100000"):
+    with pytest.raises(CdnnMemoryError, match="not enough memory to run batch 100000"):
         sess(np.ones((100_000, 1), np.float32))  # 100,000 x 2^20 floats: 400 GB

@@ -486,7 +486,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lrn_sample(src, size, alpha, beta, k, acc, dst):
     n_ch, n_pix = src.shape
     before = size // 2
@@ -507,7 +507,7 @@ def _lrn_sample(src, size, alpha, beta, k, acc, dst):
             drow[i] = xrow[i] / np.float32((k + a * acc[i]) ** beta)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def lrn_parallel(x, size, alpha, beta, k, out):
     """x, out [N, C, S]: x / (k + alpha/size * sum of x^2 over the channel window)^beta."""
     for b in prange(x.shape[0]):
@@ -515,7 +515,7 @@ def lrn_parallel(x, size, alpha, beta, k, out):
         _lrn_sample(x[b], size, alpha, beta, k, acc, out[b])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lrn_serial(x, size, alpha, beta, k, out):
     """Serial :func:`lrn_parallel`."""
     acc = np.empty(x.shape[2], np.float32)
