@@ -316,8 +316,9 @@ def _compare(got, ref):
 def decompressed_reference(model, f, example_inputs):
     """A copy of `model` computing what file `f` holds: BatchNorm folded as at compression
     (when the file's graph has fewer batch_norm nodes than the model has BatchNorm layers),
-    then every sparse_codebook weight of the file written over the parameter of that name.
-    Other parameters (biases included) stay the model's own. Returns (model, folded, names).
+    then every sparse_codebook weight of the file written over the parameter of that name,
+    and every raw float32 tensor of the file whose name and shape match a parameter (biases,
+    retrained along with the weights). Returns (model, folded, names).
     """
     torch = _torch("verify")
     from torch import nn
@@ -333,6 +334,10 @@ def decompressed_reference(model, f, example_inputs):
     with torch.no_grad():
         for t in f.tensors:
             if t.encoding != "sparse_codebook":
+                p = params.get(t.name)
+                if p is not None and t.dtype == "float32" and tuple(p.shape) == tuple(t.shape):
+                    p.copy_(torch.from_numpy(f.raw(t.name)).to(p.dtype))
+                    replaced.append(t.name)
                 continue
             p = params.get(t.name)
             if p is None:

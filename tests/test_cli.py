@@ -211,6 +211,27 @@ def test_verify_folds_batchnorm_like_compress(tmp_path, capsys, monkeypatch):
     assert res["batchnorm_folded"] == 1 and res["source_sha256_match"] is True
 
 
+def test_verify_uses_retrained_biases(tmp_path, capsys):
+    from cdnn.compress import compress
+    model = models.seeded(models.lenet_300_100, 4).eval()
+    torch.save(model.state_dict(), tmp_path / "src.pt")
+
+    def train(m):  # retraining moves the biases too
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                if name.endswith("bias"):
+                    p.add_(0.5)
+
+    compress(model, torch.randn(2, 1, 28, 28), train=train,
+             prune_steps=1).save(tmp_path / "r.cdnn")
+    code, text, err = call(capsys, "verify", tmp_path / "r.cdnn", "--against",
+                           tmp_path / "src.pt", "--model", "cdnn.models:lenet_300_100",
+                           "--input-shape", "1,1,28,28", "--json")
+    res = json.loads(text)
+    assert code == 0 and res["ok"], err
+    assert "fc1.bias" in res["weights_replaced"]
+
+
 def test_bench(lenet, capsys):
     d, out = lenet
     threads = torch.get_num_threads()
