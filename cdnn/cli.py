@@ -402,12 +402,18 @@ def cmd_verify(args):
               "inputs": {"source": where, "shapes": [list(x.shape) for x in inputs]},
               "tolerance": args.tolerance, "batchnorm_folded": folded,
               "weights_replaced": replaced, "source_sha256_match": sha_match,
-              "outputs": outputs, "ok": ok}
+              "outputs": outputs, "ok": ok and sha_match is not False}
     if args.json:
         json.dump(result, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
     else:
         _print_verify(result)
+    if ok and sha_match is False:
+        print("error: the file was compressed from other source weights than --against gives "
+              "(metadata source_sha256 differs): check the source, --seed and --model",
+              file=sys.stderr)
+        print("FAIL: source weights differ")
+        return 1
     if not ok:
         hint = ("the file records other source weights (metadata source_sha256): check the "
                 "source, --seed and --model" if sha_match is False else

@@ -162,7 +162,8 @@ def test_verify(lenet, capsys):
                          d / "x5.npy", "--json")
     res = json.loads(text)
     assert code == 0 and res["ok"] and res["inputs"]["shapes"] == [[5, 1, 28, 28]]
-    assert res["weights_replaced"] == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    assert res["weights_replaced"] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+                                      "fc3.weight", "fc3.bias"]
     o = res["outputs"][0]
     assert o["shape"] == [5, 10] and o["vs_reference"]["max_abs"] <= o["allowed"]
     assert o["vs_reference"]["top1"] == {"agree": 5, "of": 5, "fraction": 1.0}
