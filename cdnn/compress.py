@@ -42,10 +42,11 @@ def _set_module(model, name, new):
 
 
 @torch.no_grad()
-def fold_batchnorm(model, example_inputs):
+def fold_batchnorm(model, example_inputs, captured=None):
     """Fold each BatchNorm that directly follows a conv2d or linear into that layer's weight
-    and bias, and replace the BatchNorm module by Identity. Works on the model given."""
-    cap = capture(model, example_inputs)
+    and bias, and replace the BatchNorm module by Identity. Works on the model given;
+    `captured` is the model's capture when the caller already has it."""
+    cap = captured if captured is not None else capture(model, example_inputs)
     producers = {n["outputs"][0]: n for n in cap.nodes}
     uses = {}
     for n in cap.nodes:
@@ -253,9 +254,10 @@ def compress(model, example_inputs, recipe=None, *, preset="deep-compression", t
     source_sha = weights_sha256(model)
     dense_params = sum(p.numel() for p in model.parameters())
     work = prepare_for_capture(model)
-    kinds = layer_kinds(work, example_inputs)  # fails here, before any work, on an unknown op
+    cap = capture(work, example_inputs)  # fails here, before any work, on an unknown op
+    kinds = {w.rpartition(".")[0]: kind for w, kind in cap.weights.items()}
     settings = recipes.resolve(kinds, recipe, preset, model_name)
-    folded = fold_batchnorm(work, example_inputs)
+    folded = fold_batchnorm(work, example_inputs, captured=cap)
     scores = {}
     if evaluate is not None:
         scores["dense"] = float(evaluate(work))

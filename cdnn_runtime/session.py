@@ -68,6 +68,7 @@ class InferenceSession:
         self.metadata = self.file.metadata
         self._layers = {}
         self._steps = self._plan(g)
+        self._last_use = {v: i for i, step in enumerate(self._steps) for v in step.inputs}
         self._check_shapes()
         self.graph = g
         self.file = None  # everything is decoded: the file's bytes are not kept
@@ -190,10 +191,7 @@ class InferenceSession:
 
     def _execute(self, feed, wanted):
         env = dict(feed)
-        last_use = {}
-        for i, s in enumerate(self._steps):
-            for v in s.inputs:
-                last_use[v] = i
+        last_use = self._last_use
         keep = set(wanted)
         for i, s in enumerate(self._steps):
             args = [env[v] for v in s.inputs]

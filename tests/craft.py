@@ -2,6 +2,7 @@
 wherever a test wants a deeper check to be reached."""
 
 import json
+import os
 import struct
 
 from cdnn_runtime.constants import MAGIC, PREAMBLE_SIZE
@@ -50,3 +51,12 @@ def fix_preamble_crc(data):
     data = bytearray(data)
     data[60:64] = struct.pack("<I", crc32(bytes(data[:60])))
     return bytes(data)
+
+
+VECTORS = os.path.join(os.path.dirname(__file__), os.pardir, "spec", "vectors")
+
+
+def vector(name):
+    """The bytes of golden file spec/vectors/NAME.cdnn."""
+    with open(os.path.join(VECTORS, name + ".cdnn"), "rb") as fh:
+        return fh.read()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from craft import assemble, fix_preamble_crc, split  # noqa: E402
+from craft import VECTORS, assemble, fix_preamble_crc, split, vector  # noqa: E402
 
 from cdnn_runtime import (  # noqa: E402
     CdnnChecksumError,
@@ -23,12 +23,6 @@ from cdnn_runtime import (  # noqa: E402
 from cdnn_runtime.bitpack import pack  # noqa: E402
 from cdnn_runtime.reader import read  # noqa: E402
 
-VECTORS = os.path.join(os.path.dirname(__file__), os.pardir, "spec", "vectors")
-
-
-def vector(name):
-    with open(os.path.join(VECTORS, name + ".cdnn"), "rb") as fh:
-        return fh.read()
 
 
 GOOD = vector("tiny_graph")

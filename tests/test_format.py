@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
-from craft import assemble, fix_preamble_crc, split  # noqa: E402
+from craft import VECTORS, assemble, fix_preamble_crc, split, vector  # noqa: E402
 
 from cdnn_runtime import (  # noqa: E402
     CdnnChecksumError,
@@ -25,12 +25,6 @@ from cdnn_runtime.reader import read  # noqa: E402
 from cdnn_runtime.sparse import csr_from_dense  # noqa: E402
 from cdnn_runtime.writer import Writer, write_atomic  # noqa: E402
 
-VECTORS = os.path.join(os.path.dirname(__file__), os.pardir, "spec", "vectors")
-
-
-def vector(name):
-    with open(os.path.join(VECTORS, name + ".cdnn"), "rb") as fh:
-        return fh.read()
 
 
 def sparse_file(dense, codebook, **kw):
