@@ -205,6 +205,15 @@ def fine_tune(model, layers, train):
     return layers
 
 
+@torch.no_grad()
+def half_biases(model, settings):
+    """Round the biases of layers whose recipe says `bias: float16` to float16 values."""
+    for name, s in settings.items():
+        bias = getattr(_module(model, name), "bias", None)
+        if s.get("bias") == "float16" and bias is not None:
+            bias.copy_(bias.half().float())
+
+
 def encode(model, example_inputs, layers, settings, *, metadata=None, coding="auto",
            input_names=None, output_names=None):
     """Write the model as .cdnn bytes: shared layers as sparse_codebook, the rest raw."""
@@ -222,6 +231,8 @@ def encode(model, example_inputs, layers, settings, *, metadata=None, coding="au
             w.add_sparse_codebook(tname, layer.shape, row_ptr, layer.positions % cols,
                                   layer.codes, layer.codebook,
                                   gap_bits=settings[name].get("gap_bits"), coding=coding)
+        elif tname.endswith(".bias") and settings.get(name, {}).get("bias") == "float16":
+            w.add_raw(tname, array.astype(np.float16))
         else:
             w.add_raw(tname, array.astype(np.float32))
     w.set_graph(cap.graph)
@@ -269,8 +280,9 @@ def compress(model, example_inputs, recipe=None, *, preset="deep-compression", t
         scores["shared"] = float(evaluate(work))
     if train is not None:
         fine_tune(work, layers, train)
-        if evaluate is not None:
-            scores["fine_tuned"] = float(evaluate(work))
+    half_biases(work, settings)  # the torch model keeps exactly the stored values
+    if train is not None and evaluate is not None:
+        scores["fine_tuned"] = float(evaluate(work))
     metadata = {
         "producer": "cdnn", "producer_version": runtime_version,
         "source_model": model_name or type(model).__name__, "source_sha256": source_sha,

@@ -12,8 +12,11 @@ import os
 from .cluster import CdnnRecipeError
 from .models import DEEP_COMPRESSION_DENSITY
 
-KEYS = {"density", "quality", "bits", "init", "gap_bits"}
+KEYS = {"density", "quality", "bits", "init", "gap_bits", "bias"}
 INITS = ("kmeans++", "linear", "random")
+#: How a layer's bias is stored: float32, or float16 (half the bytes; a relative rounding error
+#: of at most 2^-11, which no accuracy we measured noticed).
+BIAS_DTYPES = ("float32", "float16")
 
 PRESETS = {
     # Deep Compression: conv 8 bits, fc 5 bits; its published densities for the reference nets.
@@ -70,6 +73,9 @@ def _check_settings(where, settings):
         g = settings["gap_bits"]
         if not isinstance(g, int) or isinstance(g, bool) or not 1 <= g <= 8:
             raise CdnnRecipeError(f"recipe entry {where!r}: gap_bits must be 1 to 8, got {g!r}")
+    if "bias" in settings and settings["bias"] not in BIAS_DTYPES:
+        raise CdnnRecipeError(f"recipe entry {where!r}: bias must be one of "
+                              f"{', '.join(BIAS_DTYPES)}, got {settings['bias']!r}")
     if "init" in settings and settings["init"] not in INITS:
         raise CdnnRecipeError(f"recipe entry {where!r}: init must be one of {', '.join(INITS)}")
 
@@ -101,7 +107,7 @@ def resolve(layers, recipe=None, preset="deep-compression", model_name=None):
     model_name = model_name or detect_reference(layers)
     out = {}
     for name, kind in layers.items():
-        s = {"init": "kmeans++", "gap_bits": None}
+        s = {"init": "kmeans++", "gap_bits": None, "bias": "float32"}
         s.update(PRESETS[preset][f"kind:{kind}"])
         if preset == "deep-compression" and model_name in DEEP_COMPRESSION_DENSITY:
             s["density"] = DEEP_COMPRESSION_DENSITY[model_name].get(name, s["density"])

@@ -10,15 +10,21 @@ import numpy as np
 MAGIC = b"\x89CDN\r\n\x1a\n"
 
 #: Format version written by this implementation, and the versions this reader accepts.
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (2,)
 
 #: Fixed-size binary preamble at offset 0.
 PREAMBLE_SIZE = 64
-#: Every section starts at a multiple of this (so a reader can memory-map it).
-ALIGNMENT = 64
+#: Every section starts at a multiple of this (enough for any element type's alignment).
+ALIGNMENT = 8
 
-#: Hard cap on the JSON header, checked before it is read.
+#: Preamble flag bit 0: the header is stored compressed with raw DEFLATE (RFC 1951).
+FLAG_HEADER_DEFLATE = 1
+#: Flag bits a reader of this version understands; any other set bit is an error.
+KNOWN_FLAGS = FLAG_HEADER_DEFLATE
+
+#: Hard cap on the JSON header, stored and (when compressed) decompressed, checked before it
+#: is read or inflated.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 #: Default cap on the bytes a reader may allocate for decoded tensors of one file.
 DEFAULT_MAX_DECODED_BYTES = 8 * 1024**3

@@ -137,8 +137,9 @@ def _check_param(op, role, tensor, where):
         if tensor["encoding"] == ENCODING_RAW and tensor["dtype"] != "float32":
             raise CdnnFormatError(f"{where}: {op} weight must be float32 or sparse_codebook")
         return
-    if tensor["encoding"] != ENCODING_RAW or tensor["dtype"] != "float32":
-        raise CdnnFormatError(f"{where}: parameter {role!r} must be a raw float32 tensor")
+    if tensor["encoding"] != ENCODING_RAW or tensor["dtype"] not in ("float32", "float16"):
+        raise CdnnFormatError(f"{where}: parameter {role!r} must be a raw float32 or float16 "
+                              "tensor")
 
 
 def validate_graph(graph, tensors, check):

@@ -22,7 +22,9 @@ from .constants import (
     ENCODING_RAW,
     ENCODING_SPARSE_CODEBOOK,
     ENCODINGS,
+    FLAG_HEADER_DEFLATE,
     FORMAT_VERSION,
+    KNOWN_FLAGS,
     MAGIC,
     MAX_CODEBOOK_SIZE,
     MAX_GAP_BITS,
@@ -109,6 +111,28 @@ def _json_depth_ok(value):
         elif isinstance(v, list):
             stack.extend((x, d + 1) for x in v)
     return True
+
+
+def _inflate_header(stored):
+    """The JSON bytes of a header stored as raw DEFLATE, never more than the header cap."""
+    end = PREAMBLE_SIZE + len(stored) - 1
+    inflater = zlib.decompressobj(wbits=-15)
+    try:
+        raw = inflater.decompress(stored, MAX_HEADER_BYTES + 1)
+    except zlib.error as exc:
+        raise CdnnFormatError(f"header (bytes {PREAMBLE_SIZE}-{end}): not a valid DEFLATE "
+                              f"stream ({exc})") from None
+    if len(raw) > MAX_HEADER_BYTES:
+        raise CdnnLimitError(f"header (bytes {PREAMBLE_SIZE}-{end}): inflates to more than the "
+                             f"{MAX_HEADER_BYTES}-byte cap")
+    if not inflater.eof:
+        raise CdnnFormatError(f"header (bytes {PREAMBLE_SIZE}-{end}): DEFLATE stream is "
+                              "truncated")
+    if inflater.unused_data:
+        raise CdnnFormatError(f"header (bytes {PREAMBLE_SIZE}-{end}): "
+                              f"{len(inflater.unused_data)} bytes after the end of the "
+                              "DEFLATE stream")
+    return raw
 
 
 def _parse_header(raw):
@@ -222,8 +246,12 @@ class CdnnFile:
             raise CdnnVersionError(
                 f"file is format version {version}; this reader accepts version(s) "
                 f"{', '.join(map(str, SUPPORTED_VERSIONS))} (a newer cdnn may read it)")
-        if flags != 0 or any(reserved):
-            raise CdnnFormatError("preamble: flags and reserved bytes (12-15, 44-59) must be 0")
+        if flags & ~KNOWN_FLAGS:
+            raise CdnnFormatError(f"preamble: unknown flag bits 0x{flags & ~KNOWN_FLAGS:x} "
+                                  "(bytes 12-15); this reader knows only bit 0 (header "
+                                  "deflated)")
+        if any(reserved):
+            raise CdnnFormatError("preamble: reserved bytes (44-59) must be 0")
         if file_length != n:
             what = "truncated" if file_length > n else "has trailing bytes"
             raise CdnnFormatError(f"preamble: file is {n} bytes but declares {file_length} "
@@ -241,7 +269,11 @@ class CdnnFile:
         if crc32(raw) != header_crc:
             raise CdnnChecksumError(f"header (bytes {PREAMBLE_SIZE}-"
                                     f"{PREAMBLE_SIZE + header_length - 1}): checksum mismatch")
-        header = _parse_header(bytes(raw))
+        raw = bytes(raw)
+        if flags & FLAG_HEADER_DEFLATE:
+            raw = _inflate_header(raw)
+        self.header_deflated = bool(flags & FLAG_HEADER_DEFLATE)
+        header = _parse_header(raw)
         self.version = version
         self._header_length = header_length
         self._data_start = align(PREAMBLE_SIZE + header_length)

@@ -13,6 +13,7 @@ from .constants import (
     DEFAULT_CHUNK_SYMBOLS,
     ENCODING_RAW,
     ENCODING_SPARSE_CODEBOOK,
+    FLAG_HEADER_DEFLATE,
     FORMAT_VERSION,
     MAGIC,
     MAX_CODEBOOK_SIZE,
@@ -67,10 +68,24 @@ def best_gap_bits(row_ptr, cols, codes, filler_code, code_bits, candidates=None,
     return best[1]
 
 
-class Writer:
-    """Collects tensors, a graph and metadata, and writes them as one .cdnn file."""
+def deflate_header(head):
+    """Raw DEFLATE (RFC 1951) of the header bytes, zlib level 9: deterministic for a given
+    zlib; a different DEFLATE implementation may give other (equally valid) bytes."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    return packer.compress(head) + packer.flush()
 
-    def __init__(self, metadata=None):
+
+class Writer:
+    """Collects tensors, a graph and metadata, and writes them as one .cdnn file.
+
+    `header` chooses how the JSON header is stored: "auto" (deflated when that is smaller,
+    the default), "deflate" or "plain".
+    """
+
+    def __init__(self, metadata=None, *, header="auto"):
+        if header not in ("auto", "deflate", "plain"):
+            raise ValueError(f"header must be 'auto', 'deflate' or 'plain', not {header!r}")
+        self.header_storage = header
         self._tensors = []
         self._sections = []
         self._names = set()
@@ -192,14 +207,18 @@ class Writer:
                   "metadata": self.metadata}
         if self.graph is not None:
             header["graph"] = self.graph
-        head = canonical_json(header)
+        head, flags = canonical_json(header), 0
+        if self.header_storage != "plain":
+            packed = deflate_header(head)
+            if self.header_storage == "deflate" or len(packed) < len(head):
+                head, flags = packed, FLAG_HEADER_DEFLATE
         data_start = align(PREAMBLE_SIZE + len(head))
         total = data_start + (offsets[-1] + len(self._sections[-1]) if self._sections else 0)
         out = bytearray(total)
         out[PREAMBLE_SIZE:PREAMBLE_SIZE + len(head)] = head
         for off, data in zip(offsets, self._sections):
             out[data_start + off:data_start + off + len(data)] = data
-        pre = PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, PREAMBLE_SIZE, len(head), total,
+        pre = PREAMBLE.pack(MAGIC, FORMAT_VERSION, flags, PREAMBLE_SIZE, len(head), total,
                             crc32(head), b"\0" * 16, 0)
         out[:PREAMBLE_SIZE] = pre[:-4] + crc32(pre[:-4]).to_bytes(4, "little")
         out = bytes(out)

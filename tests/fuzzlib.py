@@ -63,6 +63,7 @@ if str(HERE) not in sys.path:
 import numpy as np  # noqa: E402
 
 import craft  # noqa: E402
+from cdnn_runtime.constants import ALIGNMENT  # noqa: E402
 
 VECTORS = ROOT / "spec" / "vectors"
 VECTOR_NAMES = ("raw_tensors", "sparse_huffman", "sparse_fillers", "chunked_huffman",
@@ -90,7 +91,7 @@ MAX_DENSE_ELEMENTS = 1 << 22
 #: rather than taking the machine's memory.
 WORKER_MEMORY_BYTES = 3 * 1024**3
 
-ALIGN = 64
+ALIGN = ALIGNMENT
 PRE = 64
 
 
@@ -287,7 +288,7 @@ def layout(data):
             marks.add(PRE + hl)
             start = _align(PRE + hl)
             marks.add(start)
-            header = json.loads(data[PRE:PRE + hl])
+            header = json.loads(craft.header_bytes(data))
             for s in header.get("sections", []):
                 marks.add(start + s["offset"])
                 marks.add(start + s["offset"] + s["length"])
@@ -300,7 +301,7 @@ def section_spans(data):
     """[(start, length)] of the sections as the header declares them, or []."""
     try:
         hl = struct.unpack_from("<Q", data, 24)[0]
-        header = json.loads(data[PRE:PRE + hl])
+        header = json.loads(craft.header_bytes(data))
         start = _align(PRE + hl)
         return [(start + s["offset"], s["length"]) for s in header["sections"]
                 if start + s["offset"] + s["length"] <= len(data)]
@@ -320,7 +321,7 @@ def checksums_ok(data):
         raw = data[PRE:PRE + hl]
         if _crc(raw) != struct.unpack_from("<I", data, 40)[0]:
             return False
-        header = json.loads(raw)
+        header = json.loads(craft.header_bytes(data))
         start = _align(PRE + hl)
         for s in header["sections"]:
             off, length, crc = s["offset"], s["length"], s["crc32"]
@@ -412,8 +413,11 @@ class Mut:
             h["sections"] = table
         if head is None:
             head = dumps(h, **dump_kw)
+        deflated = len(self.data) >= PRE and bool(struct.unpack_from("<I", self.data, 12)[0] & 1)
+        if deflated:
+            head = craft.deflate_header(head)
         return craft.assemble(dict(header, sections=table), sections, header_bytes=head,
-                              fix_sections=False)
+                              fix_sections=False, flags=int(deflated))
 
     # ---- views of the header -------------------------------------------------------------
     @staticmethod
@@ -686,6 +690,36 @@ def pre_field(m):
     struct.pack_into(fmt, d, off, v)
     m.note(f"preamble {name}: {cur} -> {v}")
     return _fix_preamble_crc(d)
+
+
+@mutator("preamble", 2)
+def header_deflate(m):
+    """Store the header deflated (a meaning-preserving rewrite), or damage a deflated header
+    (flipped or cut bytes, trailing garbage, a stream that inflates past the cap) with every
+    checksum fixed, so that the reader's inflate checks are reached."""
+    header, sections = m.split()
+    head = dumps(header)
+    kind = m.choice(["rewrite", "flip", "cut", "trail", "bomb", "plain-flagged"])
+    if kind == "rewrite":
+        m.same = "all"
+        m.note("header stored deflated / plain swapped")
+        flagged = bool(struct.unpack_from("<I", m.data, 12)[0] & 1)
+        return craft.assemble(header, sections, deflate=not flagged)
+    if kind == "plain-flagged":
+        m.note("plain header with the deflate flag set")
+        return craft.assemble(header, sections, header_bytes=head, flags=1)
+    packed = bytearray(craft.deflate_header(head))
+    if kind == "flip":
+        p = m.rng.randrange(len(packed))
+        packed[p] ^= 1 << m.rng.randrange(8)
+    elif kind == "cut":
+        packed = packed[:m.rng.randrange(len(packed))]
+    elif kind == "trail":
+        packed += bytes(m.rng.randrange(256) for _ in range(m.rng.randrange(1, 9)))
+    else:
+        packed = bytearray(craft.deflate_header(head + b" " * (16 * 1024 * 1024)))
+    m.note(f"deflated header damaged: {kind}")
+    return craft.assemble(header, sections, header_bytes=bytes(packed), flags=1)
 
 
 @mutator("preamble", 1)

@@ -22,6 +22,7 @@ from cdnn_runtime import (  # noqa: E402
 )
 from cdnn_runtime.bitpack import pack  # noqa: E402
 from cdnn_runtime.reader import read  # noqa: E402
+from cdnn_runtime.writer import deflate_header  # noqa: E402
 
 
 
@@ -76,9 +77,18 @@ CASES = {
     "text-mode CRLF damage": (GOOD[:4] + b"\r\r\n" + GOOD[6:], CdnnFormatError, "line endings"),
     "high bit stripped": (b"\x09" + GOOD[1:], CdnnFormatError, "7-bit"),
     "preamble checksum": (patch(GOOD, 20, b"\x01"), CdnnChecksumError, "preamble"),
-    "newer version": (pre(GOOD, "<I", 8, 2), CdnnVersionError, "version 2.*accepts version.*1"),
-    "flags set": (pre(GOOD, "<I", 12, 1), CdnnFormatError, "flags and reserved"),
-    "reserved set": (pre(GOOD, "<B", 50, 7), CdnnFormatError, "flags and reserved"),
+    "newer version": (pre(GOOD, "<I", 8, 3), CdnnVersionError, "version 3.*accepts version.*2"),
+    "older draft version": (pre(GOOD, "<I", 8, 1), CdnnVersionError,
+                            "version 1.*accepts version.*2"),
+    "unknown flag": (pre(GOOD, "<I", 12, 3), CdnnFormatError, "unknown flag bits 0x2"),
+    "reserved set": (pre(GOOD, "<B", 50, 7), CdnnFormatError, "reserved bytes"),
+    # --- deflated header ------------------------------------------------------------------
+    "deflate flag on a plain header": (None, CdnnFormatError, "not a valid DEFLATE stream"),
+    "deflated header cut short": (None, CdnnFormatError, "DEFLATE stream is truncated"),
+    "bytes after the deflated header": (None, CdnnFormatError,
+                                        "3 bytes after the end of the DEFLATE stream"),
+    "deflated header bomb": (None, CdnnLimitError, "inflates to more than the 16777216-byte"),
+    "deflated header not JSON": (None, CdnnFormatError, "invalid JSON"),
     "truncated": (GOOD[:-1], CdnnFormatError, "truncated"),
     "truncated at the header": (GOOD[:100], CdnnFormatError, "truncated"),
     "trailing bytes": (GOOD + b"\0", CdnnFormatError, "trailing bytes"),
@@ -102,19 +112,18 @@ CASES = {
                               "unknown field 'extra'"),
     "missing tensors": (edit(GOOD, lambda h, s: h.pop("tensors")), CdnnFormatError,
                         "missing field 'tensors'"),
-    "format_version differs": (edit(GOOD, lambda h, s: h.update(format_version=2)),
+    "format_version differs": (edit(GOOD, lambda h, s: h.update(format_version=3)),
                                CdnnFormatError, "differs from the preamble"),
     # --- sections ---------------------------------------------------------------------------
     "section misaligned": (edit(GOOD, lambda h, s: h["sections"][1].update(offset=65), False),
-                           CdnnFormatError, "section 1: offset 65 is not a multiple of 64"),
+                           CdnnFormatError, "section 1: offset 65 is not a multiple of 8"),
     "sections overlap": (edit(GOOD, lambda h, s: h["sections"][1].update(offset=0), False),
                          CdnnFormatError, "section 1: starts at byte"),
     "section past the end": (edit(GOOD, lambda h, s: h["sections"][-1].update(length=10**6),
                                   False), CdnnFormatError, "run past the end"),
     "section checksum": (patch(GOOD, len(GOOD) - 1, b"\x55"), CdnnChecksumError,
                          r"section \d+ \(bytes \d+-\d+\): checksum mismatch"),
-    "nonzero padding": (patch(GOOD, len(GOOD) - len(split(GOOD)[1][-1]) - 1, b"\x01"),
-                        CdnnFormatError, "padding before section .*must be zero"),
+    "nonzero padding": (None, CdnnFormatError, "padding before section .*must be zero"),
     "nonzero header padding": (None, CdnnFormatError, "header padding"),
     "unused section": (edit(GOOD, lambda h, s: s.append(b"spare")), CdnnFormatError,
                        "not used by any tensor"),
@@ -229,6 +238,28 @@ CASES = {
 
 def _fill_computed_cases():
     h, s = split(GOOD)
+    plain = assemble(h, s)
+    hl = struct.unpack_from("<Q", plain, 24)[0]
+    head = plain[64:64 + hl]
+
+    def with_header(stored):
+        return assemble(h, s, header_bytes=stored, flags=1)
+    packed = deflate_header(head)
+    for name, data in {"deflate flag on a plain header": with_header(head),
+                       "deflated header cut short": with_header(packed[:-5]),
+                       "bytes after the deflated header": with_header(packed + b"abc"),
+                       "deflated header bomb": with_header(
+                           deflate_header(head + b" " * (16 * 1024 * 1024))),
+                       "deflated header not JSON": with_header(deflate_header(b"{nope"))
+                       }.items():
+        CASES[name] = (data,) + CASES[name][1:]
+    # a byte of padding between two sections
+    start = (64 + hl + 7) // 8 * 8
+    gap = next(e for e, nxt in zip(h["sections"], h["sections"][1:])
+               if e["offset"] + e["length"] < nxt["offset"])
+    CASES["nonzero padding"] = (patch(plain, start + gap["offset"] + gap["length"], b"\x01"),) \
+        + CASES["nonzero padding"][1:]
+
     head = json.dumps(h, sort_keys=True, separators=(",", ":")).encode()
     data = bytearray(assemble(h, s))
     data[64 + len(head)] = 1  # the byte right after the header is padding

@@ -115,6 +115,28 @@ def test_compressed_file_holds_exact_codebook_values_at_surviving_positions():
     assert read(packed.to_bytes()).metadata["recipe"]["batchnorm_folded"] == 1
 
 
+def test_float16_biases_are_stored_and_kept_exactly():
+    from cdnn_runtime import InferenceSession
+    model = trained_bn(seeded(Small)).eval()
+    x = torch.randn(3, 1, 8, 8)
+    plain = compress(model, x, {"conv": {"density": 0.5, "bits": 3}})
+    half = compress(model, x, {"conv": {"density": 0.5, "bits": 3, "bias": "float16"}})
+    f = read(half.to_bytes())
+    assert f.tensor("conv.bias").dtype == "float16" and f.tensor("fc.bias").dtype == "float32"
+    assert f.tensor("conv.bias").nbytes == 12 and \
+        read(plain.to_bytes()).tensor("conv.bias").nbytes == 24
+    ref = half.reference_model()
+    stored = f.raw("conv.bias").astype(np.float32)
+    assert np.array_equal(ref.conv.bias.detach().numpy(), stored)
+    assert not np.array_equal(read(plain.to_bytes()).raw("conv.bias"), stored)
+    with torch.no_grad():
+        want = ref(x).numpy()
+    got = InferenceSession(half.to_bytes())(x.numpy())
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    with pytest.raises(CdnnRecipeError, match="bias must be one of float32, float16"):
+        compress(model, x, {"fc": {"bias": "int8"}})
+
+
 def test_every_op_compresses_and_records_graph():
     model = trained_bn(seeded(EveryOp)).eval()
     x = torch.randn(2, 3, 12, 12)
@@ -153,7 +175,8 @@ def test_recipe_resolution():
     s = resolve(layers, {"conv*": {"density": 0.3}, "conv2": {"bits": 4},
                          "kind:linear": {"quality": 1.5, "init": "random"}})
     assert s["conv1"]["density"] == 0.3 and s["conv1"]["bits"] == 8
-    assert s["conv2"] == {"init": "kmeans++", "gap_bits": None, "density": 0.3, "bits": 4}
+    assert s["conv2"] == {"init": "kmeans++", "gap_bits": None, "density": 0.3, "bits": 4,
+                          "bias": "float32"}
     assert s["fc1"]["quality"] == 1.5 and "density" not in s["fc1"] and s["fc1"]["bits"] == 5
     dc = resolve(layers)  # the LeNet-5 layer names: Deep Compression's table applies
     assert dc["conv1"]["density"] == 0.66 and dc["fc1"]["density"] == 0.08

@@ -30,7 +30,7 @@ def _add_sparse(w, name, shape, codes2d, codebook, **kw):
 
 
 def raw_tensors():
-    w = Writer(metadata=META)
+    w = Writer(metadata=META, header="plain")  # a header readable in a hex dump
     w.add_raw("f32", np.array([[1.5, -2.0, 0.0], [3.25, np.inf, -0.0]], dtype=np.float32))
     w.add_raw("f16", np.array([0.5, -1.0, 65504.0], dtype=np.float16))
     w.add_raw("i32", np.array([-(2**31), 0, 2**31 - 1], dtype=np.int32))
@@ -128,7 +128,8 @@ def _num(v):
 def expected_content(data):
     """The decoded content of a file, as plain JSON."""
     f = read(data)
-    out = {"metadata": f.metadata, "graph": f.graph, "tensors": {}}
+    out = {"header": "deflate" if f.header_deflated else "plain", "metadata": f.metadata,
+           "graph": f.graph, "tensors": {}}
     for t in f.tensors:
         entry = {"encoding": t.encoding, "shape": list(t.shape), "dtype": t.dtype}
         if t.encoding == "raw":
