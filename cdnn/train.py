@@ -6,18 +6,34 @@ clustering (it builds its optimizer over `model.parameters()` on every call, as 
 would, so cdnn's masks and weight sharing hold whatever the optimizer does).
 """
 
+import math
+
 import torch
 
 
-def fit(model, loader, loss=None, epochs=1, lr=1e-3, *, weight_decay=0.0, log=None):
-    """Train `model` for `epochs` passes over `loader` with Adam; returns the last mean loss."""
+def fit(model, loader, loss=None, epochs=1, lr=1e-3, *, weight_decay=0.0, schedule=None,
+        log=None):
+    """Train `model` for `epochs` passes over `loader` with Adam; returns the last mean loss.
+
+    `schedule` is None (constant `lr`) or "cosine": the rate falls from `lr` to 0 along a half
+    cosine over all the steps of this call (so each call of a retraining hook starts high again,
+    a warm restart).
+    """
+    if schedule not in (None, "cosine"):
+        raise ValueError(f"schedule must be None or 'cosine', not {schedule!r}")
     loss = loss or torch.nn.functional.cross_entropy
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    total_steps = max(1, epochs * len(loader)) if schedule else 0
+    step = 0
     model.train()
     mean = float("nan")
     for epoch in range(epochs):
         total, count = 0.0, 0
         for x, y in loader:
+            if schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / total_steps))
+                step += 1
             opt.zero_grad(set_to_none=True)
             value = loss(model(x), y)
             value.backward()
