@@ -230,7 +230,10 @@ def cmd_run(args):
         print(f"error: cannot read {args.input} as a .npy array ({exc}); save one with "
               "numpy.save", file=sys.stderr)
         return 1
-    outs = sess.run(None, {inputs[0].name: x.astype(np.float32, copy=False)})
+    feed = {inputs[0].name: x.astype(np.float32, copy=False)}
+    outs = sess.run(None, feed)
+    if args.profile:
+        print_profile(sess.profile(feed, repeats=args.repeats))
     if args.output:
         np.save(args.output, outs[0])
     for o, y in zip(sess.get_outputs(), outs):
@@ -238,6 +241,21 @@ def cmd_run(args):
               + (f", argmax per row {np.argmax(y.reshape(y.shape[0], -1), 1)[:16].tolist()}"
                  if y.ndim >= 2 and y.shape[0] else ""))
     return 0
+
+
+def print_profile(prof, out=sys.stdout):
+    """The table of InferenceSession.profile: per step, its nodes, op, output shape, times."""
+    rows = []
+    total = sum(st["median_ms"] for st in prof["steps"]) or 1.0
+    for st in prof["steps"]:
+        rows.append([st["name"], st["op"], "x".join(map(str, st["output_shape"])),
+                     f"{st['median_ms']:.4f}", f"{st['min_ms']:.4f}-{st['max_ms']:.4f}",
+                     f"{100 * st['median_ms'] / total:.1f}%"])
+    out.write(f"\nprofile: batch {prof['batch']}, median of {prof['repeats']} runs\n")
+    _table(out, ["step", "op", "output", "ms", "min-max", "share"], rows, "<<>>>>")
+    steps = sum(st["median_ms"] for st in prof["steps"])
+    out.write(f"steps {steps:.4f} ms; whole run {prof['total_ms']:.4f} ms (the rest is the "
+              "session's own work)\n")
 
 
 def describe(text, *examples):
@@ -268,14 +286,20 @@ def add_runtime_commands(sub):
     p = sub.add_parser("run", help="run a .cdnn model on a .npy input (no torch needed)",
                        description=describe(
                            "Run the model on one input array (float32, batch first) and "
-                           "print each output's shape and per-row argmax.",
-                           "cdnn run model.cdnn --input x.npy --output y.npy"),
+                           "print each output's shape and per-row argmax; with --profile, "
+                           "the time of every step of the graph.",
+                           "cdnn run model.cdnn --input x.npy --output y.npy",
+                           "cdnn run model.cdnn --input x.npy --profile --repeats 50"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file")
     p.add_argument("--input", required=True, help=".npy file, float32, batch first")
     p.add_argument("--output", help="where to save the first output as .npy")
     p.add_argument("--threads", type=_positive, default=None,
                    help="threads (default: all cores)")
+    p.add_argument("--profile", action="store_true",
+                   help="also time every step of the graph (fused layers shown joined by '+')")
+    p.add_argument("--repeats", type=_positive, default=10,
+                   help="runs timed with --profile (default 10; medians are shown)")
     p.set_defaults(func=cmd_run)
     parsers["run"] = p
     return parsers

@@ -43,8 +43,8 @@ def _binary(fn, other):
 def build_op(op, a, p):
     """A callable for one dense op; `a` its normalized attributes, `p` its raw params."""
     if op == "max_pool2d":
-        return lambda x: D.max_pool2d(x, a["kernel_size"], a["stride"], a["padding"],
-                                      a["dilation"], a["ceil_mode"])
+        return D.MaxPool2d(a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                           a["ceil_mode"])
     if op == "avg_pool2d":
         return lambda x: D.avg_pool2d(x, a["kernel_size"], a["stride"], a["padding"],
                                       a["ceil_mode"], a["count_include_pad"])

@@ -4,7 +4,9 @@ The API follows onnxruntime: `InferenceSession(path_or_bytes)`, `run(output_name
 input_feed)`, `get_inputs()`, `get_outputs()`; plus `session(x)` for one input and one output.
 """
 
+import math
 import threading
+import time
 from dataclasses import dataclass
 
 import numba
@@ -12,7 +14,8 @@ import numpy as np
 
 from .constants import DEFAULT_MAX_DECODED_BYTES
 from .errors import CdnnError, CdnnFormatError, CdnnMemoryError
-from .kernels import dense_ops, prepare_conv, prepare_linear
+from .kernels import dense_ops, parse_activation, prepare_conv, prepare_linear
+from .kernels.sparse_linear import LinearChain, SparseLinear
 from .ops import build_op
 from .reader import read
 
@@ -38,10 +41,26 @@ def _narrow_cols(col_idx, ncols):
 
 
 class _Step:
-    __slots__ = ("node", "fn", "inputs", "output")
+    """One call of the plan: `fn` maps the values named `inputs` to the value `output`.
+    `nodes` lists the graph nodes it computes (an activation fused into its layer, a chain of
+    linear layers); `layer` and `activation` are set for a sparse linear layer, which chains
+    with its neighbours."""
+    __slots__ = ("node", "fn", "inputs", "output", "nodes", "layer", "activation",
+                 "in_slots", "out_slot", "free")
 
-    def __init__(self, node, fn, inputs, output):
+    def __init__(self, node, fn, inputs, output, nodes=None, layer=None, activation=None):
         self.node, self.fn, self.inputs, self.output = node, fn, inputs, output
+        self.nodes = nodes if nodes is not None else [node]
+        self.layer, self.activation = layer, activation
+        self.in_slots, self.out_slot, self.free = (), 0, ()
+
+    @property
+    def name(self):
+        return "+".join(n["name"] for n in self.nodes)
+
+    @property
+    def op(self):
+        return "+".join(n["op"] for n in self.nodes)
 
 
 class InferenceSession:
@@ -68,7 +87,10 @@ class InferenceSession:
         self.metadata = self.file.metadata
         self._layers = {}
         self._steps = self._plan(g)
-        self._last_use = {v: i for i, step in enumerate(self._steps) for v in step.inputs}
+        self._input_specs = [(i.name, tuple(i.shape), i) for i in self._inputs]
+        self._input_names = {i.name for i in self._inputs}
+        self._output_names = [o.name for o in self._outputs]
+        self._output_slots = {o.name: self._slots[o.name] for o in self._outputs}
         self._check_shapes()
         self.graph = g
         self.file = None  # everything is decoded: the file's bytes are not kept
@@ -102,6 +124,7 @@ class InferenceSession:
                 continue
             out = n["outputs"][0]
             activation = "none"
+            covered = [n]
             if n["op"] in ("linear", "conv2d") and uses.get(out) == 1 and out not in outputs:
                 nxt = by_input.get(out, [])
                 if len(nxt) == 1 and nodes[nxt[0]]["op"] in _FUSABLE:
@@ -110,6 +133,7 @@ class InferenceSession:
                     if act_node["op"] == "leaky_relu":
                         activation = ("leaky_relu", act_node["attrs"]["negative_slope"])
                     fused.add(nxt[0])
+                    covered.append(act_node)
                     out = act_node["outputs"][0]
             try:
                 fn = self._build(n, activation)
@@ -117,8 +141,71 @@ class InferenceSession:
                 raise
             except (ValueError, TypeError) as exc:
                 raise CdnnFormatError(f"graph node {n['name']!r} ({n['op']}): {exc}") from None
-            steps.append(_Step(n, fn, list(n["inputs"]), out))
+            layer = self._layers.get(n["name"]) if n["op"] == "linear" else None
+            steps.append(_Step(n, fn, list(n["inputs"]), out, covered,
+                               layer if isinstance(layer, SparseLinear) else None,
+                               parse_activation(activation)))
+        steps = self._chain(steps, uses, outputs)
+        self._assign_slots(steps, g, outputs)
         return steps
+
+    def _chain(self, steps, uses, outputs):
+        """Merge runs of sparse linear steps, each feeding only the next, into one step that
+        runs them in one kernel call (LinearChain); a plain flatten of the batch's samples
+        feeding such a run joins it."""
+        merged = []
+        i = 0
+        while i < len(steps):
+            s = steps[i]
+            lead = None
+            if (s.node["op"] == "flatten" and s.node["attrs"].get("start_dim") == 1
+                    and s.node["attrs"].get("end_dim") == -1 and i + 1 < len(steps)
+                    and steps[i + 1].layer is not None and uses.get(s.output) == 1
+                    and s.output not in outputs and steps[i + 1].inputs == [s.output]):
+                lead, s = s, steps[i + 1]
+                i += 1
+            if s.layer is None:
+                merged.append(s)
+                i += 1
+                continue
+            run = [s]
+            while (i + 1 < len(steps) and steps[i + 1].layer is not None
+                   and uses.get(run[-1].output) == 1 and run[-1].output not in outputs
+                   and steps[i + 1].inputs == [run[-1].output]):
+                i += 1
+                run.append(steps[i])
+            i += 1
+            if len(run) == 1 and lead is None:
+                merged.append(s)
+                continue
+            chain = LinearChain([(st.layer, st.activation) for st in run])
+            for st in run:  # the chain holds the weights now, in one copy
+                self._layers[st.node["name"]] = chain
+            nodes = ([lead.node] if lead is not None else []) + [n for st in run for n in st.nodes]
+            first = lead if lead is not None else run[0]
+            merged.append(_Step(first.node, _chain_fn(chain, lead is not None), first.inputs,
+                                run[-1].output, nodes))
+        return merged
+
+    def _assign_slots(self, steps, g, outputs):
+        """Number every value; per step, the slots to read, to write and to free after it."""
+        slots = {}
+        for i in g["inputs"]:
+            slots.setdefault(i["name"], len(slots))
+        for st in steps:
+            for v in st.inputs:
+                slots.setdefault(v, len(slots))
+            slots.setdefault(st.output, len(slots))
+        last = {}
+        for k, st in enumerate(steps):
+            for v in st.inputs:
+                last[v] = k
+        for k, st in enumerate(steps):
+            st.in_slots = tuple(slots[v] for v in st.inputs)
+            st.out_slot = slots[st.output]
+            st.free = tuple(sorted({slots[v] for v in st.inputs
+                                    if last[v] == k and v not in outputs}))
+        self._slots = slots
 
     def _build(self, n, activation):
         op, a, p = n["op"], n["attrs"], n["params"]
@@ -142,7 +229,8 @@ class InferenceSession:
                                      padding=tuple(a["padding"]),
                                      dilation=tuple(a["dilation"]), groups=a["groups"])
             self._layers[n["name"]] = layer
-            return lambda x: layer(x, activation)
+            act = parse_activation(activation)
+            return lambda x: layer(x, act)
         return build_op(op, a, {k: self._raw(v) for k, v in p.items()})
 
     def _dense_conv(self, w, bias, a, activation):
@@ -189,72 +277,143 @@ class InferenceSession:
     def get_modelmeta(self):
         return dict(self.metadata)
 
-    def _execute(self, feed, wanted):
-        env = dict(feed)
-        last_use = self._last_use
-        keep = set(wanted)
-        for i, s in enumerate(self._steps):
-            args = [env[v] for v in s.inputs]
+    def _execute(self, feed, wanted, times=None):
+        """Run the plan on `feed` ({input name: array}, checked); the values named in `wanted`.
+        With `times` (a list), append each step's wall time in seconds."""
+        env = [None] * len(self._slots)
+        slots = self._slots
+        for name, x in feed.items():
+            env[slots[name]] = x
+        for s in self._steps:
             try:
-                env[s.output] = s.fn(*args)
+                if times is None:
+                    if len(s.in_slots) == 1:
+                        env[s.out_slot] = s.fn(env[s.in_slots[0]])
+                    else:
+                        env[s.out_slot] = s.fn(*[env[k] for k in s.in_slots])
+                else:
+                    t0 = time.perf_counter()
+                    env[s.out_slot] = s.fn(*[env[k] for k in s.in_slots])
+                    times.append(time.perf_counter() - t0)
             except CdnnError:
                 raise
             except (ValueError, TypeError, IndexError) as exc:
                 raise ValueError(f"node {s.node['name']!r} ({s.node['op']}): {exc}") from None
-            for v in s.inputs:
-                if last_use.get(v) == i and v not in keep:
-                    env.pop(v, None)
-        return [env[name] for name in wanted]
+            for k in s.free:
+                env[k] = None
+        return [env[self._output_slots[name]] for name in wanted]
 
-    def run(self, output_names, input_feed, run_options=None):
-        """Outputs named in `output_names` (None: all) for the float32 arrays in `input_feed`."""
+    def _check_feed(self, input_feed):
+        """The checked feed ({name: C-contiguous float32 array}) and its batch size."""
         if not isinstance(input_feed, dict):
             raise ValueError("input_feed must be a dict mapping input names to arrays")
-        expected = {i.name: i for i in self._inputs}
-        unknown = sorted(set(input_feed) - set(expected))
-        if unknown:
-            raise ValueError(f"unknown input {unknown[0]!r}; the model's inputs are "
-                             f"{', '.join(expected)}")
         feed = {}
         batch = None
-        for name, spec in expected.items():
-            if name not in input_feed:
+        for name, shape, spec in self._input_specs:
+            x = input_feed.get(name)
+            if x is None:
                 raise ValueError(f"missing input {name!r} (shape {self._shape_text(spec)}, "
                                  "float32)")
-            x = input_feed[name]
-            if not isinstance(x, np.ndarray):
+            if type(x) is not np.ndarray and not isinstance(x, np.ndarray):
                 raise ValueError(f"input {name!r} must be a numpy array, got "
                                  f"{type(x).__name__}")
             if x.dtype != np.float32:
                 raise ValueError(f"input {name!r} must be float32, got {x.dtype}")
-            ok = x.ndim == len(spec.shape) and all(
-                d is None or d == s for d, s in zip(spec.shape, x.shape))
-            if not ok:
-                raise ValueError(f"input {name!r} has shape {list(x.shape)}, expected "
+            xs = x.shape
+            if len(xs) != len(shape) or any(d is not None and d != s
+                                            for d, s in zip(shape, xs)):
+                raise ValueError(f"input {name!r} has shape {list(xs)}, expected "
                                  f"{self._shape_text(spec)}")
-            if batch is not None and spec.shape[0] is None and x.shape[0] != batch:
-                raise ValueError(f"inputs disagree on the batch size ({batch} and "
-                                 f"{x.shape[0]})")
-            batch = x.shape[0] if spec.shape[0] is None else batch
-            feed[name] = np.ascontiguousarray(x)
-        names = [o.name for o in self._outputs] if output_names is None else list(output_names)
-        valid = {o.name for o in self._outputs}
+            if shape[0] is None:
+                if batch is not None and xs[0] != batch:
+                    raise ValueError(f"inputs disagree on the batch size ({batch} and "
+                                     f"{xs[0]})")
+                batch = xs[0]
+            feed[name] = x if x.flags.c_contiguous else np.ascontiguousarray(x)
+        if len(input_feed) != len(feed):
+            unknown = sorted(set(input_feed) - self._input_names)
+            raise ValueError(f"unknown input {unknown[0]!r}; the model's inputs are "
+                             f"{', '.join(n for n, _, _ in self._input_specs)}")
+        return feed, batch
+
+    def _wanted(self, output_names):
+        if output_names is None:
+            return self._output_names
+        names = list(output_names)
         for n in names:
-            if n not in valid:
+            if n not in self._output_slots:
                 raise ValueError(f"unknown output {n!r}; the model's outputs are "
-                                 f"{', '.join(sorted(valid))}")
+                                 f"{', '.join(sorted(self._output_slots))}")
+        return names
+
+    def _locked(self, feed, names, batch, times=None):
         with _RUN_LOCK:
-            if self.num_threads is not None:
+            switch = self.num_threads is not None and \
+                self.num_threads != numba.config.NUMBA_NUM_THREADS
+            if switch:
                 numba.set_num_threads(self.num_threads)
             try:
-                outs = self._execute(feed, names)
+                return self._execute(feed, names, times)
             except MemoryError:
                 raise CdnnMemoryError(f"not enough memory to run batch {batch}; try a smaller "
                                       "batch") from None
             finally:
-                if self.num_threads is not None:
+                if switch:
                     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        return [np.asarray(o) for o in outs]
+
+    def run(self, output_names, input_feed, run_options=None):
+        """Outputs named in `output_names` (None: all) for the float32 arrays in `input_feed`."""
+        feed, batch = self._check_feed(input_feed)
+        return self._locked(feed, self._wanted(output_names), batch)
+
+    def profile(self, input_feed, repeats=10, warmup=1):
+        """Time each step of the plan on `input_feed` (checked as by `run`).
+
+        Runs the graph `warmup` times unrecorded, then `repeats` times timing every step.
+        Returns a dict: `batch`; `steps`, one dict per step in execution order with `name`
+        and `op` (joined with '+' when the step computes several graph nodes: an activation
+        fused into its layer, a chain of linear layers run as one kernel), `nodes` (the graph
+        node names), `output_shape` and `median_ms`, `min_ms`, `max_ms`; `total_ms`, the
+        median of the whole runs (the steps' sum plus the session's own overhead).
+        """
+        if not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+        feed, batch = self._check_feed(input_feed)
+        names = self._output_names
+        for _ in range(max(int(warmup), 0)):
+            self._locked(feed, names, batch)
+        per_step = [[] for _ in self._steps]
+        totals = []
+        for _ in range(repeats):
+            times = []
+            t0 = time.perf_counter()
+            self._locked(feed, names, batch, times)
+            totals.append(time.perf_counter() - t0)
+            for k, t in enumerate(times):
+                per_step[k].append(t)
+        shapes = self._step_shapes(feed)
+        steps = []
+        for st, ts, shape in zip(self._steps, per_step, shapes):
+            ms = np.asarray(ts) * 1e3
+            steps.append({"name": st.name, "op": st.op, "nodes": [n["name"] for n in st.nodes],
+                          "output_shape": shape, "median_ms": float(np.median(ms)),
+                          "min_ms": float(ms.min()), "max_ms": float(ms.max())})
+        return {"batch": batch, "repeats": repeats, "steps": steps,
+                "total_ms": float(np.median(totals) * 1e3)}
+
+    def _step_shapes(self, feed):
+        """Each step's output shape for `feed` (one more run, outputs kept)."""
+        env = [None] * len(self._slots)
+        for name, x in feed.items():
+            env[self._slots[name]] = x
+        shapes = []
+        with _RUN_LOCK:
+            for s in self._steps:
+                env[s.out_slot] = s.fn(*[env[k] for k in s.in_slots])
+                shapes.append(list(env[s.out_slot].shape))
+                for k in s.free:
+                    env[k] = None
+        return shapes
 
     @staticmethod
     def _shape_text(spec):
@@ -265,6 +424,17 @@ class InferenceSession:
             raise ValueError("session(x) is for models with one input and one output; use "
                              "run(output_names, input_feed)")
         return self.run(None, {self._inputs[0].name: x})[0]
+
+
+def _chain_fn(chain, flatten):
+    """The step function of a LinearChain, after a flatten of each sample when `flatten`."""
+    if flatten:
+        def fn(x):
+            if type(x) is np.ndarray and x.ndim >= 2 and x.flags.c_contiguous:
+                return chain(x.reshape(x.shape[0], math.prod(x.shape[1:])))  # a view
+            return chain(dense_ops.flatten(x, 1, -1))
+        return fn
+    return chain
 
 
 def load(path_or_bytes, **kwargs):

@@ -703,3 +703,127 @@ def test_kernels_import_without_torch():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Chains of linear layers, banded convolution, max pooling with windows inside, CSR checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _chain_layers(rng, widths, acts, col_dtype=None):
+    layers, dense = [], []
+    for (n_in, n_out), act in zip(zip(widths, widths[1:]), acts):
+        row_ptr, cols, codes, codebook, w = make_csr(rng, n_out, n_in, 0.3, col_dtype=col_dtype)
+        bias = rng.standard_normal(n_out).astype(np.float32) if n_out % 2 else None
+        layers.append((prepare_linear(row_ptr, cols, codes, codebook, bias, in_features=n_in), act))
+        dense.append((w, bias, act))
+    return layers, dense
+
+
+@pytest.mark.parametrize("batch", [0, 1, 3, 8, 33])
+@pytest.mark.parametrize("threaded", [False, True])
+def test_linear_chain_matches_torch(batch, threaded, monkeypatch):
+    from cdnn_runtime.kernels import sparse_linear as SL
+    if threaded:  # every layer through the prange loops
+        monkeypatch.setattr(SL, "PARALLEL_MIN_WORK", 0)
+        monkeypatch.setattr(SL, "PARALLEL_MIN_WORK_B1", 0)
+    rng = np.random.default_rng(70 + batch)
+    acts = ["relu", "leaky_relu:0.2", "none", "sigmoid"]
+    layers, dense = _chain_layers(rng, [37, 29, 41, 16, 7], acts)
+    chain = SL.LinearChain(layers)
+    x = rng.standard_normal((batch, 37)).astype(np.float32)
+    ref = t(x)
+    for w, bias, act in dense:
+        ref = TORCH_ACT[act](F.linear(ref, t(w), None if bias is None else t(bias)))
+    assert_close(chain(x), ref)
+    # the same as the layers one after the other
+    y = x
+    for lay, act in layers:
+        y = lay(y, act)
+    assert_close(chain(x), y)
+
+
+def test_linear_chain_int32_columns_and_checks():
+    from cdnn_runtime.kernels.sparse_linear import LinearChain
+    rng = np.random.default_rng(75)
+    layers, dense = _chain_layers(rng, [9, 6, 4], ["tanh", "none"], col_dtype=np.int32)
+    x = rng.standard_normal((1, 9)).astype(np.float32)
+    ref = F.linear(torch.tanh(F.linear(t(x), t(dense[0][0]), None if dense[0][1] is None
+                                       else t(dense[0][1]))), t(dense[1][0]),
+                   None if dense[1][1] is None else t(dense[1][1]))
+    assert_close(LinearChain(layers)(x), ref)
+    with pytest.raises(KernelArgumentError, match="features"):
+        LinearChain(layers)(np.zeros((1, 8), np.float32))
+    with pytest.raises(KernelArgumentError, match="do not fit"):
+        LinearChain([layers[1], layers[0]])
+    with pytest.raises(KernelArgumentError, match="at least one"):
+        LinearChain([])
+
+
+@pytest.mark.parametrize("case", ["3x3", "11x11_stride4", "groups2", "odd_sizes", "batch7"])
+@pytest.mark.parametrize("act", ["none", "relu", "tanh"])
+def test_conv_in_bands_and_channel_chunks(case, act, monkeypatch):
+    """Bands of one or a few output rows, several chunks of output channels per band."""
+    from cdnn_runtime.kernels import sparse_conv as SC
+    monkeypatch.setattr(SC, "BAND_MIN_RUN", 1)
+    monkeypatch.setattr(SC, "BAND_BYTES", 1)
+    monkeypatch.setattr(SC, "SPLIT_PARALLEL_MIN", 0)
+    batch, cin, cout, h, w, k, s, p, d, g, density = CONV_CASES[case]
+    rng = np.random.default_rng(80 + list(CONV_CASES).index(case))
+    kh, kw = _pair(k)
+    row_ptr, cols, codes, codebook, dense = _conv_weight(rng, cout, cin // g, kh, kw, density)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    x = rng.standard_normal((batch, cin, h, w)).astype(np.float32)
+    ref = TORCH_ACT[act](F.conv2d(t(x), t(dense.reshape(cout, cin // g, kh, kw)), t(bias),
+                                  stride=s, padding=p, dilation=d, groups=g))
+    layer = prepare_conv(row_ptr, cols, codes, codebook, bias, in_channels=cin, kernel_size=k,
+                         stride=s, padding=p, dilation=d, groups=g)
+    for parallel in (False, True):
+        assert_close(layer(x, act, parallel=parallel), ref)
+    assert layer._geometry_for(h, w)[-1] == 1  # one output row per band
+
+
+def test_max_pool_windows_inside_and_prepared(monkeypatch):
+    rng = np.random.default_rng(90)
+    x = rng.standard_normal((2, 3, 12, 11)).astype(np.float32)
+    x[0, 1, 4, 5] = np.nan
+    x[1, 2, 0, 0] = np.inf
+    for k, s, p, d, ceil in [(2, 2, 0, 1, False), (3, 2, 0, 1, False), (2, 1, 0, 2, False),
+                             ((3, 2), (2, 3), 0, 1, True), (3, 2, 1, 1, True), (2, 2, 0, 1, True)]:
+        ref = F.max_pool2d(t(x), k, s, p, d, ceil_mode=ceil)
+        assert_close(dense_ops.max_pool2d(x, k, s, p, d, ceil), ref)
+        pool = dense_ops.MaxPool2d(k, s, p, d, ceil)
+        assert_close(pool(x), ref)
+        assert_close(pool(x[0]), F.max_pool2d(t(x[0]), k, s, p, d, ceil_mode=ceil))
+    big = rng.standard_normal((2, 64, 40, 40)).astype(np.float32)
+    monkeypatch.setattr(dense_ops, "POOL_PARALLEL_MIN", 0)  # threaded
+    assert_close(dense_ops.MaxPool2d(2)(big), F.max_pool2d(t(big), 2))
+    assert_close(dense_ops.MaxPool2d(3, 2, 1)(big), F.max_pool2d(t(big), 3, 2, 1))
+    assert_close(dense_ops.max_pool2d(big, 2), F.max_pool2d(t(big), 2))
+    with pytest.raises(KernelArgumentError, match="float32"):
+        dense_ops.MaxPool2d(2)(x.astype(np.float64))
+    with pytest.raises(KernelArgumentError, match="padding"):
+        dense_ops.MaxPool2d(2, padding=2)
+
+
+def test_csr_value_check_threaded_agrees_with_serial():
+    from cdnn_runtime.kernels._common import _first_csr_error, _first_csr_error_parallel
+    rng = np.random.default_rng(91)
+    row_ptr, cols, codes, codebook, _ = make_csr(rng, 50, 40, 0.4)
+    cases = [(row_ptr, cols, codes)]
+    bad = cols.copy()
+    bad[-1] = 40  # out of range in the last row
+    cases.append((row_ptr, bad, codes))
+    bad = cols.copy()
+    r = int(np.argmax(np.diff(row_ptr) >= 2))
+    bad[row_ptr[r] + 1] = bad[row_ptr[r]]  # repeated column
+    cases.append((row_ptr, bad, codes))
+    bad_codes = codes.copy()
+    bad_codes[3] = 16
+    cases.append((row_ptr, cols, bad_codes))
+    rp = row_ptr.copy()
+    rp[10] = rp[11] + 1
+    cases.append((rp, cols, codes))
+    for rp, c, k in cases:
+        assert _first_csr_error_parallel(rp, c, k, 40, 16) == _first_csr_error(rp, c, k, 40, 16)
+    assert [_first_csr_error(rp, c, k, 40, 16) for rp, c, k in cases] == [0, 2, 3, 4, 1]

@@ -210,3 +210,48 @@ def test_reference_networks_at_deep_compression_densities(name, tmp_path):
         subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"),
                         str(tmp_path / "y.npy")], check=True, capture_output=True)
         close(np.load(tmp_path / "y.npy"), torch_out(ref, x[:3]), "cdnn-runtime run")
+
+
+def test_linear_chains_match_pytorch_at_every_batch_path():
+    """LeNet-300-100 runs flatten and its three layers as one step (one kernel call for
+    batch 1, the transposed layout from batch 8 on, layer by layer in between)."""
+    model = models.seeded(models.MODELS["lenet-300-100"], 5).eval()
+    x = np.random.default_rng(5).standard_normal((33, 1, 28, 28)).astype(np.float32)
+    packed, sess = packed_session(model, x[:2], model_name="lenet-300-100")
+    assert [s.op for s in sess._steps] == ["flatten+linear+relu+linear+relu+linear"]
+    ref = packed.reference_model()
+    for b in (0, 1, 2, 8, 33):
+        got = sess(x[:b])
+        assert got.shape == (b, 10)
+        if b:
+            close(got, torch_out(ref, x[:b]), f"batch {b}")
+    close(sess(np.asfortranarray(x[:3])), torch_out(ref, x[:3]), "non-contiguous input")
+
+
+def test_profile_times_every_node_once(tmp_path):
+    model = models.seeded(models.MODELS["lenet-5"], 6).eval()
+    x = np.random.default_rng(6).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    packed, sess = packed_session(model, x[:2], model_name="lenet-5")
+    prof = sess.profile({"x": x}, repeats=3)
+    assert prof["batch"] == 2 and prof["repeats"] == 3 and prof["total_ms"] > 0
+    names = [n for st in prof["steps"] for n in st["nodes"]]
+    assert sorted(names) == sorted(n["name"] for n in sess.graph["nodes"])
+    for st in prof["steps"]:
+        assert 0 <= st["min_ms"] <= st["median_ms"] <= st["max_ms"]
+        assert st["name"] == "+".join(st["nodes"])
+    assert prof["steps"][0]["op"] == "conv2d" and prof["steps"][0]["output_shape"] == [2, 20, 24, 24]
+    assert prof["steps"][-1]["output_shape"] == [2, 10]
+    assert "linear+relu+linear" in prof["steps"][-1]["op"]
+    with pytest.raises(ValueError, match="must be float32"):
+        sess.profile({"x": x.astype(np.float64)})
+    with pytest.raises(ValueError, match="repeats"):
+        sess.profile({"x": x}, repeats=0)
+    # the command line prints the same table
+    path = tmp_path / "lenet5.cdnn"
+    packed.save(path)
+    np.save(tmp_path / "x.npy", x)
+    out = subprocess.run([sys.executable, "-m", "cdnn_runtime.cli", "run", str(path), "--input",
+                          str(tmp_path / "x.npy"), "--profile", "--repeats", "2"],
+                         check=True, capture_output=True, text=True).stdout
+    assert "profile: batch 2, median of 2 runs" in out and "conv1" in out
+    assert "whole run" in out and "max_pool2d" in out

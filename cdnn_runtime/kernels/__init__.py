@@ -1,6 +1,7 @@
 """Inference kernels of the cdnn runtime (numpy and numba only).
 
-* :mod:`.sparse_linear` -- fully-connected layers straight from CSR + codebook storage;
+* :mod:`.sparse_linear` -- fully-connected layers straight from CSR + codebook storage, and
+  chains of them run in one call (:class:`LinearChain`);
 * :mod:`.sparse_conv` -- direct sparse 2-D convolution from the same storage;
 * :mod:`.dense_ops` -- pooling, activations, normalisation, raw dense layers, tensor plumbing.
 
@@ -30,7 +31,7 @@ from ._common import (
     parse_activation,
 )
 from .sparse_conv import SparseConv2d, conv2d, prepare_conv
-from .sparse_linear import SparseLinear, check_linear_weights, linear, prepare_linear
+from .sparse_linear import LinearChain, SparseLinear, check_linear_weights, linear, prepare_linear
 
 __all__ = [
     "ACT_GELU",
@@ -43,6 +44,7 @@ __all__ = [
     "ACT_TANH",
     "Activation",
     "KernelArgumentError",
+    "LinearChain",
     "SparseConv2d",
     "SparseLinear",
     "check_linear_weights",

@@ -3,7 +3,7 @@
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..errors import CdnnError
 
@@ -229,7 +229,8 @@ def check_csr(row_ptr, cols, codes, codebook, n_rows, n_cols, bias=None, full=Tr
             f"row_ptr must start at 0 and end at the entry count {n_entries}, got {row_ptr[0]}..{row_ptr[-1]}"
         )
     if full:
-        bad = _first_csr_error(row_ptr, cols, codes, n_cols, codebook.shape[0])
+        check = _first_csr_error_parallel if n_entries >= CHECK_PARALLEL_MIN else _first_csr_error
+        bad = check(row_ptr, cols, codes, n_cols, codebook.shape[0])
         if bad == 1:
             raise KernelArgumentError("row_ptr must be non-decreasing")
         if bad == 2:
@@ -240,24 +241,51 @@ def check_csr(row_ptr, cols, codes, codebook, n_rows, n_cols, bias=None, full=Tr
             raise KernelArgumentError(f"a code is >= the codebook size {codebook.shape[0]}")
 
 
+#: Stored entries from which the O(E) value check of a CSR weight runs threaded (only the
+#: largest layers: a parallel launch can cost milliseconds on a busy machine).
+CHECK_PARALLEL_MIN = 1 << 20
+
+
+@njit(cache=True)
+def _row_error(row_ptr, cols, codes, n_cols, k, r):
+    prev = -1
+    for e in range(row_ptr[r], row_ptr[r + 1]):
+        c = np.int64(cols[e])
+        if c < 0 or c >= n_cols:
+            return 2
+        if c <= prev:
+            return 3
+        prev = c
+        if codes[e] >= k:
+            return 4
+    return 0
+
+
 @njit(cache=True)
 def _first_csr_error(row_ptr, cols, codes, n_cols, k):
     for r in range(row_ptr.shape[0] - 1):
         if row_ptr[r + 1] < row_ptr[r]:
             return 1
     for r in range(row_ptr.shape[0] - 1):
-        start = row_ptr[r]
-        end = row_ptr[r + 1]
-        prev = -1
-        for e in range(start, end):
-            c = np.int64(cols[e])
-            if c < 0 or c >= n_cols:
-                return 2
-            if c <= prev:
-                return 3
-            prev = c
-            if codes[e] >= k:
-                return 4
+        bad = _row_error(row_ptr, cols, codes, n_cols, k, r)
+        if bad:
+            return bad
+    return 0
+
+
+@njit(cache=True, parallel=True)
+def _first_csr_error_parallel(row_ptr, cols, codes, n_cols, k):
+    """:func:`_first_csr_error` with the rows checked on every thread (same answer)."""
+    n_rows = row_ptr.shape[0] - 1
+    for r in range(n_rows):
+        if row_ptr[r + 1] < row_ptr[r]:
+            return 1
+    errs = np.zeros(n_rows, np.int64)
+    for r in prange(n_rows):
+        errs[r] = _row_error(row_ptr, cols, codes, n_cols, k, r)
+    for r in range(n_rows):
+        if errs[r]:
+            return errs[r]
     return 0
 
 

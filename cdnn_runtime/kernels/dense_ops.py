@@ -33,6 +33,7 @@ from ._common import (
 __all__ = [
     "pool_output_size",
     "max_pool2d",
+    "MaxPool2d",
     "avg_pool2d",
     "adaptive_avg_pool2d",
     "activation",
@@ -68,6 +69,10 @@ def _c(x):
 
 def _parallel(n):
     return n >= ELEMENTWISE_PARALLEL_MIN
+
+
+#: Work (outputs x window size) from which max pooling runs threaded.
+POOL_PARALLEL_MIN = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,9 +159,104 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     out = np.empty((planes.shape[0], ho, wo), np.float32)
     if out.size:
         work = out.size * k[0] * k[1]
-        kern = max_pool_parallel if _parallel(work) and planes.shape[0] > 1 else max_pool_serial
-        kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out)
+        par = work >= POOL_PARALLEL_MIN and planes.shape[0] > 1
+        h, w = x.shape[-2], x.shape[-1]
+        if p == (0, 0) and (ho - 1) * s[0] + (k[0] - 1) * d[0] < h and (wo - 1) * s[1] + (k[1] - 1) * d[1] < w:
+            kern = max_pool_inside_parallel if par else max_pool_inside_serial
+            kern(planes, k[0], k[1], s[0], s[1], d[0], d[1], out)
+        else:
+            kern = max_pool_parallel if par else max_pool_serial
+            kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out)
     return out.reshape(lead + (ho, wo))
+
+
+@njit(cache=True)
+def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
+    """_max_pool_plane when every window lies inside the plane: tap by tap over whole output
+    rows (plain loops that LLVM vectorizes); NaN wins as in _max_pool_plane."""
+    ho, wo = dst.shape
+    for oy in range(ho):
+        drow = dst[oy]
+        first = src[oy * sh]
+        for ox in range(wo):
+            drow[ox] = first[ox * sw]
+        for ky in range(kh):
+            srow = src[oy * sh + ky * dh]
+            for kx in range(kw):
+                if ky == 0 and kx == 0:
+                    continue
+                off = kx * dw
+                for ox in range(wo):
+                    v = srow[ox * sw + off]
+                    m = drow[ox]
+                    drow[ox] = v if (v > m or v != v) else m
+
+
+@njit(cache=True, parallel=True)
+def max_pool_inside_parallel(x, kh, kw, sh, sw, dh, dw, out):
+    """max_pool_parallel for windows that all lie inside the planes (no padding reached)."""
+    for p in prange(x.shape[0]):
+        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+
+
+@njit(cache=True)
+def max_pool_inside_serial(x, kh, kw, sh, sw, dh, dw, out):
+    """Serial :func:`max_pool_inside_parallel`."""
+    for p in range(x.shape[0]):
+        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+
+
+class MaxPool2d:
+    """max_pool2d with its parameters checked once: ``pool(x)`` as
+    ``max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        self.args = (kernel_size, stride, padding, dilation, ceil_mode)
+        self.k = as_pair("kernel_size", kernel_size, 1)
+        self.s = self.k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
+            else as_pair("stride", stride, 1)
+        self.p = as_pair("padding", padding, 0)
+        self.d = as_pair("dilation", dilation, 1)
+        self.ceil_mode = bool(ceil_mode)
+        if self.p[0] > self.k[0] // 2 or self.p[1] > self.k[1] // 2:
+            raise KernelArgumentError(f"max_pool2d: padding {self.p} must be at most half the kernel size {self.k}")
+        self._sizes = {}
+
+    def _size(self, h, w):
+        got = self._sizes.get((h, w))
+        if got is None:
+            k, s, p, d = self.k, self.s, self.p, self.d
+            ho = pool_output_size(h, k[0], s[0], p[0], d[0], self.ceil_mode)
+            wo = pool_output_size(w, k[1], s[1], p[1], d[1], self.ceil_mode)
+            if ho < 1 or wo < 1:
+                raise KernelArgumentError(f"max_pool2d: input {h}x{w} too small for kernel {k}, padding {p}, "
+                                          f"dilation {d}")
+            inside = p == (0, 0) and (ho - 1) * s[0] + (k[0] - 1) * d[0] < h and \
+                (wo - 1) * s[1] + (k[1] - 1) * d[1] < w
+            got = (ho, wo, inside)
+            if len(self._sizes) >= 8:
+                self._sizes.clear()
+            self._sizes[(h, w)] = got
+        return got
+
+    def __call__(self, x):
+        if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim not in (3, 4):
+            return max_pool2d(x, *self.args)
+        h, w = x.shape[-2], x.shape[-1]
+        ho, wo, inside = self._size(h, w)
+        lead = x.shape[:-2]
+        planes = _c(x).reshape((-1, h, w))
+        out = np.empty((planes.shape[0], ho, wo), np.float32)
+        if out.size:
+            k, s, p, d = self.k, self.s, self.p, self.d
+            par = out.size * k[0] * k[1] >= POOL_PARALLEL_MIN and planes.shape[0] > 1
+            if inside:
+                kern = max_pool_inside_parallel if par else max_pool_inside_serial
+                kern(planes, k[0], k[1], s[0], s[1], d[0], d[1], out)
+            else:
+                kern = max_pool_parallel if par else max_pool_serial
+                kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out)
+        return out.reshape(lead + (ho, wo))
 
 
 @njit(cache=True)

@@ -13,14 +13,20 @@ padded input, and with no padding the input itself is used). Then the input pixe
 pitch Wq of the input planes turns it into one contiguous run of ``L = (Ho-1)*Wq + Wo``
 multiply-adds per stored weight: ``acc[i] += w * xs_flat[offset + i]``; the Wq - Wo extra
 columns per row are dropped in the epilogue, which adds the bias and the fused activation.
+
+The output is computed in bands of rows (BAND_BYTES, BAND_MIN_RUN): every output channel of a
+band in turn, so that the band's input rows stay in the L2 cache; threads take (sample, band,
+chunk of output channels) tasks.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ._common import (
+    ACT_NONE,
+    ACT_RELU,
     FASTMATH,
-    PARALLEL_MIN_WORK,
     KernelArgumentError,
     apply_activation,
     as_pair,
@@ -29,23 +35,44 @@ from ._common import (
     parse_activation,
 )
 
+#: Bytes of input (all channels and phases) one band of output rows may read: the band is
+#: then read from the core's L2 cache by every output channel in turn.
+BAND_BYTES = 1 << 18
+
+#: Floats of one band's accumulator at most (kept in L1).
+BAND_ACC = 1 << 12
+
+#: Floats of one band's accumulator at least: shorter runs spend more on each stored entry's
+#: set-up than on its multiply-adds.
+BAND_MIN_RUN = 1 << 11
+
+#: Floats of the phase-split (padded) input from which the split runs threaded: it is a copy,
+#: and a few hundred thousand floats copy in less time than a parallel launch can take.
+SPLIT_PARALLEL_MIN = 1 << 20
+
+#: Multiply-adds (batch x stored entries x output run length) from which a convolution runs
+#: threaded; below, waking a second thread costs more than it saves.
+CONV_PARALLEL_MIN_WORK = 1 << 19
+
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
 
 
 @njit(cache=True)
-def _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k, length):
+def _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n):
     e = np.int64(entry[k])
-    start = xbase + (e >> tap_bits) * chan_stride + tap_off[e & ((1 << tap_bits) - 1)]
-    return xs[start:start + length]
+    start = base + (e >> tap_bits) * chan_stride + tap_off[e & mask]
+    return xs[start:start + n]
 
 
-@njit(cache=True)
-def _accumulate_row(xs, xbase, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride, acc):
-    """acc += sum over entries k..end-1 of value * shifted input; eight, then four entries
-    per pass over acc (fewer loads and stores of acc per multiply-add), then one by one."""
-    length = acc.shape[0]
+@njit(cache=True, fastmath=FASTMATH)
+def _accumulate(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride, acc, n):
+    """acc[:n] += sum over entries k..end-1 of value * shifted input; eight, then four
+    entries per pass over acc (fewer loads and stores of acc per multiply-add), then one by
+    one. The shifted inputs are contiguous views of xs (indexing xs directly with a computed
+    offset keeps LLVM from vectorizing the loop)."""
+    mask = (np.int64(1) << tap_bits) - 1
     while k + 8 <= end:
         w0 = codebook[codes[k]]
         w1 = codebook[codes[k + 1]]
@@ -55,15 +82,15 @@ def _accumulate_row(xs, xbase, k, end, entry, tap_bits, codes, codebook, tap_off
         w5 = codebook[codes[k + 5]]
         w6 = codebook[codes[k + 6]]
         w7 = codebook[codes[k + 7]]
-        a0 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k, length)
-        a1 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 1, length)
-        a2 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 2, length)
-        a3 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 3, length)
-        a4 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 4, length)
-        a5 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 5, length)
-        a6 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 6, length)
-        a7 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 7, length)
-        for i in range(length):
+        a0 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
+        a1 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 1, n)
+        a2 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 2, n)
+        a3 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 3, n)
+        a4 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 4, n)
+        a5 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 5, n)
+        a6 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 6, n)
+        a7 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 7, n)
+        for i in range(n):
             acc[i] += (w0 * a0[i] + w1 * a1[i] + w2 * a2[i] + w3 * a3[i]) + (
                 w4 * a4[i] + w5 * a5[i] + w6 * a6[i] + w7 * a7[i]
             )
@@ -73,46 +100,56 @@ def _accumulate_row(xs, xbase, k, end, entry, tap_bits, codes, codebook, tap_off
         w1 = codebook[codes[k + 1]]
         w2 = codebook[codes[k + 2]]
         w3 = codebook[codes[k + 3]]
-        a0 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k, length)
-        a1 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 1, length)
-        a2 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 2, length)
-        a3 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k + 3, length)
-        for i in range(length):
+        a0 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
+        a1 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 1, n)
+        a2 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 2, n)
+        a3 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 3, n)
+        for i in range(n):
             acc[i] += w0 * a0[i] + w1 * a1[i] + w2 * a2[i] + w3 * a3[i]
         k += 4
     while k < end:
-        w = codebook[codes[k]]
-        a0 = _src(xs, xbase, entry, tap_bits, tap_off, chan_stride, k, length)
-        for i in range(length):
-            acc[i] += w * a0[i]
+        w0 = codebook[codes[k]]
+        a0 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
+        for i in range(n):
+            acc[i] += w0 * a0[i]
         k += 1
 
 
-@njit(cache=True)
-def _conv_task(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
-               bias, has_bias, act, act_param, out, b, o, wq, scratch):
-    ho = out.shape[2]
+@njit(cache=True, fastmath=FASTMATH)
+def _conv_block(xs, xbase, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, acc):
+    """Output rows y0..y1-1 of output channels o0..o1-1 of sample b. The band's input rows
+    (all channels) are read once per output channel and stay in cache across the channels."""
     wo = out.shape[3]
-    if wq == wo:
-        acc = out[b, o].reshape(ho * wo)
-    else:
-        acc = scratch
-    for i in range(acc.shape[0]):
-        acc[i] = 0.0
-    _accumulate_row(xs, b * batch_stride, row_ptr[o], row_ptr[o + 1], entry, tap_bits, codes, codebook, tap_off,
-                    chan_stride, acc)
-    bo = bias[o] if has_bias else np.float32(0.0)
-    plane = out[b, o]
-    for y in range(ho):
-        row = y * wq
-        for x in range(wo):
-            plane[y, x] = apply_activation(acc[row + x] + bo, act, act_param)
+    n = (y1 - 1 - y0) * wq + wo
+    base = xbase + y0 * wq
+    for o in range(o0, o1):
+        for i in range(n):
+            acc[i] = 0.0
+        _accumulate(xs, base, row_ptr[o], row_ptr[o + 1], entry, tap_bits, codes, codebook, tap_off,
+                    chan_stride, acc, n)
+        bo = bias[o] if has_bias else np.float32(0.0)
+        plane = out[b, o]
+        for y in range(y0, y1):
+            src = acc[(y - y0) * wq:(y - y0) * wq + wo]
+            dst = plane[y]
+            if act == ACT_RELU:  # the common cases as plain loops, which LLVM vectorizes
+                for x in range(wo):
+                    v = src[x] + bo
+                    dst[x] = np.float32(0.0) if v < 0 else v
+            elif act == ACT_NONE:
+                for x in range(wo):
+                    dst[x] = src[x] + bo
+            else:
+                for x in range(wo):
+                    dst[x] = apply_activation(src[x] + bo, act, act_param)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def conv_parallel(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
-                  wq, bias, has_bias, act, act_param, out):
-    """Direct sparse convolution, tasks (batch, output channel) spread over threads.
+def conv_parallel(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                  batch_stride, wq, band, n_chunks, bias, has_bias, act, act_param, out):
+    """Direct sparse convolution over tasks (sample, band of ``band`` output rows, chunk of
+    output channels) spread over threads; consecutive tasks share a band.
 
     xs: flat float32 phase-split padded input; entry: uint32 per stored weight,
     ``input_channel << tap_bits | tap``; tap_off: int64 offset of each tap inside a channel
@@ -120,27 +157,35 @@ def conv_parallel(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_s
     """
     n_batch = out.shape[0]
     n_out = out.shape[1]
-    length = (out.shape[2] - 1) * wq + out.shape[3]
-    for task in prange(n_batch * n_out):
-        b = task // n_out
-        o = task - b * n_out
-        scratch = np.empty(length if wq != out.shape[3] else 0, np.float32)
-        _conv_task(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
-                   bias, has_bias, act, act_param, out, b, o, wq, scratch)
+    ho = out.shape[2]
+    n_bands = (ho + band - 1) // band
+    chunk = (n_out + n_chunks - 1) // n_chunks
+    for t in prange(n_batch * n_bands * n_chunks):
+        c = t % n_chunks
+        rest = t // n_chunks
+        bd = rest % n_bands
+        b = rest // n_bands
+        y0 = bd * band
+        y1 = min(y0 + band, ho)
+        o0 = c * chunk
+        o1 = min(o0 + chunk, n_out)
+        acc = np.empty(band * wq, np.float32)
+        _conv_block(xs, b * batch_stride, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                    bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, acc)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def conv_serial(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
-                wq, bias, has_bias, act, act_param, out):
-    """Serial :func:`conv_parallel`."""
+def conv_serial(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                batch_stride, wq, band, n_chunks, bias, has_bias, act, act_param, out):
+    """Serial :func:`conv_parallel` (every output channel of a band, band after band)."""
     n_batch = out.shape[0]
     n_out = out.shape[1]
-    length = (out.shape[2] - 1) * wq + out.shape[3]
-    scratch = np.empty(length if wq != out.shape[3] else 0, np.float32)
+    ho = out.shape[2]
+    acc = np.empty(band * wq, np.float32)
     for b in range(n_batch):
-        for o in range(n_out):
-            _conv_task(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
-                       bias, has_bias, act, act_param, out, b, o, wq, scratch)
+        for y0 in range(0, ho, band):
+            _conv_block(xs, b * batch_stride, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                        bias, has_bias, act, act_param, out, b, 0, n_out, y0, min(y0 + band, ho), wq, acc)
 
 
 @njit(cache=True)
@@ -324,7 +369,11 @@ class SparseConv2d:
         qy, py = np.divmod(ty, sh)
         qx, px = np.divmod(tx, sw)
         tap_off = np.ascontiguousarray((py * sw + px) * block + qy * wq + qx)
-        geo = (ho, wo, hq, wq, direct, chan_stride, sh * sw * block, tap_off)
+        batch_stride = sh * sw * block
+        row_bytes = 4 * batch_stride // max(hq, 1)  # one row of every phase plane
+        band = BAND_BYTES // max(row_bytes, 1) - int(qy.max())
+        band = min(max(1, -(-BAND_MIN_RUN // wq), min(band, BAND_ACC // wq)), ho)
+        geo = (ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, band)
         if len(self._geometry) >= 8:
             self._geometry.clear()
         self._geometry[key] = geo
@@ -336,24 +385,29 @@ class SparseConv2d:
         if cin != self.in_channels:
             raise KernelArgumentError(f"x has {cin} channels, the layer expects {self.in_channels}")
         act = parse_activation(activation)
-        ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off = self._geometry_for(h, w)
+        ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, band = self._geometry_for(h, w)
         out = np.empty((n_batch, self.out_channels, ho, wo), np.float32)
         if out.size == 0:
             return out
         length = (ho - 1) * wq + wo
         if parallel is None:
-            parallel = n_batch * (self.nnz * length + self.out_channels * ho * wo) >= PARALLEL_MIN_WORK
+            parallel = n_batch * (self.nnz * length + self.out_channels * ho * wo) >= CONV_PARALLEL_MIN_WORK
+        n_chunks = 1
+        if parallel:
+            tasks = n_batch * -(-ho // band)
+            n_chunks = max(1, min(self.out_channels, -(-8 * numba.get_num_threads() // tasks)))
         if direct:
             xs = x
         else:
             sh, sw = self.stride
             xs = np.empty((n_batch, sh * sw, cin, hq, wq), np.float32)
-            split = phase_split_parallel if parallel else phase_split_serial
+            split = phase_split_parallel if parallel and xs.size >= SPLIT_PARALLEL_MIN \
+                else phase_split_serial
             split(x, sh, sw, self.padding[0], self.padding[1], xs)
         has_bias = self.bias is not None
         kern = conv_parallel if parallel else conv_serial
         kern(xs.reshape(-1), self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
-             chan_stride, batch_stride, wq, self.bias if has_bias else _NO_BIAS, has_bias,
+             chan_stride, batch_stride, wq, band, n_chunks, self.bias if has_bias else _NO_BIAS, has_bias,
              act.code, act.param, out)
         return out
 

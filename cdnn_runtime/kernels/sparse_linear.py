@@ -13,12 +13,18 @@ Kernels (all take raw arrays and write into ``out``):
   contiguously, into a [rows, B] result that is transposed back.
 
 Each has a parallel variant (rows split across threads) and a serial one for small layers.
+
+:class:`LinearChain` runs consecutive layers in one call: ``chain_vec`` takes a sample through
+every layer (batch 1), ``chain_t`` a batch in the transposed layout [features, B], transposed
+once on the way in and once on the way out; each layer inside runs threaded or serially by its
+size.
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ._common import (
+    FASTMATH,
     PARALLEL_MIN_WORK,
     KernelArgumentError,
     apply_activation,
@@ -30,6 +36,11 @@ from ._common import (
 #: From this batch size on, the kernel working on the transposed input is used.
 TRANSPOSED_MIN_BATCH = 8
 
+#: Stored entries (plus rows) from which a batch-1 product runs threaded. A matrix-vector
+#: product moves about 3 bytes per entry and runs at about a nanosecond per entry on one core,
+#: so below this size waking a second thread costs more than it saves.
+PARALLEL_MIN_WORK_B1 = 1 << 16
+
 
 # ---------------------------------------------------------------------------------------------
 # Kernels
@@ -38,10 +49,25 @@ TRANSPOSED_MIN_BATCH = 8
 
 @njit(cache=True)
 def _row_dot(x, row_ptr, cols, codes, codebook, r):
-    acc = np.float32(0.0)
-    for k in range(row_ptr[r], row_ptr[r + 1]):
-        acc += codebook[codes[k]] * x[cols[k]]
-    return acc
+    """One row's sparse dot product with four independent partial sums (the gathers of
+    consecutive entries overlap instead of waiting on one add chain). No fast-math here:
+    with it LLVM turns the loop into AVX2 gathers, which are slower on the CPUs measured."""
+    k = row_ptr[r]
+    end = row_ptr[r + 1]
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    while k + 4 <= end:
+        a0 += codebook[codes[k]] * x[cols[k]]
+        a1 += codebook[codes[k + 1]] * x[cols[k + 1]]
+        a2 += codebook[codes[k + 2]] * x[cols[k + 2]]
+        a3 += codebook[codes[k + 3]] * x[cols[k + 3]]
+        k += 4
+    while k < end:
+        a0 += codebook[codes[k]] * x[cols[k]]
+        k += 1
+    return (a0 + a1) + (a2 + a3)
 
 
 @njit(cache=True)
@@ -89,34 +115,175 @@ def spmm_rows_serial(x, row_ptr, cols, codes, codebook, bias, has_bias, act, act
             out[b, r] = apply_activation(v, act, act_param)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH)
 def _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t, r):
+    """out_t[r, :] = act(sum_k w_k * xt[cols[k], :] + bias[r]); four entries per pass over the
+    output row, so that it is loaded and stored once per four multiply-adds."""
     o = out_t[r]
     n_batch = o.shape[0]
     for b in range(n_batch):
         o[b] = 0.0
-    for k in range(row_ptr[r], row_ptr[r + 1]):
+    k = row_ptr[r]
+    end = row_ptr[r + 1]
+    while k + 4 <= end:
+        w0 = codebook[codes[k]]
+        w1 = codebook[codes[k + 1]]
+        w2 = codebook[codes[k + 2]]
+        w3 = codebook[codes[k + 3]]
+        x0 = xt[cols[k]]
+        x1 = xt[cols[k + 1]]
+        x2 = xt[cols[k + 2]]
+        x3 = xt[cols[k + 3]]
+        for b in range(n_batch):
+            o[b] += (w0 * x0[b] + w1 * x1[b]) + (w2 * x2[b] + w3 * x3[b])
+        k += 4
+    while k < end:
         w = codebook[codes[k]]
         xr = xt[cols[k]]
         for b in range(n_batch):
             o[b] += w * xr[b]
+        k += 1
     b_r = _bias_of(bias, has_bias, r)
     for b in range(n_batch):
         o[b] = apply_activation(o[b] + b_r, act, act_param)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def spmm_t_parallel(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t):
     """Batched on the transposed input: xt [cols, B] -> out_t [rows, B]."""
     for r in prange(row_ptr.shape[0] - 1):
         _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t, r)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH)
 def spmm_t_serial(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t):
     """Serial :func:`spmm_t_parallel`."""
     for r in range(row_ptr.shape[0] - 1):
         _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t, r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chains of sparse linear layers in one call
+# ---------------------------------------------------------------------------------------------
+# A chain's layers share concatenated arrays: ``row_ptr`` (each layer's own, from 0), ``cols``,
+# ``codes``, ``codebooks`` [L, 256] and ``bias``; ``meta`` [L, 7] int64 holds per layer
+# rows, cols, entry offset, row_ptr offset, bias offset (-1: none), activation code and
+# whether to run threaded; ``params`` [L] float32 the activation parameters.
+
+M_ROWS, M_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR = range(7)
+
+
+@njit(cache=True)
+def _chain_row_dot(x, row_ptr, rp, eo, cols, codes, codebook, r):
+    k = eo + row_ptr[rp + r]
+    end = eo + row_ptr[rp + r + 1]
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    while k + 4 <= end:
+        a0 += codebook[codes[k]] * x[cols[k]]
+        a1 += codebook[codes[k + 1]] * x[cols[k + 1]]
+        a2 += codebook[codes[k + 2]] * x[cols[k + 2]]
+        a3 += codebook[codes[k + 3]] * x[cols[k + 3]]
+        k += 4
+    while k < end:
+        a0 += codebook[codes[k]] * x[cols[k]]
+        k += 1
+    return (a0 + a1) + (a2 + a3)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _chain_row_t(xt, row_ptr, rp, eo, cols, codes, codebook, bval, act, param, o, r):
+    n_batch = o.shape[0]
+    for b in range(n_batch):
+        o[b] = 0.0
+    k = eo + row_ptr[rp + r]
+    end = eo + row_ptr[rp + r + 1]
+    while k + 4 <= end:
+        w0 = codebook[codes[k]]
+        w1 = codebook[codes[k + 1]]
+        w2 = codebook[codes[k + 2]]
+        w3 = codebook[codes[k + 3]]
+        x0 = xt[cols[k]]
+        x1 = xt[cols[k + 1]]
+        x2 = xt[cols[k + 2]]
+        x3 = xt[cols[k + 3]]
+        for b in range(n_batch):
+            o[b] += (w0 * x0[b] + w1 * x1[b]) + (w2 * x2[b] + w3 * x3[b])
+        k += 4
+    while k < end:
+        w = codebook[codes[k]]
+        xr = xt[cols[k]]
+        for b in range(n_batch):
+            o[b] += w * xr[b]
+        k += 1
+    for b in range(n_batch):
+        o[b] = apply_activation(o[b] + bval, act, param)
+
+
+@njit(cache=True, parallel=True)
+def chain_vec(x, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out):
+    """Batch 1 through every layer of a chain: x [cols of layer 0] -> out [rows of the last];
+    buf [2, widest] holds the intermediate vectors. Each layer runs threaded or serially as
+    its ``meta`` row says."""
+    n_layers = meta.shape[0]
+    src = x
+    for li in range(n_layers):
+        n_rows = meta[li, M_ROWS]
+        eo = meta[li, M_ENTRY]
+        rp = meta[li, M_RP]
+        bo = meta[li, M_BIAS]
+        act = meta[li, M_ACT]
+        param = params[li]
+        codebook = codebooks[li]
+        if li == n_layers - 1:
+            dst = out
+        else:
+            dst = buf[li & 1, :n_rows]
+        if meta[li, M_PAR]:
+            for r in prange(n_rows):
+                v = _chain_row_dot(src, row_ptr, rp, eo, cols, codes, codebook, r)
+                if bo >= 0:
+                    v += bias[bo + r]
+                dst[r] = apply_activation(v, act, param)
+        else:
+            for r in range(n_rows):
+                v = _chain_row_dot(src, row_ptr, rp, eo, cols, codes, codebook, r)
+                if bo >= 0:
+                    v += bias[bo + r]
+                dst[r] = apply_activation(v, act, param)
+        src = dst
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def chain_t(xt, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out_t):
+    """A batch through every layer of a chain in the transposed layout [features, B], the
+    batch the contiguous inner loop: xt [cols of layer 0, B] -> out_t [rows of the last, B];
+    buf [2, widest, B] holds the intermediate activations."""
+    n_layers = meta.shape[0]
+    src = xt
+    for li in range(n_layers):
+        n_rows = meta[li, M_ROWS]
+        eo = meta[li, M_ENTRY]
+        rp = meta[li, M_RP]
+        bo = meta[li, M_BIAS]
+        act = meta[li, M_ACT]
+        param = params[li]
+        codebook = codebooks[li]
+        if li == n_layers - 1:
+            dst = out_t
+        else:
+            dst = buf[li & 1, :n_rows]
+        if meta[li, M_PAR]:
+            for r in prange(n_rows):
+                bval = bias[bo + r] if bo >= 0 else np.float32(0.0)
+                _chain_row_t(src, row_ptr, rp, eo, cols, codes, codebook, bval, act, param, dst[r], r)
+        else:
+            for r in range(n_rows):
+                bval = bias[bo + r] if bo >= 0 else np.float32(0.0)
+                _chain_row_t(src, row_ptr, rp, eo, cols, codes, codebook, bval, act, param, dst[r], r)
+        src = dst
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +311,8 @@ def run_linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=None):
     if n_batch == 0 or n_rows == 0:
         return np.empty((n_batch, n_rows), np.float32)
     if parallel is None:
-        parallel = (cols.shape[0] + n_rows) * n_batch >= PARALLEL_MIN_WORK
+        work = (cols.shape[0] + n_rows) * n_batch
+        parallel = work >= (PARALLEL_MIN_WORK_B1 if n_batch == 1 else PARALLEL_MIN_WORK)
     if n_batch == 1:
         out = np.empty((1, n_rows), np.float32)
         kern = spmv_parallel if parallel else spmv_serial
@@ -224,3 +392,93 @@ def linear(x, row_ptr, cols, codes, codebook, bias=None, activation="none", *, c
     check_float32("x", x, ndim=2)
     check_linear_weights(row_ptr, cols, codes, codebook, bias, x.shape[1], full=check_values)
     return run_linear(x, row_ptr, cols, codes, codebook, bias, parse_activation(activation), parallel)
+
+
+class LinearChain:
+    """Consecutive sparse linear layers (each with its fused activation) run in one call.
+
+    Built from ``[(SparseLinear, activation), ...]`` whose widths match; ``chain(x)`` maps
+    float32 [B, in_features] to [B, out_features] of the last layer. Batch 1 runs all layers
+    in one kernel call; from batch ``TRANSPOSED_MIN_BATCH`` on, the input is transposed once
+    and every layer works on [features, B]; batches in between run layer by layer.
+    """
+
+    def __init__(self, layers):
+        if not layers:
+            raise KernelArgumentError("a chain needs at least one layer")
+        self.layers = [(lay, parse_activation(act)) for lay, act in layers]
+        for (a, _), (b, _) in zip(self.layers, self.layers[1:]):
+            if a.out_features != b.in_features:
+                raise KernelArgumentError(f"chain layers do not fit: {a.out_features} outputs "
+                                          f"into {b.in_features} inputs")
+        wide = any(lay.in_features > 65536 for lay, _ in self.layers)
+        col_dtype = np.int32 if wide else np.uint16
+        n = len(self.layers)
+        self.meta = np.zeros((n, 7), np.int64)
+        self.params = np.zeros(n, np.float32)
+        self.codebooks = np.zeros((n, 256), np.float32)
+        eo = rp = bo = 0
+        biases = []
+        for i, (lay, act) in enumerate(self.layers):
+            nnz = lay.cols.shape[0]
+            self.meta[i] = (lay.out_features, lay.in_features, eo, rp,
+                            bo if lay.bias is not None else -1, act.code, 0)
+            self.params[i] = act.param
+            self.codebooks[i, :lay.codebook.shape[0]] = lay.codebook
+            if lay.bias is not None:
+                biases.append(lay.bias)
+                bo += lay.out_features
+            eo += nnz
+            rp += lay.out_features + 1
+        self.row_ptr = np.concatenate([lay.row_ptr for lay, _ in self.layers])
+        self.cols = np.concatenate([lay.cols.astype(col_dtype, copy=False)
+                                    for lay, _ in self.layers])
+        self.codes = np.concatenate([lay.codes for lay, _ in self.layers])
+        self.bias = np.concatenate(biases) if biases else np.zeros(1, np.float32)
+        # the layers, run one by one for batches 2..7, as views of the concatenated arrays
+        # (the chain holds no second copy of any weight)
+        views = []
+        for i, (lay, act) in enumerate(self.layers):
+            rows, _, eo, rp, _, _, _ = self.meta[i]
+            nnz = lay.cols.shape[0]
+            views.append((self.row_ptr[rp:rp + rows + 1], self.cols[eo:eo + nnz],
+                          self.codes[eo:eo + nnz], lay.codebook, lay.bias, act))
+        self._views = views
+        self.in_features = self.layers[0][0].in_features
+        self.out_features = self.layers[-1][0].out_features
+        self.width = max([lay.out_features for lay, _ in self.layers[:-1]] + [1])
+        self._work = np.array([lay.cols.shape[0] + lay.out_features for lay, _ in self.layers])
+        self.layers = [(lay.in_features, lay.out_features, act) for lay, act in self.layers]
+        self._meta_vec = self._meta_for(1)
+
+    def _meta_for(self, n_batch):
+        meta = self.meta.copy()
+        meta[:, M_PAR] = self._par_flags(n_batch)
+        return meta
+
+    def _par_flags(self, n_batch):
+        return (self._work * n_batch >= PARALLEL_MIN_WORK_B1 if n_batch == 1 else
+                self._work * n_batch >= PARALLEL_MIN_WORK).astype(np.int64)
+
+    def __call__(self, x):
+        _check_x(x, self.in_features)
+        return self.run(x)
+
+    def run(self, x):
+        """As calling the chain, with x already checked (float32 [B, in_features], C order)."""
+        n_batch = x.shape[0]
+        if n_batch == 1:
+            out = np.empty((1, self.out_features), np.float32)
+            chain_vec(x[0], self.row_ptr, self.cols, self.codes, self.codebooks, self.bias,
+                      self._meta_vec, self.params, np.empty((2, self.width), np.float32), out[0])
+            return out
+        if n_batch < TRANSPOSED_MIN_BATCH:
+            for row_ptr, cols, codes, codebook, bias, act in self._views:
+                x = run_linear(x, row_ptr, cols, codes, codebook, bias, act)
+            return x
+        xt = np.ascontiguousarray(x.T)
+        out_t = np.empty((self.out_features, n_batch), np.float32)
+        buf = np.empty((2, self.width, n_batch), np.float32)
+        chain_t(xt, self.row_ptr, self.cols, self.codes, self.codebooks, self.bias,
+                self._meta_for(n_batch), self.params, buf, out_t)
+        return np.ascontiguousarray(out_t.T)
