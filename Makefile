@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cdnn-installed
 
-.PHONY: setup demo test vectors bench clean
+.PHONY: setup demo test vectors bench latency clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ vectors: setup
 
 bench: setup
 	$(PY) benchmarks/bench_huffman.py
+
+# cdnn_runtime against PyTorch and onnxruntime (installs the `bench` extra, torch kept pinned).
+latency: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0 -e ".[torch,dev,bench]"
+	$(PY) benchmarks/bench_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
