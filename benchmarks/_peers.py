@@ -227,7 +227,8 @@ import json, os, sys, time
 import numpy as np
 def say(obj):
     sys.stdout.write("@@" + json.dumps(obj) + "\n"); sys.stdout.flush()
-path, batch, threads, inp, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+path, inp, out = sys.argv[1], sys.argv[4], sys.argv[5]
+batch, threads = int(sys.argv[2]), int(sys.argv[3])
 try:
     import deepsparse
     from deepsparse import compile_model
