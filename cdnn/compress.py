@@ -353,6 +353,7 @@ def size_report(f, dense_bytes, file_bytes):
         sec["codebook"] = f.sections[d["codebook"]["section"]][1]
         bias_name = t.name.rpartition(".")[0] + ".bias"
         bias = f.tensor(bias_name).nbytes if bias_name in f.tensor_names else 0
+        bias_f32 = 4 * int(np.prod(f.tensor(bias_name).shape)) if bias else 0
         total = sum(sec.values()) + bias
         counted += total
         rows.append({
@@ -363,7 +364,8 @@ def size_report(f, dense_bytes, file_bytes):
             "codes_coding": d["codes"]["coding"], "gaps_coding": d["gaps"]["coding"],
             "bytes": {**sec, "bias": bias, "total": total},
             "bits_per_nnz": 8 * (sec["codes"] + sec["gaps"] + sec["row_counts"]) / max(d["nnz"], 1),
-            "dense_bytes": 4 * numel + bias, "ratio": (4 * numel + bias) / max(total, 1),
+            "dense_bytes": 4 * numel + bias_f32,
+            "ratio": (4 * numel + bias_f32) / max(total, 1),
         })
     return {"layers": rows, "file_bytes": file_bytes, "dense_bytes": dense_bytes,
             "other_bytes": file_bytes - counted, "ratio": dense_bytes / file_bytes}

@@ -47,6 +47,7 @@ def _layer_row(f, t, node, entropy):
         layer, op = t.name.rpartition(".")[0] or t.name, None
         bias_name = layer + ".bias"
     bias = f.tensor(bias_name).nbytes if bias_name in f.tensor_names else 0
+    bias_f32 = 4 * int(np.prod(f.tensor(bias_name).shape)) if bias else 0
     size["bias"] = bias
     total = sum(size.values())
     per_nz = max(nnz, 1)
@@ -59,7 +60,7 @@ def _layer_row(f, t, node, entropy):
         "bytes": {**size, "total": total},
         "bits_per_nnz": {**{k: 8 * size[k] / per_nz for k in STREAM_KEYS},
                          "total": 8 * sum(size[k] for k in STREAM_KEYS) / per_nz},
-        "dense_bytes": 4 * numel + bias, "ratio": (4 * numel + bias) / max(total, 1),
+        "dense_bytes": 4 * numel + bias_f32, "ratio": (4 * numel + bias_f32) / max(total, 1),
     }
     if entropy:
         row_counts, gaps, codes = f.entries(t.name)
@@ -101,6 +102,8 @@ def inspect_report(f, file_bytes, *, entropy=True):
                 "op": None if node is None else node["op"],
             })
             layers.append(_layer_row(f, t, node, entropy))
+        elif t.dtype == "float16":  # counted as the float32 it stands for
+            row["dense_bytes"] = 2 * t.nbytes
         rows.append(row)
     dense = sum(r.get("dense_bytes", r["bytes"]) for r in rows)
     totals = {k: sum(r["bytes"][k] for r in layers)

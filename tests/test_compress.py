@@ -133,6 +133,13 @@ def test_float16_biases_are_stored_and_kept_exactly():
         want = ref(x).numpy()
     got = InferenceSession(half.to_bytes())(x.numpy())
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    # ratios count a float16 bias as the float32 it stands for
+    from cdnn_runtime.cli import inspect_report
+    assert inspect_report(f, half.nbytes)["dense_float32_bytes"] == \
+        inspect_report(read(plain.to_bytes()), plain.nbytes)["dense_float32_bytes"] == \
+        4 * sum(p.numel() for p in ref.parameters())
+    conv = next(r for r in half.report()["layers"] if r["layer"] == "conv")
+    assert conv["dense_bytes"] == 4 * (6 * 9 + 6)
     with pytest.raises(CdnnRecipeError, match="bias must be one of float32, float16"):
         compress(model, x, {"fc": {"bias": "int8"}})
 
