@@ -60,7 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import _peers  # noqa: E402
-from bench_runtime import RESULTS, SHAPES  # noqa: E402  (the reference networks' input shapes)
+from bench_runtime import RESULTS, SHAPES, build, stats, timings  # noqa: E402
 
 NAMES = {"lenet-300-100": "LeNet-300-100", "lenet-5": "LeNet-5", "alexnet": "AlexNet",
          "vgg16": "VGG-16"}
@@ -86,12 +86,6 @@ def log(*a):
 
 
 # ---- statistics and formatting ---------------------------------------------------------------
-
-def stats(seconds):
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    return {"median_ms": float(np.median(ms)), "min_ms": float(ms.min()),
-            "max_ms": float(ms.max()), "n": int(ms.size)}
-
 
 def num(v):
     """A figure with three significant digits, never in exponent form."""
@@ -239,18 +233,6 @@ def measure_bandwidth(psum, threads, mb=512, passes=7):
 
 # ---- building the models ---------------------------------------------------------------------
 
-def build(name):
-    """The pruned, shared network (seed 0, as in bench_runtime.py) and its CompressedModel."""
-    import torch
-
-    from cdnn import models
-    from cdnn.compress import compress
-    model = models.seeded(models.MODELS[name], 0).eval()
-    t = time.perf_counter()
-    packed = compress(model, torch.randn(2, *SHAPES[name]), model_name=name)
-    return packed, time.perf_counter() - t
-
-
 # ---- latency ---------------------------------------------------------------------------------
 
 def warm_up(peer, x, quick):
@@ -342,13 +324,7 @@ def fc_layers(path, bandwidth, threads, llc, floor_us, reps_hot, reps_cold):
                 s.row_ptr.copy(), s.col_idx.copy(), s.codes.copy(), s.codebook.copy(),
                 None if bias is None else bias.copy(), in_features=s.cols), x.copy()))
         layer, x0 = copies[-1]
-        for _ in range(3):
-            layer(x0)
-        hot = []
-        for _ in range(reps_hot):
-            t = time.perf_counter()
-            layer(x0)
-            hot.append(time.perf_counter() - t)
+        hot = timings(layer, x0, reps_hot)
         cold = []
         for i in range(reps_cold):
             lay, xi = copies[i % (n_copies - 1)]  # the last copy is the hot one
@@ -823,7 +799,7 @@ def main():
         files = {}
         for name in names:
             log(f"== {NAMES[name]}: compressing ...")
-            packed, compress_s = build(name)
+            _, packed, compress_s = build(name)
             shape = SHAPES[name]
             path = os.path.join(work, name + ".cdnn")
             packed.save(path)

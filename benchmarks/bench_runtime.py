@@ -66,10 +66,24 @@ def timings(fn, x, repeats):
     return t
 
 
-def stats(ms):
-    ms = np.asarray(ms) * 1e3
+def stats(seconds):
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
     return {"median_ms": float(np.median(ms)), "min_ms": float(ms.min()),
-            "max_ms": float(ms.max())}
+            "max_ms": float(ms.max()), "n": int(ms.size)}
+
+
+def build(name):
+    """The reference network `name` (seed 0) pruned and shared by the deep-compression
+    preset, without retraining: (the dense torch model, its CompressedModel, seconds the
+    compression took)."""
+    import torch
+
+    from cdnn import models
+    from cdnn.compress import compress
+    model = models.seeded(models.MODELS[name], 0).eval()
+    t = time.perf_counter()
+    packed = compress(model, torch.randn(2, *SHAPES[name]), model_name=name)
+    return model, packed, time.perf_counter() - t
 
 
 def main():
@@ -82,8 +96,6 @@ def main():
     args = ap.parse_args()
     import torch
 
-    from cdnn import models
-    from cdnn.compress import compress
     from cdnn_runtime import InferenceSession
     torch.set_num_threads(args.threads)
     import numba
@@ -96,10 +108,7 @@ def main():
               "models": {}}
     for name in args.models.split(","):
         shape = SHAPES[name]
-        model = models.seeded(models.MODELS[name], 0).eval()
-        t = time.perf_counter()
-        packed = compress(model, torch.randn(2, *shape), model_name=name)
-        compress_s = time.perf_counter() - t
+        model, packed, compress_s = build(name)
         path = os.path.join(work, name + ".cdnn")
         packed.save(path)
         cache = tempfile.mkdtemp(prefix="numba-cache-", dir=work)

@@ -16,6 +16,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from cdnn_runtime import __version__ as runtime_version
+from cdnn_runtime.cli import layer_report
 from cdnn_runtime.reader import read
 from cdnn_runtime.writer import Writer, write_atomic
 
@@ -343,30 +344,16 @@ class CompressedModel:
 def size_report(f, dense_bytes, file_bytes):
     """Where the bytes of a read .cdnn file go, per sparse layer and in total."""
     rows = []
-    counted = 0
     for t in f.tensors:
         if t.encoding != "sparse_codebook":
             continue
-        d = t.desc
-        numel = d["rows"] * d["cols"]
-        sec = {k: f.sections[d[k]["section"]][1] for k in ("row_counts", "gaps", "codes")}
-        sec["codebook"] = f.sections[d["codebook"]["section"]][1]
-        bias_name = t.name.rpartition(".")[0] + ".bias"
-        bias = f.tensor(bias_name).nbytes if bias_name in f.tensor_names else 0
-        bias_f32 = 4 * int(np.prod(f.tensor(bias_name).shape)) if bias else 0
-        total = sum(sec.values()) + bias
-        counted += total
-        rows.append({
-            "layer": t.name.rpartition(".")[0], "shape": list(t.shape), "weights": numel,
-            "nnz": d["nnz"], "density": d["nnz"] / numel if numel else 0.0,
-            "codebook_size": d["codebook"]["size"], "gap_bits": d["gap_bits"],
-            "fillers": d["entries"] - d["nnz"],
-            "codes_coding": d["codes"]["coding"], "gaps_coding": d["gaps"]["coding"],
-            "bytes": {**sec, "bias": bias, "total": total},
-            "bits_per_nnz": 8 * (sec["codes"] + sec["gaps"] + sec["row_counts"]) / max(d["nnz"], 1),
-            "dense_bytes": 4 * numel + bias_f32,
-            "ratio": (4 * numel + bias_f32) / max(total, 1),
-        })
+        r = layer_report(f, t)
+        rows.append({**{k: r[k] for k in ("layer", "shape", "weights", "nnz", "density",
+                                          "codebook_size", "gap_bits", "fillers", "bytes",
+                                          "dense_bytes", "ratio")},
+                     "codes_coding": r["coding"]["codes"], "gaps_coding": r["coding"]["gaps"],
+                     "bits_per_nnz": r["bits_per_nnz"]["total"]})
+    counted = sum(r["bytes"]["total"] for r in rows)
     return {"layers": rows, "file_bytes": file_bytes, "dense_bytes": dense_bytes,
             "other_bytes": file_bytes - counted, "ratio": dense_bytes / file_bytes}
 

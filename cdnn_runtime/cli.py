@@ -35,7 +35,10 @@ def _weight_nodes(f):
     return {n["params"]["weight"]: n for n in f.graph["nodes"] if "weight" in n["params"]}
 
 
-def _layer_row(f, t, node, entropy):
+def layer_report(f, t, node=None, entropy=False):
+    """One sparse_codebook weight's bytes by stream (bias included), bits per nonzero, dense
+    float32 size and ratio; `node` is its graph node when known; with `entropy`, the order-0
+    entropy of its decoded code and gap streams."""
     d = t.desc
     numel = d["rows"] * d["cols"]
     nnz, entries = d["nnz"], d["entries"]
@@ -101,7 +104,7 @@ def inspect_report(f, file_bytes, *, entropy=True):
                 "dense_bytes": 4 * numel,
                 "op": None if node is None else node["op"],
             })
-            layers.append(_layer_row(f, t, node, entropy))
+            layers.append(layer_report(f, t, node, entropy))
         elif t.dtype == "float16":  # counted as the float32 it stands for
             row["dense_bytes"] = 2 * t.nbytes
         rows.append(row)
