@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cdnn-installed
 
-.PHONY: setup demo test vectors bench latency clean
+.PHONY: setup demo test vectors bench latency paper clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: setup
 latency: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0 -e ".[torch,dev,bench]"
 	$(PY) benchmarks/bench_latency.py
+
+# Deep Compression's tables on Fashion-MNIST, AlexNet/VGG-16 sizes, the init ablation: about
+# half an hour on 2 cores. Needs Debian's dataset-fashion-mnist (see the README).
+paper: setup
+	$(PY) benchmarks/reproduce.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

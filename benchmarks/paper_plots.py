@@ -1,10 +1,12 @@
 """Figures for the paper-style results: accuracy against compression ratio, the initialisation
-ablation, and where the bytes of the AlexNet and VGG-16 files go.
+ablation, and where the bytes of the AlexNet and VGG-16 files go. reproduce.py (`make paper`)
+draws its figures with these functions; this script redraws them from the JSON files that
+paper_sizes.py and ablation.py write when run on their own.
 
 Each function draws one PNG with matplotlib's Agg canvas (no display, no pyplot state).
 usage: python benchmarks/paper_plots.py [--sizes results/sizes.json]
                                          [--ablation results/ablation.json]
-                                         [--lenets results/lenets.json] [--out results]
+                                         [--out results]
 """
 
 import argparse
@@ -59,13 +61,14 @@ def _ratio_ticks(lo, hi, marked):
 
 
 def plot_accuracy_vs_ratio(points, published, out_png, *, extra=None, title=None,
-                           curve_label="cdnn, this data set"):
+                           curve_label="cdnn, this data set", baselines=None):
     """Accuracy against compression ratio, one panel per network.
 
     `points` is a list of (ratio, accuracy, label) for one network, or {network: list}; they
     are drawn as one curve. `extra` (same form) are single points drawn apart from the curve,
     e.g. a differently trained recipe; `curve_label` names the curve in the legend.
     Accuracies may be fractions or percentages.
+    `baselines` ({network: [(accuracy, label)]}) are drawn as horizontal lines.
     `published` is, for one network or by network, a mapping with Deep Compression's "ratio"
     (optionally its MNIST "error" pair, and "soft_ratio" for soft weight-sharing; the known
     ratios of the LeNets are used otherwise), e.g. reproduce.PUBLISHED. Published ratios are
@@ -106,6 +109,10 @@ def plot_accuracy_vs_ratio(points, published, out_png, *, extra=None, title=None
                         xytext=(7, -14), fontsize=7.5)
             all_acc.append(a)
             all_ratio.append(r)
+        for (acc, label), style in zip((baselines or {}).get(name, []), ("-", "--", ":")):
+            acc = float(_percent([acc])[0])
+            ax.axhline(acc, color="#555555", ls=style, lw=1.0, label=f"{label}: {acc:.2f}%")
+            all_acc.append(acc)
         refs = [r for r in (dc_ratio, soft) if r]
         span_r = [*all_ratio, *refs] or [10, 100]
         lo, hi = min(span_r) / 1.4, max(span_r) * 1.4
@@ -147,6 +154,82 @@ def plot_accuracy_vs_ratio(points, published, out_png, *, extra=None, title=None
     fig.suptitle(title or "Accuracy against compression ratio. Published results are on MNIST: "
                  "only their ratios are drawn (vertical lines); their accuracies are not "
                  "comparable", fontsize=9.5)
+    fig.savefig(out_png, dpi=120)
+    return out_png
+
+
+SET_COLORS = ("#4878a8", "#dd8452", "#55a868", "#c44e52", "#8172b3")
+
+
+def _short_bits(label):
+    """'fc 4 bits, f16 bias' -> 'fc4 f16'; 'preset' stays."""
+    out = label.replace(" bits", "").replace(", f16 bias", " f16").replace("conv ", "conv")
+    return out.replace("fc ", "fc").replace(", ", "/")
+
+
+def plot_lenet_curves(lenets, out_png):
+    """Accuracy against ratio for each LeNet of reproduce.py: one line per density set through
+    its bits settings, the dense and fair baselines, the target band (0.3 points below the fair
+    baseline), and the published ratios (MNIST: ratios only)."""
+    lenets = _load(lenets)
+    names = list(lenets)
+    fig = _figure(figsize=(6.2 * len(names), 5.6), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        res = lenets[name]
+        sets = list(dict.fromkeys(p["densities"] for p in res["points"]))
+        ratios, accs = [], []
+        for color, dset in zip(SET_COLORS, sets):
+            pts = sorted((p for p in res["points"] if p["densities"] == dset),
+                         key=lambda p: p["ratio"])
+            r = [p["ratio"] for p in pts]
+            a = [100 * p["cdnn_test_accuracy"] for p in pts]
+            ax.plot(r, a, "-o", color=color, ms=6, lw=1.4, label=f"densities {dset}")
+            for p, x, y in zip(pts, r, a):
+                ax.annotate(f"{_short_bits(p['bits'])}", (x, y), textcoords="offset points",
+                            xytext=(4, 5), fontsize=7, color=color)
+            ratios += r
+            accs += a
+        fair = 100 * res["fair_baseline"]["test"]
+        dense = 100 * res["dense"]["test"]
+        ax.axhline(fair, color="#333333", lw=1.1,
+                   label=f"fair baseline (dense + {res['extra_epochs']} epochs): {fair:.2f}%")
+        ax.axhspan(fair - 0.3, fair, color="#55a868", alpha=0.12,
+                   label="within 0.3 points of the fair baseline")
+        ax.axhline(dense, color="#333333", lw=1.0, ls="--",
+                   label=f"dense as trained: {dense:.2f}%")
+        accs += [fair, dense]
+        trans = ax.get_xaxis_transform()
+        refs = []
+        for ratio, text, color, style in (
+                (DEEP_COMPRESSION.get(name, {}).get("ratio"), "Deep Compression", "#c44e52",
+                 "--"),
+                (SOFT_WEIGHT_SHARING.get(name, {}).get("ratio"), "soft weight-sharing",
+                 "#8172b3", ":")):
+            if ratio:
+                refs.append(ratio)
+                ax.axvline(ratio, color=color, ls=style, lw=1.2,
+                           label=f"{text} (MNIST): {ratio}x")
+                ax.text(ratio, 0.985, f" {ratio}x", transform=trans, fontsize=7.5,
+                        color=color, ha="left", va="top")
+        lo, hi = min(ratios + refs) / 1.25, max(ratios + refs) * 1.25
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        span = max(max(accs) - min(accs), 1.0)
+        ax.set_ylim(min(accs) - 0.15 * span, max(accs) + 0.15 * span)
+        ticks = _ratio_ticks(lo, hi, refs)
+        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks], fontsize=7.5)
+        ax.minorticks_off()
+        ax.set_xlabel("compression ratio (dense float32 bytes / file bytes, log scale)",
+                      fontsize=8.5)
+        ax.set_ylabel("test accuracy (%), Fashion-MNIST, run by cdnn_runtime", fontsize=8.5)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2,
+                  frameon=False)
+    fig.suptitle("Accuracy against compression ratio (published ratios, on MNIST, as lines)",
+                 fontsize=9.5)
     fig.savefig(out_png, dpi=120)
     return out_png
 
@@ -285,8 +368,6 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=os.path.join(RESULTS, "sizes.json"))
     ap.add_argument("--ablation", default=os.path.join(RESULTS, "ablation.json"))
-    ap.add_argument("--lenets", default=os.path.join(RESULTS, "lenets.json"),
-                    help="reproduce.py's results, added to the accuracy-ratio curves")
     ap.add_argument("--out", default=RESULTS, help="folder for the PNG files")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -296,15 +377,9 @@ def main():
     if os.path.exists(args.ablation):
         done.append(plot_ablation(args.ablation, os.path.join(args.out, "ablation.png")))
         points = ablation_points(args.ablation, _dense_bytes())
-        extra = {}
-        if os.path.exists(args.lenets):
-            for name, res in _load(args.lenets)["nets"].items():
-                if name in points:
-                    extra[name] = [(res["total"]["ratio"], res["cdnn_test_accuracy"],
-                                    "reproduce.py recipe")]
         done.append(plot_accuracy_vs_ratio(points, DEEP_COMPRESSION,
-                                           os.path.join(args.out, "accuracy_vs_ratio.png"),
-                                           extra=extra, curve_label=CURVE_LABEL))
+                                           os.path.join(args.out, "ablation_ratio.png"),
+                                           curve_label=CURVE_LABEL))
     for path in done:
         print(path)
 

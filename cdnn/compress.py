@@ -23,7 +23,7 @@ from cdnn_runtime.writer import Writer, write_atomic
 from . import recipe as recipes
 from ._callable import make_callable
 from .capture import capture, prepare_for_capture
-from .cluster import kmeans_1d
+from .cluster import CdnnRecipeError, kmeans_1d
 from .prune import density_schedule, hold_masks, magnitude_mask
 
 
@@ -254,12 +254,15 @@ def weights_sha256(model):
 
 def compress(model, example_inputs, recipe=None, *, preset="deep-compression", train=None,
              evaluate=None, prune_steps=3, seed=0, model_name=None, coding="auto",
-             input_names=None, output_names=None, progress=_noop):
+             input_names=None, output_names=None, masks=None, progress=_noop):
     """Compress a PyTorch model into a .cdnn file held in memory (a CompressedModel).
 
     `recipe` maps layer names, patterns or kinds to settings (see cdnn.recipe); `train` is an
     optional hook `train(model)` called after each pruning step and after clustering;
     `evaluate(model) -> float` is measured on the dense, pruned and final models.
+    `masks` ({"fc1.weight": bool tensor, ...}, as returned by `prune`) says the model is already
+    pruned: the pruning stage is skipped and only the weights the masks keep are stored, so one
+    pruned model can be shared and fine-tuned at several bit widths.
     """
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
@@ -273,7 +276,10 @@ def compress(model, example_inputs, recipe=None, *, preset="deep-compression", t
     scores = {}
     if evaluate is not None:
         scores["dense"] = float(evaluate(work))
-    masks = prune(work, settings, train=train, steps=prune_steps, progress=progress)
+    if masks is None:
+        masks = prune(work, settings, train=train, steps=prune_steps, progress=progress)
+    else:
+        masks = _check_masks(work, settings, masks)
     if evaluate is not None:
         scores["pruned"] = float(evaluate(work))
     layers = share(work, masks, settings, seed=seed, progress=progress)
@@ -295,6 +301,23 @@ def compress(model, example_inputs, recipe=None, *, preset="deep-compression", t
     data = encode(work, example_inputs, layers, settings, metadata=metadata, coding=coding,
                   input_names=input_names, output_names=output_names)
     return CompressedModel(data, work, layers, settings, dense_params, scores)
+
+
+def _check_masks(model, settings, masks):
+    """The given masks, one per compressed layer, each shaped like its weight."""
+    params = dict(model.named_parameters())
+    out = {}
+    for name in settings:
+        key = f"{name}.weight"
+        if key not in masks:
+            raise CdnnRecipeError(f"masks: no mask for {key!r} (masks are keyed by weight name, "
+                                  f"as prune() returns them)")
+        m = torch.as_tensor(masks[key]).to(torch.bool)
+        if tuple(m.shape) != tuple(params[key].shape):
+            raise CdnnRecipeError(f"masks: the mask for {key!r} has shape {tuple(m.shape)}, "
+                                  f"the weight {tuple(params[key].shape)}")
+        out[key] = m
+    return out
 
 
 class CompressedModel:

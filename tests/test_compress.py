@@ -241,6 +241,32 @@ def test_retraining_holds_masks_and_fine_tuning_moves_centroids():
         assert s.nnz == round({"conv.weight": 0.5, "fc.weight": 0.3}[name] * s.rows * s.cols)
 
 
+def test_already_pruned_model_with_masks_skips_pruning_and_keeps_them():
+    from cdnn.compress import prune
+    model = trained_bn(seeded(Small, 3)).eval()
+    x = torch.randn(2, 1, 8, 8)
+    base = {"conv": {"density": 0.5, "bits": 8}, "fc": {"density": 0.25, "bits": 8}}
+    folded = prepare_for_capture(model)
+    fold_batchnorm(folded, (x,))
+    settings = resolve({"conv": "conv2d", "fc": "linear"}, base)
+    masks = prune(folded, settings, steps=1)
+    calls = []
+    # 3 bits where the pruning used 8: the same surviving positions, fewer centroids; the
+    # training hook runs once (centroid fine-tuning), not once per pruning step
+    packed = compress(folded, x, {"conv": {"bits": 3}, "fc": {"bits": 3}}, masks=masks,
+                      train=lambda m: calls.append(1), prune_steps=3)
+    assert len(calls) == 1
+    f = read(packed.to_bytes())
+    for name, mask in masks.items():
+        s = f.sparse(name)
+        assert np.array_equal(s.to_dense() != 0, mask.numpy())
+        assert len(np.unique(s.values())) <= 8
+    with pytest.raises(CdnnRecipeError, match="no mask for 'fc.weight'"):
+        compress(folded, x, masks={"conv.weight": masks["conv.weight"]})
+    with pytest.raises(CdnnRecipeError, match="has shape"):
+        compress(folded, x, masks=dict(masks, **{"fc.weight": torch.ones(3, 3, dtype=bool)}))
+
+
 def test_sensitivity_curves_and_picked_recipe():
     from cdnn.sensitivity import sensitivity
     x, y = _toy_task()
