@@ -95,7 +95,10 @@ BIT_SETS = {
     "lenet-5": {"preset": {},
                 "conv 6, fc 4 bits, f16 bias": {
                     "kind:conv2d": {"bits": 6, "bias": "float16"},
-                    "kind:linear": {"bits": 4, "bias": "float16"}}},
+                    "kind:linear": {"bits": 4, "bias": "float16"}},
+                "conv 6, fc 3 bits, f16 bias": {
+                    "kind:conv2d": {"bits": 6, "bias": "float16"},
+                    "kind:linear": {"bits": 3, "bias": "float16"}}},
 }
 
 #: The ablation fine-tunes the centroids once over this many training images, Adam at this rate.
