@@ -185,9 +185,9 @@ def plot_lenet_curves(lenets, out_png):
             r = [p["ratio"] for p in pts]
             a = [100 * p["cdnn_test_accuracy"] for p in pts]
             ax.plot(r, a, "-o", color=color, ms=6, lw=1.4, label=f"densities {dset}")
-            for p, x, y in zip(pts, r, a):
+            for i, (p, x, y) in enumerate(zip(pts, r, a)):
                 ax.annotate(f"{_short_bits(p['bits'])}", (x, y), textcoords="offset points",
-                            xytext=(4, 5), fontsize=7, color=color)
+                            xytext=(4, 5 if i % 2 == 0 else -12), fontsize=7, color=color)
             ratios += r
             accs += a
         fair = 100 * res["fair_baseline"]["test"]

@@ -516,7 +516,7 @@ class CdnnFile:
         if gaps.size and int(gaps.max()) >= (1 << d["gap_bits"]):
             raise CdnnFormatError(f"{where}: gap {int(gaps.max())} does not fit "
                                   f"{d['gap_bits']} bits")
-        return row_counts, gaps.astype(np.uint8), codes.astype(np.uint8)
+        return row_counts, gaps.astype(np.uint8, copy=False), codes.astype(np.uint8, copy=False)
 
     def sparse(self, name, *, parallel=True, narrow=False):
         """Decode a sparse_codebook tensor to CSR, fillers dropped, every index checked.
