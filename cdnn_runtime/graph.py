@@ -1,4 +1,4 @@
-"""The graph section: op vocabulary of format v1 and its validation.
+"""The graph section: op vocabulary of the format (versions 1 and 2 share it) and its validation.
 
 A graph is a list of nodes in topological order; every value is produced once (by a graph
 input or one node) and used only after it is produced, so a valid graph has no cycles.
@@ -211,7 +211,7 @@ def validate_graph(graph, tensors, check):
         _check_params_agree(op, params, tensors, w)
         outs = node["outputs"]
         if not isinstance(outs, list) or len(outs) != 1:
-            raise CdnnFormatError(f"{w}: a node has exactly one output in format v1")
+            raise CdnnFormatError(f"{w}: a node has exactly one output in format v2")
         for v in outs:
             _name(v, w)
             if v in defined:

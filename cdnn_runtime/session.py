@@ -219,15 +219,19 @@ class InferenceSession:
                     return lambda x: dense_ops.linear_dense(x, w, bias, activation)
                 return self._dense_conv(w, bias, a, activation)
             cols = w.col_idx
+            # The reader built these arrays and checked every value on the way (columns in
+            # range and increasing within each row, codes below the codebook size): the
+            # kernels check shapes and dtypes only, not the values a second time.
             if op == "linear":
                 layer = prepare_linear(w.row_ptr, cols, w.codes, w.codebook, bias,
-                                       in_features=w.cols)
+                                       in_features=w.cols, check_values=False)
             else:
                 layer = prepare_conv(w.row_ptr, cols, w.codes, w.codebook, bias,
                                      in_channels=shape[1] * a["groups"],
                                      kernel_size=tuple(shape[2:]), stride=tuple(a["stride"]),
                                      padding=tuple(a["padding"]),
-                                     dilation=tuple(a["dilation"]), groups=a["groups"])
+                                     dilation=tuple(a["dilation"]), groups=a["groups"],
+                                     check_values=False)
             self._layers[n["name"]] = layer
             act = parse_activation(activation)
             return lambda x: layer(x, act)
@@ -244,7 +248,7 @@ class InferenceSession:
         codebook, codes = np.unique(flat[nz], return_inverse=True)
         if codebook.size > 256:  # more distinct values than a codebook holds
             raise CdnnFormatError("a raw conv2d weight with more than 256 distinct values is "
-                                  "not supported in format v1; store it as sparse_codebook")
+                                  "not supported; store it as sparse_codebook")
         layer = prepare_conv(row_ptr, _narrow_cols(c, flat.shape[1]), codes.astype(np.uint8),
                              codebook.astype(np.float32) if codebook.size else np.zeros(1, np.float32),
                              bias, in_channels=w.shape[1] * a["groups"],

@@ -119,7 +119,7 @@ def _add_sparse(w, name, shape, codes2d, codebook, **kw):
 
 
 def seed_graph_ops():
-    """A graph touching every op of format v1, two inputs, sparse conv and linear weights
+    """A graph touching every op of the format, two inputs, sparse conv and linear weights
     (the linear one with 1,200+ entries in Huffman chunks of 64 symbols)."""
     from cdnn_runtime.writer import Writer
     rng = np.random.default_rng(11)

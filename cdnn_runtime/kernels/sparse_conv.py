@@ -287,7 +287,7 @@ class SparseConv2d:
     """
 
     def __init__(self, row_ptr, cols, codes, codebook, bias, in_channels, kernel_size, stride, padding,
-                 dilation, groups):
+                 dilation, groups, check_values=True):
         if not isinstance(row_ptr, np.ndarray) or row_ptr.ndim != 1 or row_ptr.shape[0] < 1:
             raise KernelArgumentError("row_ptr must be a 1-D numpy array of out_channels+1 entries")
         self.kernel_size = as_pair("kernel_size", kernel_size, 1)
@@ -309,7 +309,8 @@ class SparseConv2d:
         kh, kw = self.kernel_size
         khw = kh * kw
         cin_g = self.in_channels // self.groups
-        check_csr(row_ptr, cols, codes, codebook, self.out_channels, cin_g * khw, bias=bias, full=True)
+        check_csr(row_ptr, cols, codes, codebook, self.out_channels, cin_g * khw, bias=bias,
+                  full=check_values)
         self.row_ptr = row_ptr
         self.codes = codes
         self.codebook = codebook
@@ -413,7 +414,7 @@ class SparseConv2d:
 
 
 def prepare_conv(row_ptr, cols, codes, codebook, bias=None, *, in_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1):
+                 dilation=1, groups=1, check_values=True):
     """Check a sparse conv layer once (every CSR value) and precompute, per stored entry, its
     input channel and kernel tap packed in one uint32; returns a :class:`SparseConv2d`.
 
@@ -421,9 +422,11 @@ def prepare_conv(row_ptr, cols, codes, codebook, bias=None, *, in_channels, kern
     ``ci*kh*kw + ky*kw + kx`` within the group; codes: uint8; codebook: float32[1..256];
     bias: float32[Cout] or None. kernel_size, stride, dilation: int or (h, w).
     padding: int, (h, w), (top, left, bottom, right), "valid" or "same" (stride 1).
+    ``check_values=False`` checks shapes and dtypes only, for values already known good (see
+    :func:`prepare_linear`).
     """
     return SparseConv2d(row_ptr, cols, codes, codebook, bias, in_channels, kernel_size, stride, padding,
-                        dilation, groups)
+                        dilation, groups, check_values)
 
 
 def conv2d(x, row_ptr, cols, codes, codebook, bias=None, kernel_size=None, stride=1, padding=0, dilation=1,

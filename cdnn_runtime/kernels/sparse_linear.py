@@ -345,11 +345,11 @@ class SparseLinear:
 
     __slots__ = ("row_ptr", "cols", "codes", "codebook", "bias", "in_features", "out_features")
 
-    def __init__(self, row_ptr, cols, codes, codebook, bias, in_features):
+    def __init__(self, row_ptr, cols, codes, codebook, bias, in_features, check_values=True):
         in_features = int(in_features)
         if in_features < 0:
             raise KernelArgumentError(f"in_features must be >= 0, got {in_features}")
-        check_linear_weights(row_ptr, cols, codes, codebook, bias, in_features, full=True)
+        check_linear_weights(row_ptr, cols, codes, codebook, bias, in_features, full=check_values)
         self.row_ptr = row_ptr
         self.cols = cols
         self.codes = codes
@@ -369,9 +369,13 @@ class SparseLinear:
         )
 
 
-def prepare_linear(row_ptr, cols, codes, codebook, bias=None, *, in_features):
-    """Check a sparse linear layer once (every value, O(E)) and return a :class:`SparseLinear`."""
-    return SparseLinear(row_ptr, cols, codes, codebook, bias, in_features)
+def prepare_linear(row_ptr, cols, codes, codebook, bias=None, *, in_features, check_values=True):
+    """Check a sparse linear layer once (every value, O(E)) and return a :class:`SparseLinear`.
+
+    ``check_values=False`` checks shapes and dtypes only: for arrays whose values are already
+    known good (the reader's ``CdnnFile.sparse`` checks every column, the order within each
+    row and every code as it builds them)."""
+    return SparseLinear(row_ptr, cols, codes, codebook, bias, in_features, check_values)
 
 
 def linear(x, row_ptr, cols, codes, codebook, bias=None, activation="none", *, check_values=True, parallel=None):
