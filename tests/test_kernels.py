@@ -827,3 +827,27 @@ def test_csr_value_check_threaded_agrees_with_serial():
     for rp, c, k in cases:
         assert _first_csr_error_parallel(rp, c, k, 40, 16) == _first_csr_error(rp, c, k, 40, 16)
     assert [_first_csr_error(rp, c, k, 40, 16) for rp, c, k in cases] == [0, 2, 3, 4, 1]
+
+
+def test_prepared_layers_check_values_unless_told_the_values_are_known_good():
+    rng = np.random.default_rng(11)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 6, 8, 0.5)
+    c2 = cols.copy()
+    c2[0] = 8  # out of range
+    with pytest.raises(KernelArgumentError, match="out of range"):
+        prepare_linear(row_ptr, c2, codes, codebook, in_features=8)
+    with pytest.raises(KernelArgumentError, match="out of range"):
+        prepare_conv(row_ptr, c2, codes, codebook, in_channels=2, kernel_size=2)
+    # check_values=False (the session, on arrays the reader has checked) skips the O(E) value
+    # pass but still checks shapes, dtypes and the row pointers' ends
+    layer = prepare_linear(row_ptr, cols, codes, codebook, in_features=8, check_values=False)
+    x = rng.standard_normal((1, 8)).astype(np.float32)
+    assert np.allclose(layer(x), x @ dense.T, atol=1e-5)
+    with pytest.raises(KernelArgumentError, match="codes"):
+        prepare_linear(row_ptr, cols, codes[:-1], codebook, in_features=8, check_values=False)
+    with pytest.raises(KernelArgumentError, match="row_ptr"):
+        prepare_conv(row_ptr[:-1], cols, codes, codebook, in_channels=2, kernel_size=2,
+                     check_values=False)
+    with pytest.raises(KernelArgumentError, match="cols"):
+        prepare_conv(row_ptr, cols.astype(np.int64), codes, codebook, in_channels=2,
+                     kernel_size=2, check_values=False)
