@@ -37,12 +37,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import ablation  # noqa: E402
 from cdnn import models  # noqa: E402
 from cdnn import recipe as recipes  # noqa: E402
 from cdnn.compress import compress, layer_kinds, prune  # noqa: E402
-from cdnn.datasets import fashion_mnist  # noqa: E402
 from cdnn.train import accuracy, fit, loader  # noqa: E402
-from cdnn_runtime import InferenceSession  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 
@@ -104,15 +103,6 @@ BIT_SETS = {
 #: The ablation fine-tunes the centroids once over this many training images, Adam at this rate.
 ABLATION_FINE_TUNE = {"images": 10_000, "lr": 5e-4}
 ABLATION_BITS = {"preset (conv 8, fc 5)": None, "3 bits": 3}
-
-
-def runtime_accuracy(source, x, y, batch=500):
-    """Top-1 accuracy of a .cdnn file (path or bytes) run by cdnn_runtime."""
-    sess = InferenceSession(source)
-    correct = 0
-    for i in range(0, len(x), batch):
-        correct += int((sess(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
-    return correct / len(x)
 
 
 def entropy_bits(values):
@@ -188,18 +178,6 @@ def markdown_table(name, rows, total, published):
 
 
 # ---- the LeNets --------------------------------------------------------------------------------
-
-def load_data(quick=False):
-    """(x_train, y_train, x_val, y_val, x_test, y_test); 5,000 training images held out."""
-    xtr, ytr = fashion_mnist(split="train")
-    xte, yte = fashion_mnist(split="test")
-    perm = np.random.default_rng(0).permutation(len(xtr))
-    val, tr = perm[:5000], perm[5000:]
-    data = [xtr[tr], ytr[tr], xtr[val], ytr[val], xte, yte]
-    if quick:
-        data = [a[:2000] for a in data]
-    return tuple(data)
-
 
 class Net:
     """One LeNet: its data, recipe, trained dense model and the hooks the compressor calls."""
@@ -290,7 +268,7 @@ class Net:
                           prune_steps=r["prune_steps"], model_name=self.name)
         seconds = time.time() - t0
         blob = packed.to_bytes()
-        cdnn_acc = runtime_accuracy(blob, self.data[4], self.data[5])
+        cdnn_acc, _ = ablation.runtime_accuracy(blob, self.data[4], self.data[5], batch=500)
         rows = layer_table(packed.file)
         weights = sum(x["weights"] for x in rows)
         total = {"weights": weights,
@@ -517,7 +495,6 @@ def markdown(report, suffix=""):
         out += ["## AlexNet and VGG-16: SYNTHETIC weights", "",
                 sizes_markdown(report["sizes"]), f"![bytes per layer](sizes{suffix}.png)", ""]
     if "ablation" in report:
-        import ablation
         text = ["#" + line if line.startswith("## ") else line
                 for line in ablation.markdown(report["ablation"]).splitlines()[2:]]
         out += ["## Centroid initialisation: K-Means++ against linear and random", "",
@@ -542,6 +519,21 @@ def plots(report, out, suffix=""):
     return done
 
 
+def write_outputs(report, out, with_json=True):
+    """PAPER.md, the plots and (unless rewriting from it) paper.json into `out`."""
+    suffix = "-quick" if report["quick"] else ""
+    os.makedirs(out, exist_ok=True)
+    md = markdown(report, suffix)
+    if with_json:
+        with open(os.path.join(out, f"paper{suffix}.json"), "w") as fh:
+            json.dump(report, fh, indent=1)
+    with open(os.path.join(out, f"PAPER{suffix}.md"), "w") as fh:
+        fh.write(md + "\n")
+    print(md)
+    for path in plots(report, out, suffix):
+        print(path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -559,14 +551,7 @@ def main():
     if args.from_json:
         with open(args.from_json) as fh:
             report = json.load(fh)
-        out = os.path.dirname(os.path.abspath(args.from_json))
-        suffix = "-quick" if report["quick"] else ""
-        md = markdown(report, suffix)
-        with open(os.path.join(out, f"PAPER{suffix}.md"), "w") as fh:
-            fh.write(md + "\n")
-        print(md)
-        for path in plots(report, out, suffix):
-            print(path)
+        write_outputs(report, os.path.dirname(os.path.abspath(args.from_json)), with_json=False)
         return
     parts = set(args.parts.split(","))
     unknown = parts - {"lenets", "sizes", "ablation"}
@@ -577,7 +562,7 @@ def main():
     report = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "quick": args.quick}
     if "lenets" in parts:
-        data = load_data(args.quick)
+        data = ablation.load_data(args.quick)
         report["test_images"] = int(len(data[4]))
         report["lenets"] = {}
         pruned = {}
@@ -585,13 +570,12 @@ def main():
             res, net, pruned[name] = run_lenet(name, data, args.quick, args.keep)
             report["lenets"][name] = res
             if "ablation" in parts:
-                import ablation
                 t1 = time.time()
                 images = ABLATION_FINE_TUNE["images"] if not args.quick else 500
-                res_ab = ablation.ablate_net(name, ablation_prep(net, pruned[name]), data,
-                                             bit_settings=ABLATION_BITS,
+                prep = ablation_prep(net, pruned[name])
+                res_ab = ablation.ablate_net(name, prep, data, bit_settings=ABLATION_BITS,
                                              fine_tune_images=images)
-                res_ab.update({"recipe": ablation_prep(net, pruned[name])["recipe"],
+                res_ab.update({"recipe": prep["recipe"],
                                "dense_accuracy": net.dense_scores,
                                "pruned_accuracy": pruned[name]["scores"],
                                "densities": {k: v["density"]
@@ -607,16 +591,7 @@ def main():
         import paper_sizes
         report["sizes"] = paper_sizes.alexnet_vgg_sizes(check_runtime=True)
     report["seconds"] = time.time() - t0
-    os.makedirs(args.out, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
-    md = markdown(report, suffix)
-    with open(os.path.join(args.out, f"paper{suffix}.json"), "w") as fh:
-        json.dump(report, fh, indent=1)
-    with open(os.path.join(args.out, f"PAPER{suffix}.md"), "w") as fh:
-        fh.write(md + "\n")
-    print(md)
-    for path in plots(report, args.out, suffix):
-        print(path)
+    write_outputs(report, args.out)
 
 
 if __name__ == "__main__":
