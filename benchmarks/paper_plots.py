@@ -60,15 +60,25 @@ def _ratio_ticks(lo, hi, marked):
     return sorted(ticks)
 
 
+def _ratio_axis(ax, lo, hi, refs):
+    """A log compression-ratio x axis over [lo, hi], ticked at round ratios and at `refs`."""
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ticks = _ratio_ticks(lo, hi, refs)
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks], fontsize=7.5)
+    ax.minorticks_off()
+    ax.set_xlabel("compression ratio (dense float32 bytes / file bytes, log scale)",
+                  fontsize=8.5)
+
+
 def plot_accuracy_vs_ratio(points, published, out_png, *, extra=None, title=None,
-                           curve_label="cdnn, this data set", baselines=None):
+                           curve_label="cdnn, this data set"):
     """Accuracy against compression ratio, one panel per network.
 
     `points` is a list of (ratio, accuracy, label) for one network, or {network: list}; they
     are drawn as one curve. `extra` (same form) are single points drawn apart from the curve,
     e.g. a differently trained recipe; `curve_label` names the curve in the legend.
     Accuracies may be fractions or percentages.
-    `baselines` ({network: [(accuracy, label)]}) are drawn as horizontal lines.
     `published` is, for one network or by network, a mapping with Deep Compression's "ratio"
     (optionally its MNIST "error" pair, and "soft_ratio" for soft weight-sharing; the known
     ratios of the LeNets are used otherwise), e.g. reproduce.PUBLISHED. Published ratios are
@@ -109,15 +119,10 @@ def plot_accuracy_vs_ratio(points, published, out_png, *, extra=None, title=None
                         xytext=(7, -14), fontsize=7.5)
             all_acc.append(a)
             all_ratio.append(r)
-        for (acc, label), style in zip((baselines or {}).get(name, []), ("-", "--", ":")):
-            acc = float(_percent([acc])[0])
-            ax.axhline(acc, color="#555555", ls=style, lw=1.0, label=f"{label}: {acc:.2f}%")
-            all_acc.append(acc)
         refs = [r for r in (dc_ratio, soft) if r]
         span_r = [*all_ratio, *refs] or [10, 100]
         lo, hi = min(span_r) / 1.4, max(span_r) * 1.4
-        ax.set_xscale("log")
-        ax.set_xlim(lo, hi)
+        _ratio_axis(ax, lo, hi, refs)
         if all_acc:
             amin, amax = min(all_acc), max(all_acc)
             span = max(amax - amin, 1.0)
@@ -140,11 +145,6 @@ def plot_accuracy_vs_ratio(points, published, out_png, *, extra=None, title=None
             ax.axvline(soft, color="#8172b3", ls=":", lw=1.4, label=label)
             ax.text(soft, 0.985, f" SWS {soft}x", transform=trans, fontsize=7.5,
                     color="#8172b3", ha="left", va="top")
-        ticks = _ratio_ticks(lo, hi, refs)
-        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks], fontsize=7.5)
-        ax.minorticks_off()
-        ax.set_xlabel("compression ratio (dense float32 bytes / file bytes, log scale)",
-                      fontsize=8.5)
         ax.set_ylabel("test accuracy (%), this data set", fontsize=8.5)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(alpha=0.3)
@@ -213,15 +213,9 @@ def plot_lenet_curves(lenets, out_png):
                 ax.text(ratio, 0.985, f" {ratio}x", transform=trans, fontsize=7.5,
                         color=color, ha="left", va="top")
         lo, hi = min(ratios + refs) / 1.25, max(ratios + refs) * 1.25
-        ax.set_xscale("log")
-        ax.set_xlim(lo, hi)
+        _ratio_axis(ax, lo, hi, refs)
         span = max(max(accs) - min(accs), 1.0)
         ax.set_ylim(min(accs) - 0.15 * span, max(accs) + 0.15 * span)
-        ticks = _ratio_ticks(lo, hi, refs)
-        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks], fontsize=7.5)
-        ax.minorticks_off()
-        ax.set_xlabel("compression ratio (dense float32 bytes / file bytes, log scale)",
-                      fontsize=8.5)
         ax.set_ylabel("test accuracy (%), Fashion-MNIST, run by cdnn_runtime", fontsize=8.5)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(alpha=0.3)
