@@ -121,7 +121,7 @@ def stream_check(desc, key, section_bytes, symbols):
     if s["coding"] == "huffman":
         payload = int(s["payload_bits"])
     else:
-        payload = count * int(s.get("bits", desc.get("gap_bits", 8)))
+        payload = count * int(s["bits"])  # a packed stream always records its width
     h = entropy_bits(symbols)
     return {"coding": s["coding"], "count": count, "payload_bits": payload,
             "entropy_bits": h * count, "table_bytes": section_bytes - (payload + 7) // 8,
