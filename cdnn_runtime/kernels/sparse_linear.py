@@ -47,27 +47,42 @@ PARALLEL_MIN_WORK_B1 = 1 << 16
 # ---------------------------------------------------------------------------------------------
 
 
+# Entry indices in the batch-1 loops are unsigned: numba wraps a negative signed index around
+# (x[-1] is the last element), and for a signed index it cannot prove non-negative it emits that
+# check on every access, which doubles the instructions of the loop below. An unsigned index has
+# no such check.
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+_U3 = np.uint64(3)
+_U4 = np.uint64(4)
+
+
 @njit(cache=True)
-def _row_dot(x, row_ptr, cols, codes, codebook, r):
-    """One row's sparse dot product with four independent partial sums (the gathers of
-    consecutive entries overlap instead of waiting on one add chain). No fast-math here:
-    with it LLVM turns the loop into AVX2 gathers, which are slower on the CPUs measured."""
-    k = row_ptr[r]
-    end = row_ptr[r + 1]
+def _dot_range(x, cols, codes, codebook, k, end):
+    """sum over entries k..end-1 (uint64) of codebook[codes[k]] * x[cols[k]], with four
+    independent partial sums (the loads of consecutive entries overlap instead of waiting on one
+    add chain). No fast-math here: with it LLVM may turn the loop into AVX2 gathers, which are
+    slower on the CPUs measured."""
     a0 = np.float32(0.0)
     a1 = np.float32(0.0)
     a2 = np.float32(0.0)
     a3 = np.float32(0.0)
-    while k + 4 <= end:
+    while k + _U4 <= end:
         a0 += codebook[codes[k]] * x[cols[k]]
-        a1 += codebook[codes[k + 1]] * x[cols[k + 1]]
-        a2 += codebook[codes[k + 2]] * x[cols[k + 2]]
-        a3 += codebook[codes[k + 3]] * x[cols[k + 3]]
-        k += 4
+        a1 += codebook[codes[k + _U1]] * x[cols[k + _U1]]
+        a2 += codebook[codes[k + _U2]] * x[cols[k + _U2]]
+        a3 += codebook[codes[k + _U3]] * x[cols[k + _U3]]
+        k += _U4
     while k < end:
         a0 += codebook[codes[k]] * x[cols[k]]
-        k += 1
+        k += _U1
     return (a0 + a1) + (a2 + a3)
+
+
+@njit(cache=True)
+def _row_dot(x, row_ptr, cols, codes, codebook, r):
+    """One row's sparse dot product."""
+    return _dot_range(x, cols, codes, codebook, np.uint64(row_ptr[r]), np.uint64(row_ptr[r + 1]))
 
 
 @njit(cache=True)
@@ -175,22 +190,8 @@ M_ROWS, M_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR = range(7)
 
 @njit(cache=True)
 def _chain_row_dot(x, row_ptr, rp, eo, cols, codes, codebook, r):
-    k = eo + row_ptr[rp + r]
-    end = eo + row_ptr[rp + r + 1]
-    a0 = np.float32(0.0)
-    a1 = np.float32(0.0)
-    a2 = np.float32(0.0)
-    a3 = np.float32(0.0)
-    while k + 4 <= end:
-        a0 += codebook[codes[k]] * x[cols[k]]
-        a1 += codebook[codes[k + 1]] * x[cols[k + 1]]
-        a2 += codebook[codes[k + 2]] * x[cols[k + 2]]
-        a3 += codebook[codes[k + 3]] * x[cols[k + 3]]
-        k += 4
-    while k < end:
-        a0 += codebook[codes[k]] * x[cols[k]]
-        k += 1
-    return (a0 + a1) + (a2 + a3)
+    return _dot_range(x, cols, codes, codebook, np.uint64(eo + row_ptr[rp + r]),
+                      np.uint64(eo + row_ptr[rp + r + 1]))
 
 
 @njit(cache=True, fastmath=FASTMATH)
