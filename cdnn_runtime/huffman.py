@@ -356,7 +356,7 @@ def _decode_chunk(payload, table, lmax, out, o0, n, s, e):
                 return DECODE_INVALID_CODE, pos
             if pos + ln > e:
                 return DECODE_PAST_CHUNK_END, pos
-            out[o0 + i] = np.uint8(entry & np.uint16(0xFF))
+            out[np.uint64(o0 + i)] = np.uint8(entry & np.uint16(0xFF))  # unsigned: no wrap-around check
             buf <<= np.uint64(ln)
             nbits -= ln
             pos += ln

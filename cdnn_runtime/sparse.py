@@ -74,9 +74,11 @@ def count_fillers(row_ptr, cols, gap_bits):
 
 @numba.njit(cache=True)
 def _from_gaps(row_counts, gaps, codes, ncols, filler_code, row_ptr, cols_out, codes_out):
-    """Status 0 on success; -(r+1) when row r runs past the column count."""
-    src = 0
-    dst = 0
+    """The number of entries kept on success; -(r+1) when row r runs past the column count.
+    (src and dst are unsigned: numba checks a signed index for wrap-around on every access.)"""
+    one = np.uint64(1)
+    src = np.uint64(0)
+    dst = np.uint64(0)
     row_ptr[0] = 0
     for r in range(row_counts.size):
         prev = -1
@@ -87,11 +89,11 @@ def _from_gaps(row_counts, gaps, codes, ncols, filler_code, row_ptr, cols_out, c
             if np.int64(codes[src]) != filler_code:
                 cols_out[dst] = c
                 codes_out[dst] = codes[src]
-                dst += 1
+                dst += one
             prev = c
-            src += 1
+            src += one
         row_ptr[r + 1] = dst
-    return dst
+    return np.int64(dst)
 
 
 def gaps_to_csr(row_counts, gaps, codes, ncols, filler_code, nnz, where="tensor",

@@ -237,7 +237,7 @@ def phase_split_serial(x, sh, sw, pad_t, pad_l, xs):
 def _pack_entries(row_ptr, cols, khw, cin_g, out_per_group, tap_bits, entry):
     for o in range(row_ptr.shape[0] - 1):
         base = (o // out_per_group) * cin_g
-        for k in range(row_ptr[o], row_ptr[o + 1]):
+        for k in range(np.uint64(row_ptr[o]), np.uint64(row_ptr[o + 1])):  # unsigned: no wrap-around check
             c = np.int64(cols[k])
             ci = c // khw
             entry[k] = ((base + ci) << tap_bits) | (c - ci * khw)
