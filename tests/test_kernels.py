@@ -851,3 +851,53 @@ def test_prepared_layers_check_values_unless_told_the_values_are_known_good():
     with pytest.raises(KernelArgumentError, match="cols"):
         prepare_conv(row_ptr, cols.astype(np.int64), codes, codebook, in_channels=2,
                      kernel_size=2, check_values=False)
+
+
+@pytest.mark.parametrize("k", [1, 2, 8, 9, 16, 31, 32, 33, 256])
+@pytest.mark.parametrize("col_dtype", [np.uint16, np.int32])
+def test_linear_codebook_sizes_around_the_register_lookup(k, col_dtype):
+    """Codebooks of up to LUT_SIZE values take the AVX2 register lookup (on CPUs with AVX2),
+    larger ones the scalar loop; every row length 0..40 covers every tail after whole steps of
+    eight entries, and the codes cover every value (bits 3 and 4 pick the register)."""
+    from cdnn_runtime.kernels import sparse_linear as SL
+    from cdnn_runtime.kernels._simd import AVX2, LUT_SIZE
+    rng = np.random.default_rng(k)
+    rows, n_cols = 41, 97
+    mask = np.zeros((rows, n_cols), bool)
+    for r in range(rows):
+        mask[r, rng.choice(n_cols, r, replace=False)] = True
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, rows, n_cols, mask=mask, k=k, col_dtype=col_dtype)
+    codes[:k] = np.arange(k)  # 820 entries
+    dense[:] = 0
+    r_of = np.repeat(np.arange(rows), np.diff(row_ptr))
+    dense[r_of, cols.astype(np.int64)] = codebook[codes]
+    layer = prepare_linear(row_ptr, cols, codes, codebook, None, in_features=n_cols)
+    assert layer._lut == (AVX2 and k <= LUT_SIZE)
+    x = rng.standard_normal((3, n_cols)).astype(np.float32)
+    for batch in (1, 3):
+        ref = F.linear(t(x[:batch]), t(dense))
+        assert_close(layer(x[:batch]), ref)
+        # the scalar loop on the same arrays agrees
+        assert_close(SL.run_linear(x[:batch], row_ptr, cols, codes, codebook, None,
+                                   parse_activation("none"), lut=False), ref)
+    chain = SL.LinearChain([(layer, "none")])  # batch 1 through chain_vec
+    assert chain.meta[0, SL.M_LUT] == layer._lut
+    assert_close(chain(x[:1]), F.linear(t(x[:1]), t(dense)))
+
+
+def test_linear_register_lookup_with_an_unused_last_codebook_value():
+    """A file's codebook can hold one value more than the codes use (the gap fillers' value):
+    the register lookup still applies when every code is below LUT_SIZE."""
+    from cdnn_runtime.kernels._simd import AVX2, LUT_SIZE
+    rng = np.random.default_rng(5)
+    row_ptr, cols, codes, codebook, dense = make_csr(rng, 23, 300, 0.3, k=LUT_SIZE)
+    codebook = np.append(codebook, np.float32(0.0))  # LUT_SIZE + 1 values, the last unused
+    layer = prepare_linear(row_ptr, cols, codes, codebook, None, in_features=300)
+    assert layer._lut == AVX2
+    x = rng.standard_normal((1, 300)).astype(np.float32)
+    assert_close(layer(x), F.linear(t(x), t(dense)))
+    codes[0] = LUT_SIZE  # now a code needs the last value: the scalar loop
+    dense[np.searchsorted(row_ptr, 0, side="right") - 1, cols[0]] = 0.0  # entry 0's row
+    layer = prepare_linear(row_ptr, cols, codes, codebook, None, in_features=300)
+    assert not layer._lut
+    assert_close(layer(x), F.linear(t(x), t(dense)))

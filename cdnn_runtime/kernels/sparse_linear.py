@@ -7,7 +7,8 @@ is ever allocated.
 
 Kernels (all take raw arrays and write into ``out``):
 
-* batch 1: a sparse mat-vec, one output per row;
+* batch 1: a sparse mat-vec, one output per row (with the AVX2 codebook lookup of
+  :mod:`._simd` for codebooks of up to 32 values);
 * batch 2..7: per row, one sparse dot product per sample (the row's entries stay in L1);
 * batch >= 8: ``x`` transposed to [cols, B] so the innermost loop runs over the batch
   contiguously, into a [rows, B] result that is transposed back.
@@ -23,6 +24,7 @@ size.
 import numpy as np
 from numba import njit, prange
 
+from ._simd import AVX2, LUT_SIZE, LUT_STEP, lut_dot
 from ._common import (
     FASTMATH,
     PARALLEL_MIN_WORK,
@@ -40,6 +42,7 @@ TRANSPOSED_MIN_BATCH = 8
 #: product moves about 3 bytes per entry and runs at about a nanosecond per entry on one core,
 #: so below this size waking a second thread costs more than it saves.
 PARALLEL_MIN_WORK_B1 = 1 << 16
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,10 +82,24 @@ def _dot_range(x, cols, codes, codebook, k, end):
     return (a0 + a1) + (a2 + a3)
 
 
+_LUT_MASK = np.uint64(LUT_STEP - 1)
+
+
 @njit(cache=True)
-def _row_dot(x, row_ptr, cols, codes, codebook, r):
+def _dot_range_lut(x, cols, codes, codebook, k, end, lut):
+    """:func:`_dot_range`; with ``lut`` (the codebook padded to LUT_SIZE values, codes below
+    it) on an AVX2 CPU, the whole steps of LUT_STEP entries by the register lookup of
+    :func:`._simd.lut_dot` and the rest by the scalar loop."""
+    if AVX2 and lut:
+        mid = end - ((end - k) & _LUT_MASK)
+        return lut_dot(x, cols, codes, codebook, k, mid) + _dot_range(x, cols, codes, codebook, mid, end)
+    return _dot_range(x, cols, codes, codebook, k, end)
+
+
+@njit(cache=True)
+def _row_dot(x, row_ptr, cols, codes, codebook, lut, r):
     """One row's sparse dot product."""
-    return _dot_range(x, cols, codes, codebook, np.uint64(row_ptr[r]), np.uint64(row_ptr[r + 1]))
+    return _dot_range_lut(x, cols, codes, codebook, np.uint64(row_ptr[r]), np.uint64(row_ptr[r + 1]), lut)
 
 
 @njit(cache=True)
@@ -93,40 +110,41 @@ def _bias_of(bias, has_bias, r):
 
 
 @njit(cache=True, parallel=True)
-def spmv_parallel(x, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out):
-    """out[r] = act(sum_k codebook[codes[k]] * x[cols[k]] + bias[r]) for every row r."""
+def spmv_parallel(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
+    """out[r] = act(sum_k codebook[codes[k]] * x[cols[k]] + bias[r]) for every row r; ``lut``:
+    the codebook is padded to LUT_SIZE values (see :func:`_dot_range_lut`)."""
     for r in prange(row_ptr.shape[0] - 1):
-        v = _row_dot(x, row_ptr, cols, codes, codebook, r) + _bias_of(bias, has_bias, r)
+        v = _row_dot(x, row_ptr, cols, codes, codebook, lut, r) + _bias_of(bias, has_bias, r)
         out[r] = apply_activation(v, act, act_param)
 
 
 @njit(cache=True)
-def spmv_serial(x, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out):
+def spmv_serial(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
     """Serial :func:`spmv_parallel`."""
     for r in range(row_ptr.shape[0] - 1):
-        v = _row_dot(x, row_ptr, cols, codes, codebook, r) + _bias_of(bias, has_bias, r)
+        v = _row_dot(x, row_ptr, cols, codes, codebook, lut, r) + _bias_of(bias, has_bias, r)
         out[r] = apply_activation(v, act, act_param)
 
 
 @njit(cache=True, parallel=True)
-def spmm_rows_parallel(x, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out):
+def spmm_rows_parallel(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
     """Batched: x [B, cols] -> out [B, rows]; one sparse dot product per (row, sample)."""
     n_batch = x.shape[0]
     for r in prange(row_ptr.shape[0] - 1):
         b_r = _bias_of(bias, has_bias, r)
         for b in range(n_batch):
-            v = _row_dot(x[b], row_ptr, cols, codes, codebook, r) + b_r
+            v = _row_dot(x[b], row_ptr, cols, codes, codebook, lut, r) + b_r
             out[b, r] = apply_activation(v, act, act_param)
 
 
 @njit(cache=True)
-def spmm_rows_serial(x, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out):
+def spmm_rows_serial(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
     """Serial :func:`spmm_rows_parallel`."""
     n_batch = x.shape[0]
     for r in range(row_ptr.shape[0] - 1):
         b_r = _bias_of(bias, has_bias, r)
         for b in range(n_batch):
-            v = _row_dot(x[b], row_ptr, cols, codes, codebook, r) + b_r
+            v = _row_dot(x[b], row_ptr, cols, codes, codebook, lut, r) + b_r
             out[b, r] = apply_activation(v, act, act_param)
 
 
@@ -181,17 +199,18 @@ def spmm_t_serial(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_p
 # Chains of sparse linear layers in one call
 # ---------------------------------------------------------------------------------------------
 # A chain's layers share concatenated arrays: ``row_ptr`` (each layer's own, from 0), ``cols``,
-# ``codes``, ``codebooks`` [L, 256] and ``bias``; ``meta`` [L, 7] int64 holds per layer
-# rows, cols, entry offset, row_ptr offset, bias offset (-1: none), activation code and
-# whether to run threaded; ``params`` [L] float32 the activation parameters.
+# ``codes``, ``codebooks`` [L, 256] (zero-padded) and ``bias``; ``meta`` [L, 8] int64 holds per
+# layer rows, cols, entry offset, row_ptr offset, bias offset (-1: none), activation code,
+# whether to run threaded and whether its codebook fits the register lookup (LUT_SIZE values);
+# ``params`` [L] float32 the activation parameters.
 
-M_ROWS, M_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR = range(7)
+M_ROWS, M_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR, M_LUT = range(8)
 
 
 @njit(cache=True)
-def _chain_row_dot(x, row_ptr, rp, eo, cols, codes, codebook, r):
-    return _dot_range(x, cols, codes, codebook, np.uint64(eo + row_ptr[rp + r]),
-                      np.uint64(eo + row_ptr[rp + r + 1]))
+def _chain_row_dot(x, row_ptr, rp, eo, cols, codes, codebook, lut, r):
+    return _dot_range_lut(x, cols, codes, codebook, np.uint64(eo + row_ptr[rp + r]),
+                          np.uint64(eo + row_ptr[rp + r + 1]), lut)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -238,19 +257,20 @@ def chain_vec(x, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out):
         act = meta[li, M_ACT]
         param = params[li]
         codebook = codebooks[li]
+        lut = meta[li, M_LUT] != 0
         if li == n_layers - 1:
             dst = out
         else:
             dst = buf[li & 1, :n_rows]
         if meta[li, M_PAR]:
             for r in prange(n_rows):
-                v = _chain_row_dot(src, row_ptr, rp, eo, cols, codes, codebook, r)
+                v = _chain_row_dot(src, row_ptr, rp, eo, cols, codes, codebook, lut, r)
                 if bo >= 0:
                     v += bias[bo + r]
                 dst[r] = apply_activation(v, act, param)
         else:
             for r in range(n_rows):
-                v = _chain_row_dot(src, row_ptr, rp, eo, cols, codes, codebook, r)
+                v = _chain_row_dot(src, row_ptr, rp, eo, cols, codes, codebook, lut, r)
                 if bo >= 0:
                     v += bias[bo + r]
                 dst[r] = apply_activation(v, act, param)
@@ -303,8 +323,22 @@ def check_linear_weights(row_ptr, cols, codes, codebook, bias, in_features, full
     check_csr(row_ptr, cols, codes, codebook, row_ptr.shape[0] - 1, int(in_features), bias=bias, full=full)
 
 
-def run_linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=None):
-    """Pick and run a kernel; arguments already checked, ``act`` an Activation."""
+def lookup_table(codebook, codes):
+    """(table, lut): the first LUT_SIZE codebook values (zero-padded) and True when the AVX2
+    register lookup can use them (see :mod:`._simd`): every code is below LUT_SIZE (a file's
+    codebook may hold one more value, for the gap fillers, that no stored entry uses). Else
+    the codebook itself and False."""
+    if AVX2 and (codebook.shape[0] <= LUT_SIZE or (codes.shape[0] and int(codes.max()) < LUT_SIZE)):
+        table = np.zeros(LUT_SIZE, np.float32)
+        n = min(LUT_SIZE, codebook.shape[0])
+        table[:n] = codebook[:n]
+        return table, True
+    return codebook, False
+
+
+def run_linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=None, lut=False):
+    """Pick and run a kernel; arguments already checked, ``act`` an Activation; ``lut``: the
+    codebook is a table from :func:`lookup_table` that allows the register lookup."""
     n_batch = x.shape[0]
     n_rows = row_ptr.shape[0] - 1
     has_bias = bias is not None
@@ -317,12 +351,12 @@ def run_linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=None):
     if n_batch == 1:
         out = np.empty((1, n_rows), np.float32)
         kern = spmv_parallel if parallel else spmv_serial
-        kern(x[0], row_ptr, cols, codes, codebook, b_arr, has_bias, act.code, act.param, out[0])
+        kern(x[0], row_ptr, cols, codes, codebook, lut, b_arr, has_bias, act.code, act.param, out[0])
         return out
     if n_batch < TRANSPOSED_MIN_BATCH:
         out = np.empty((n_batch, n_rows), np.float32)
         kern = spmm_rows_parallel if parallel else spmm_rows_serial
-        kern(x, row_ptr, cols, codes, codebook, b_arr, has_bias, act.code, act.param, out)
+        kern(x, row_ptr, cols, codes, codebook, lut, b_arr, has_bias, act.code, act.param, out)
         return out
     xt = np.ascontiguousarray(x.T)
     out_t = np.empty((n_rows, n_batch), np.float32)
@@ -344,7 +378,8 @@ class SparseLinear:
     [B, out_features] for float32 [B, in_features] ``x``; only ``x`` is checked per call.
     """
 
-    __slots__ = ("row_ptr", "cols", "codes", "codebook", "bias", "in_features", "out_features")
+    __slots__ = ("row_ptr", "cols", "codes", "codebook", "bias", "in_features", "out_features", "_table",
+                 "_lut")
 
     def __init__(self, row_ptr, cols, codes, codebook, bias, in_features, check_values=True):
         in_features = int(in_features)
@@ -358,6 +393,7 @@ class SparseLinear:
         self.bias = bias
         self.in_features = in_features
         self.out_features = row_ptr.shape[0] - 1
+        self._table, self._lut = lookup_table(codebook, codes)
 
     @property
     def nnz(self):
@@ -365,9 +401,8 @@ class SparseLinear:
 
     def __call__(self, x, activation="none", *, parallel=None):
         _check_x(x, self.in_features)
-        return run_linear(
-            x, self.row_ptr, self.cols, self.codes, self.codebook, self.bias, parse_activation(activation), parallel
-        )
+        return run_linear(x, self.row_ptr, self.cols, self.codes, self._table, self.bias,
+                          parse_activation(activation), parallel, self._lut)
 
 
 def prepare_linear(row_ptr, cols, codes, codebook, bias=None, *, in_features, check_values=True):
@@ -396,7 +431,8 @@ def linear(x, row_ptr, cols, codes, codebook, bias=None, activation="none", *, c
     """
     check_float32("x", x, ndim=2)
     check_linear_weights(row_ptr, cols, codes, codebook, bias, x.shape[1], full=check_values)
-    return run_linear(x, row_ptr, cols, codes, codebook, bias, parse_activation(activation), parallel)
+    table, lut = lookup_table(codebook, codes)
+    return run_linear(x, row_ptr, cols, codes, table, bias, parse_activation(activation), parallel, lut)
 
 
 class LinearChain:
@@ -419,7 +455,7 @@ class LinearChain:
         wide = any(lay.in_features > 65536 for lay, _ in self.layers)
         col_dtype = np.int32 if wide else np.uint16
         n = len(self.layers)
-        self.meta = np.zeros((n, 7), np.int64)
+        self.meta = np.zeros((n, 8), np.int64)
         self.params = np.zeros(n, np.float32)
         self.codebooks = np.zeros((n, 256), np.float32)
         eo = rp = bo = 0
@@ -427,7 +463,7 @@ class LinearChain:
         for i, (lay, act) in enumerate(self.layers):
             nnz = lay.cols.shape[0]
             self.meta[i] = (lay.out_features, lay.in_features, eo, rp,
-                            bo if lay.bias is not None else -1, act.code, 0)
+                            bo if lay.bias is not None else -1, act.code, 0, lay._lut)
             self.params[i] = act.param
             self.codebooks[i, :lay.codebook.shape[0]] = lay.codebook
             if lay.bias is not None:
@@ -444,10 +480,10 @@ class LinearChain:
         # (the chain holds no second copy of any weight)
         views = []
         for i, (lay, act) in enumerate(self.layers):
-            rows, _, eo, rp, _, _, _ = self.meta[i]
+            rows, _, eo, rp = self.meta[i, :4]
             nnz = lay.cols.shape[0]
             views.append((self.row_ptr[rp:rp + rows + 1], self.cols[eo:eo + nnz],
-                          self.codes[eo:eo + nnz], lay.codebook, lay.bias, act))
+                          self.codes[eo:eo + nnz], lay._table, lay.bias, act, lay._lut))
         self._views = views
         self.in_features = self.layers[0][0].in_features
         self.out_features = self.layers[-1][0].out_features
@@ -478,8 +514,8 @@ class LinearChain:
                       self._meta_vec, self.params, np.empty((2, self.width), np.float32), out[0])
             return out
         if n_batch < TRANSPOSED_MIN_BATCH:
-            for row_ptr, cols, codes, codebook, bias, act in self._views:
-                x = run_linear(x, row_ptr, cols, codes, codebook, bias, act)
+            for row_ptr, cols, codes, table, bias, act, lut in self._views:
+                x = run_linear(x, row_ptr, cols, codes, table, bias, act, lut=lut)
             return x
         xt = np.ascontiguousarray(x.T)
         out_t = np.empty((self.out_features, n_batch), np.float32)
