@@ -399,6 +399,11 @@ class SparseLinear:
     def nnz(self):
         return self.cols.shape[0]
 
+    @property
+    def register_lookup(self):
+        """True when batches 1 to 7 use the AVX2 codebook lookup (see :mod:`._simd`)."""
+        return self._lut
+
     def __call__(self, x, activation="none", *, parallel=None):
         _check_x(x, self.in_features)
         return run_linear(x, self.row_ptr, self.cols, self.codes, self._table, self.bias,
