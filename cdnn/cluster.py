@@ -17,6 +17,9 @@ import numpy as np
 from numba import njit
 
 from cdnn_runtime.errors import CdnnError
+from cdnn_runtime._jit import jit_cache
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 __all__ = [
     "CdnnRecipeError",
@@ -70,7 +73,7 @@ class ClusterResult:
 # --------------------------------------------------------------------------- numba kernels
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _count_distinct(xs):
     n = xs.size
     if n == 0:
@@ -82,7 +85,7 @@ def _count_distinct(xs):
     return d
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _distinct(xs):
     d = _count_distinct(xs)
     vals = np.empty(d, np.float64)
@@ -97,7 +100,7 @@ def _distinct(xs):
     return vals, counts
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _prefix_sums(xs, shift):
     s = np.empty(xs.size + 1, np.float64)
     acc = 0.0
@@ -108,7 +111,7 @@ def _prefix_sums(xs, shift):
     return s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _upper(xs, v, lo):
     """First index i >= lo with xs[i] > v (xs sorted)."""
     hi = xs.size
@@ -121,7 +124,7 @@ def _upper(xs, v, lo):
     return lo
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _bounds(xs, c, bounds):
     """Cluster j is xs[bounds[j]:bounds[j+1]] for ascending centroids c (ties go low)."""
     k = c.size
@@ -131,7 +134,7 @@ def _bounds(xs, c, bounds):
     bounds[k] = xs.size
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _kmeanspp(xs, k, u):
     """D^2 seeding on sorted xs; u holds k uniform draws. Returns ascending centres."""
     n = xs.size
@@ -210,7 +213,7 @@ def _kmeanspp(xs, k, u):
     return centres[:m].copy()
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _reseed(xs, bounds, newc):
     """Move empty clusters (NaN in newc) to the cluster end points of largest error."""
     k = newc.size
@@ -246,7 +249,7 @@ def _reseed(xs, bounds, newc):
     return used
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _lloyd(xs, s1, shift, c0, max_iter, tol_abs):
     """Lloyd's iterations on sorted xs from ascending c0; returns (centres, n_iter)."""
     k = c0.size
@@ -292,7 +295,7 @@ def _lloyd(xs, s1, shift, c0, max_iter, tol_abs):
     return c, n_iter
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _nonempty(xs, c):
     """The ascending centres c without those that no point of sorted xs is nearest to."""
     k = c.size
@@ -311,7 +314,7 @@ def _nonempty(xs, c):
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _label(values, xs, c, labels):
     """Nearest centre (lower on ties) of each value; returns the float64 inertia.
 

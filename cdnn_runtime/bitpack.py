@@ -5,9 +5,12 @@ import numpy as np
 
 from .constants import PACKED_MAX_BITS
 from .errors import CdnnFormatError
+from ._jit import jit_cache
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _pack(values, bits, out):
     acc = np.uint64(0)
     nacc = 0
@@ -24,7 +27,7 @@ def _pack(values, bits, out):
         out[pos] = np.uint8((acc << np.uint64(8 - nacc)) & np.uint64(0xFF))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _unpack(buf, bits, count, out):
     acc = np.uint64(0)
     nacc = 0

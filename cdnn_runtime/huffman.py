@@ -41,6 +41,9 @@ from .constants import (
     MIN_CHUNK_SYMBOLS,
 )
 from .errors import CdnnFormatError
+from ._jit import jit_cache
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 __all__ = [
     "code_lengths",
@@ -283,7 +286,7 @@ def encoded_size_bits(freqs, lengths) -> int:
 # ----------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _build_table(lens, codes, lmax):
     """Lookup table of ``2**lmax`` entries: ``(length << 8) | symbol``; 0 = no code."""
     table = np.zeros(1 << lmax, dtype=np.uint16)
@@ -299,7 +302,7 @@ def _build_table(lens, codes, lmax):
     return table
 
 
-@njit(cache=True, inline="always")
+@njit(cache=_CACHE, inline="always")
 def _decode_chunk(payload, table, lmax, out, o0, n, s, e):
     """Decode ``n`` symbols from bits ``[s, e)`` into ``out[o0:o0+n]``.
 
@@ -366,7 +369,7 @@ def _decode_chunk(payload, table, lmax, out, o0, n, s, e):
     return DECODE_OK, pos
 
 
-@njit(cache=True, inline="always")
+@njit(cache=_CACHE, inline="always")
 def _decode_chunk_j(payload, table, lmax, offs, payload_bits, count, cs, out, j):
     nch = offs.shape[0]
     o0 = j * cs
@@ -378,7 +381,7 @@ def _decode_chunk_j(payload, table, lmax, offs, payload_bits, count, cs, out, j)
     return _decode_chunk(payload, table, lmax, out, o0, n, s, e)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def _decode_parallel(payload, table, lmax, offs, payload_bits, count, cs, out, status, errbit):
     for j in prange(offs.shape[0]):
         st, bit = _decode_chunk_j(payload, table, lmax, offs, payload_bits, count, cs, out, j)
@@ -386,7 +389,7 @@ def _decode_parallel(payload, table, lmax, offs, payload_bits, count, cs, out, s
         errbit[j] = bit
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _decode_serial(payload, table, lmax, offs, payload_bits, count, cs, out, status, errbit):
     for j in range(offs.shape[0]):
         st, bit = _decode_chunk_j(payload, table, lmax, offs, payload_bits, count, cs, out, j)
@@ -396,7 +399,7 @@ def _decode_serial(payload, table, lmax, offs, payload_bits, count, cs, out, sta
             break
 
 
-@njit(cache=True, inline="always")
+@njit(cache=_CACHE, inline="always")
 def _chunk_bits_j(symbols, len256, cs, bits, bad, j):
     count = symbols.shape[0]
     a = j * cs
@@ -414,20 +417,20 @@ def _chunk_bits_j(symbols, len256, cs, bits, bad, j):
     bad[j] = first_bad
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def _chunk_bits_parallel(symbols, len256, cs, bits, bad):
     """Bits of each chunk; ``bad[j]`` = index of the first symbol without a code, or -1."""
     for j in prange(bits.shape[0]):
         _chunk_bits_j(symbols, len256, cs, bits, bad, j)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _chunk_bits_serial(symbols, len256, cs, bits, bad):
     for j in range(bits.shape[0]):
         _chunk_bits_j(symbols, len256, cs, bits, bad, j)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _encode_write(symbols, len256, code256, out):
     acc = np.uint64(0)
     nacc = np.int64(0)

@@ -9,9 +9,12 @@ import numba
 import numpy as np
 
 from .errors import CdnnFormatError
+from ._jit import jit_cache
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _count_entries(row_ptr, cols, max_gap):
     rows = row_ptr.size - 1
     counts = np.zeros(rows, dtype=np.int64)
@@ -26,7 +29,7 @@ def _count_entries(row_ptr, cols, max_gap):
     return counts
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _to_gaps(row_ptr, cols, codes, max_gap, filler_code, counts, gaps_out, codes_out):
     pos = 0
     for r in range(row_ptr.size - 1):
@@ -72,7 +75,7 @@ def count_fillers(row_ptr, cols, gap_bits):
     return int(counts.sum()) - int(np.asarray(cols).size)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=_CACHE)
 def _from_gaps(row_counts, gaps, codes, ncols, filler_code, row_ptr, cols_out, codes_out):
     """The number of entries kept on success; -(r+1) when row r runs past the column count.
     (src and dst are unsigned: numba checks a signed index for wrap-around on every access.)"""

@@ -10,7 +10,8 @@ Sparse kernels take ``row_ptr`` int64[rows+1], ``cols`` uint16 (cols <= 65536) o
 entry k is ``codebook[codes[k]]``. Bad arguments raise :class:`KernelArgumentError`
 (a ValueError and a CdnnError).
 
-Kernels are compiled on first use and cached on disk by numba (``cache=True``). Numba keys
+Kernels are compiled on first use and cached on disk by numba (``cache=_CACHE``, where
+:func:`cdnn_runtime._jit.jit_cache` decides, so that a read-only installation works). Numba keys
 that cache on each kernel's own source file only: after editing ``_common.py`` (for instance
 ``apply_activation``), delete ``cdnn_runtime/kernels/__pycache__`` so that kernels of the
 other modules are recompiled.

@@ -6,6 +6,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import CdnnError
+from .._jit import jit_cache
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 #: Fast-math flags used by the kernels: reassociation and contraction only, so that
 #: NaN and Inf still propagate as IEEE 754 says (no 'nnan' / 'ninf').
@@ -139,7 +142,7 @@ def _parse(spec):
     return Activation(code)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def apply_activation(v, code, param):
     """Activation `code` (ACT_*) of the float32 `v`; NaN in gives NaN out."""
     if code == ACT_NONE:
@@ -246,7 +249,7 @@ def check_csr(row_ptr, cols, codes, codebook, n_rows, n_cols, bias=None, full=Tr
 CHECK_PARALLEL_MIN = 1 << 20
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _row_error(row_ptr, cols, codes, n_cols, k, r):
     prev = -1
     for e in range(row_ptr[r], row_ptr[r + 1]):
@@ -261,7 +264,7 @@ def _row_error(row_ptr, cols, codes, n_cols, k, r):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _first_csr_error(row_ptr, cols, codes, n_cols, k):
     for r in range(row_ptr.shape[0] - 1):
         if row_ptr[r + 1] < row_ptr[r]:
@@ -273,7 +276,7 @@ def _first_csr_error(row_ptr, cols, codes, n_cols, k):
     return 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def _first_csr_error_parallel(row_ptr, cols, codes, n_cols, k):
     """:func:`_first_csr_error` with the rows checked on every thread (same answer)."""
     n_rows = row_ptr.shape[0] - 1

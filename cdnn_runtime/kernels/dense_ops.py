@@ -29,6 +29,9 @@ from ._common import (
     check_float32,
     parse_activation,
 )
+from .._jit import jit_cache
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 __all__ = [
     "pool_output_size",
@@ -110,7 +113,7 @@ def _pool_params(x, kernel_size, stride, padding, dilation, ceil_mode, name):
     return k, s, p, d, ho, wo
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst):
     h, w = src.shape
     ho, wo = dst.shape
@@ -133,14 +136,14 @@ def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst):
             dst[oy, ox] = m
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def max_pool_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """x [P, H, W] -> out [P, Ho, Wo]: max over each window (NaN wins, padding ignored)."""
     for p in prange(x.shape[0]):
         _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def max_pool_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """Serial :func:`max_pool_parallel`."""
     for p in range(x.shape[0]):
@@ -170,7 +173,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return out.reshape(lead + (ho, wo))
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
     """_max_pool_plane when every window lies inside the plane: tap by tap over whole output
     rows (plain loops that LLVM vectorizes); NaN wins as in _max_pool_plane."""
@@ -192,14 +195,14 @@ def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
                     drow[ox] = v if (v > m or v != v) else m
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def max_pool_inside_parallel(x, kh, kw, sh, sw, dh, dw, out):
     """max_pool_parallel for windows that all lie inside the planes (no padding reached)."""
     for p in prange(x.shape[0]):
         _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def max_pool_inside_serial(x, kh, kw, sh, sw, dh, dw, out):
     """Serial :func:`max_pool_inside_parallel`."""
     for p in range(x.shape[0]):
@@ -259,7 +262,7 @@ class MaxPool2d:
         return out.reshape(lead + (ho, wo))
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _avg_pool_plane(src, kh, kw, sh, sw, ph, pw, include_pad, divisor, dst):
     h, w = src.shape
     ho, wo = dst.shape
@@ -290,14 +293,14 @@ def _avg_pool_plane(src, kh, kw, sh, sw, ph, pw, include_pad, divisor, dst):
             dst[oy, ox] = acc / np.float32(div)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def avg_pool_parallel(x, kh, kw, sh, sw, ph, pw, include_pad, divisor, out):
     """x [P, H, W] -> out [P, Ho, Wo]: PyTorch's avg_pool2d window means."""
     for p in prange(x.shape[0]):
         _avg_pool_plane(x[p], kh, kw, sh, sw, ph, pw, include_pad, divisor, out[p])
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def avg_pool_serial(x, kh, kw, sh, sw, ph, pw, include_pad, divisor, out):
     """Serial :func:`avg_pool_parallel`."""
     for p in range(x.shape[0]):
@@ -329,7 +332,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return out.reshape(lead + (ho, wo))
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _adaptive_avg_plane(src, dst):
     h, w = src.shape
     ho, wo = dst.shape
@@ -346,14 +349,14 @@ def _adaptive_avg_plane(src, dst):
             dst[oy, ox] = acc / np.float32((y1 - y0) * (x1 - x0))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def adaptive_avg_pool_parallel(x, out):
     """x [P, H, W] -> out [P, Ho, Wo], window [floor(o*I/O), ceil((o+1)*I/O))."""
     for p in prange(x.shape[0]):
         _adaptive_avg_plane(x[p], out[p])
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def adaptive_avg_pool_serial(x, out):
     """Serial :func:`adaptive_avg_pool_parallel`."""
     for p in range(x.shape[0]):
@@ -390,14 +393,14 @@ def adaptive_avg_pool2d(x, output_size):
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def activation_parallel(x, code, param, out):
     """out[i] = activation(x[i]) over flat float32 arrays."""
     for i in prange(x.shape[0]):
         out[i] = apply_activation(x[i], code, param)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def activation_serial(x, code, param, out):
     """Serial :func:`activation_parallel`."""
     for i in range(x.shape[0]):
@@ -522,7 +525,7 @@ def log_softmax(x, axis=-1):
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def affine_channels_parallel(x, mean, scale, shift, out):
     """x, out [N, C, S]: out = (x - mean[c]) * scale[c] + shift[c]."""
     n_ch = x.shape[1]
@@ -538,7 +541,7 @@ def affine_channels_parallel(x, mean, scale, shift, out):
             dst[i] = (src[i] - m) * a + s
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def affine_channels_serial(x, mean, scale, shift, out):
     """Serial :func:`affine_channels_parallel`."""
     n_ch = x.shape[1]
@@ -586,7 +589,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=_CACHE, error_model="numpy")
 def _lrn_sample(src, size, alpha, beta, k, acc, dst):
     n_ch, n_pix = src.shape
     before = size // 2
@@ -607,7 +610,7 @@ def _lrn_sample(src, size, alpha, beta, k, acc, dst):
             drow[i] = xrow[i] / np.float32((k + a * acc[i]) ** beta)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=_CACHE, parallel=True, error_model="numpy")
 def lrn_parallel(x, size, alpha, beta, k, out):
     """x, out [N, C, S]: x / (k + alpha/size * sum of x^2 over the channel window)^beta."""
     for b in prange(x.shape[0]):
@@ -615,7 +618,7 @@ def lrn_parallel(x, size, alpha, beta, k, out):
         _lrn_sample(x[b], size, alpha, beta, k, acc, out[b])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=_CACHE, error_model="numpy")
 def lrn_serial(x, size, alpha, beta, k, out):
     """Serial :func:`lrn_parallel`."""
     acc = np.empty(x.shape[2], np.float32)

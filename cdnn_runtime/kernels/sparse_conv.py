@@ -34,6 +34,9 @@ from ._common import (
     check_float32,
     parse_activation,
 )
+from .._jit import jit_cache
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 #: Bytes of input (all channels and phases) one band of output rows may read: the band is
 #: then read from the core's L2 cache by every output channel in turn.
@@ -59,14 +62,14 @@ CONV_PARALLEL_MIN_WORK = 1 << 19
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n):
     e = np.int64(entry[k])
     start = base + (e >> tap_bits) * chan_stride + tap_off[e & mask]
     return xs[start:start + n]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, fastmath=FASTMATH)
 def _accumulate(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride, acc, n):
     """acc[:n] += sum over entries k..end-1 of value * shifted input; eight, then four
     entries per pass over acc (fewer loads and stores of acc per multiply-add), then one by
@@ -115,7 +118,7 @@ def _accumulate(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, cha
         k += 1
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, fastmath=FASTMATH)
 def _conv_block(xs, xbase, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
                 bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, acc):
     """Output rows y0..y1-1 of output channels o0..o1-1 of sample b. The band's input rows
@@ -145,7 +148,7 @@ def _conv_block(xs, xbase, row_ptr, entry, tap_bits, codes, codebook, tap_off, c
                     dst[x] = apply_activation(src[x] + bo, act, act_param)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
 def conv_parallel(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
                   batch_stride, wq, band, n_chunks, bias, has_bias, act, act_param, out):
     """Direct sparse convolution over tasks (sample, band of ``band`` output rows, chunk of
@@ -174,7 +177,7 @@ def conv_parallel(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_s
                     bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, acc)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, fastmath=FASTMATH)
 def conv_serial(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
                 batch_stride, wq, band, n_chunks, bias, has_bias, act, act_param, out):
     """Serial :func:`conv_parallel` (every output channel of a band, band after band)."""
@@ -188,7 +191,7 @@ def conv_serial(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_str
                         bias, has_bias, act, act_param, out, b, 0, n_out, y0, min(y0 + band, ho), wq, acc)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _phase_plane(x, b, c, py, px, sh, sw, pad_t, pad_l, dst):
     h = x.shape[2]
     w = x.shape[3]
@@ -210,7 +213,7 @@ def _phase_plane(x, b, c, py, px, sh, sw, pad_t, pad_l, dst):
                 dst[i, j] = 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def phase_split_parallel(x, sh, sw, pad_t, pad_l, xs):
     """xs[b, py*sw+px, c, i, j] = x[b, c, i*sh+py-pad_t, j*sw+px-pad_l] (zero outside x)."""
     n_batch = xs.shape[0]
@@ -224,7 +227,7 @@ def phase_split_parallel(x, sh, sw, pad_t, pad_l, xs):
         _phase_plane(x, b, c, p // sw, p % sw, sh, sw, pad_t, pad_l, xs[b, p, c])
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def phase_split_serial(x, sh, sw, pad_t, pad_l, xs):
     """Serial :func:`phase_split_parallel`."""
     for b in range(xs.shape[0]):
@@ -233,7 +236,7 @@ def phase_split_serial(x, sh, sw, pad_t, pad_l, xs):
                 _phase_plane(x, b, c, p // sw, p % sw, sh, sw, pad_t, pad_l, xs[b, p, c])
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _pack_entries(row_ptr, cols, khw, cin_g, out_per_group, tap_bits, entry):
     for o in range(row_ptr.shape[0] - 1):
         base = (o // out_per_group) * cin_g

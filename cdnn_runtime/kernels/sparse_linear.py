@@ -34,6 +34,9 @@ from ._common import (
     check_float32,
     parse_activation,
 )
+from .._jit import jit_cache
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 #: From this batch size on, the kernel working on the transposed input is used.
 TRANSPOSED_MIN_BATCH = 8
@@ -60,7 +63,7 @@ _U3 = np.uint64(3)
 _U4 = np.uint64(4)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _dot_range(x, cols, codes, codebook, k, end):
     """sum over entries k..end-1 (uint64) of codebook[codes[k]] * x[cols[k]], with four
     independent partial sums (the loads of consecutive entries overlap instead of waiting on one
@@ -85,7 +88,7 @@ def _dot_range(x, cols, codes, codebook, k, end):
 _LUT_MASK = np.uint64(LUT_STEP - 1)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _dot_range_lut(x, cols, codes, codebook, k, end, lut):
     """:func:`_dot_range`; with ``lut`` (the codebook padded to LUT_SIZE values, codes below
     it) on an AVX2 CPU, the whole steps of LUT_STEP entries by the register lookup of
@@ -96,20 +99,20 @@ def _dot_range_lut(x, cols, codes, codebook, k, end, lut):
     return _dot_range(x, cols, codes, codebook, k, end)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _row_dot(x, row_ptr, cols, codes, codebook, lut, r):
     """One row's sparse dot product."""
     return _dot_range_lut(x, cols, codes, codebook, np.uint64(row_ptr[r]), np.uint64(row_ptr[r + 1]), lut)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _bias_of(bias, has_bias, r):
     if has_bias:
         return bias[r]
     return np.float32(0.0)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def spmv_parallel(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
     """out[r] = act(sum_k codebook[codes[k]] * x[cols[k]] + bias[r]) for every row r; ``lut``:
     the codebook is padded to LUT_SIZE values (see :func:`_dot_range_lut`)."""
@@ -118,7 +121,7 @@ def spmv_parallel(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, a
         out[r] = apply_activation(v, act, act_param)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def spmv_serial(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
     """Serial :func:`spmv_parallel`."""
     for r in range(row_ptr.shape[0] - 1):
@@ -126,7 +129,7 @@ def spmv_serial(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act
         out[r] = apply_activation(v, act, act_param)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def spmm_rows_parallel(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
     """Batched: x [B, cols] -> out [B, rows]; one sparse dot product per (row, sample)."""
     n_batch = x.shape[0]
@@ -137,7 +140,7 @@ def spmm_rows_parallel(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, a
             out[b, r] = apply_activation(v, act, act_param)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def spmm_rows_serial(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
     """Serial :func:`spmm_rows_parallel`."""
     n_batch = x.shape[0]
@@ -148,7 +151,7 @@ def spmm_rows_serial(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act
             out[b, r] = apply_activation(v, act, act_param)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, fastmath=FASTMATH)
 def _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t, r):
     """out_t[r, :] = act(sum_k w_k * xt[cols[k], :] + bias[r]); four entries per pass over the
     output row, so that it is loaded and stored once per four multiply-adds."""
@@ -181,14 +184,14 @@ def _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act
         o[b] = apply_activation(o[b] + b_r, act, act_param)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
 def spmm_t_parallel(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t):
     """Batched on the transposed input: xt [cols, B] -> out_t [rows, B]."""
     for r in prange(row_ptr.shape[0] - 1):
         _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t, r)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, fastmath=FASTMATH)
 def spmm_t_serial(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t):
     """Serial :func:`spmm_t_parallel`."""
     for r in range(row_ptr.shape[0] - 1):
@@ -207,13 +210,13 @@ def spmm_t_serial(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_p
 M_ROWS, M_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR, M_LUT = range(8)
 
 
-@njit(cache=True)
+@njit(cache=_CACHE)
 def _chain_row_dot(x, row_ptr, rp, eo, cols, codes, codebook, lut, r):
     return _dot_range_lut(x, cols, codes, codebook, np.uint64(eo + row_ptr[rp + r]),
                           np.uint64(eo + row_ptr[rp + r + 1]), lut)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, fastmath=FASTMATH)
 def _chain_row_t(xt, row_ptr, rp, eo, cols, codes, codebook, bval, act, param, o, r):
     n_batch = o.shape[0]
     for b in range(n_batch):
@@ -242,7 +245,7 @@ def _chain_row_t(xt, row_ptr, rp, eo, cols, codes, codebook, bval, act, param, o
         o[b] = apply_activation(o[b] + bval, act, param)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=_CACHE, parallel=True)
 def chain_vec(x, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out):
     """Batch 1 through every layer of a chain: x [cols of layer 0] -> out [rows of the last];
     buf [2, widest] holds the intermediate vectors. Each layer runs threaded or serially as
@@ -277,7 +280,7 @@ def chain_vec(x, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out):
         src = dst
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
 def chain_t(xt, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out_t):
     """A batch through every layer of a chain in the transposed layout [features, B], the
     batch the contiguous inner loop: xt [cols of layer 0, B] -> out_t [rows of the last, B];

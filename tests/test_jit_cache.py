@@ -1,0 +1,101 @@
+"""Where compiled kernels are cached (cdnn_runtime/_jit.py): a read-only installation with a
+read-only home still imports and runs, falling back to a private temporary directory and, when
+nothing is writable, to no cache at all."""
+
+import os
+import stat
+
+import numba
+import pytest
+
+from cdnn_runtime import _jit
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """A clean choice: no directory decided yet, numba's cache directory and the environment
+    restored afterwards."""
+    monkeypatch.setattr(_jit, "_by_dir", {})
+    monkeypatch.setattr(_jit, "_state", {"dir_set": False})
+    monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
+    monkeypatch.delenv(_jit.ENV_CACHE_DIR, raising=False)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", ""))
+    return monkeypatch
+
+
+def test_numba_default_places_are_used_when_writable(fresh, tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text("x = 1\n")
+    before = numba.config.CACHE_DIR
+    assert _jit._numba_can_cache(str(src))
+    assert _jit.jit_cache(str(src)) is True
+    assert numba.config.CACHE_DIR == before  # nothing changed
+
+
+def test_falls_back_to_a_private_temporary_directory(fresh, tmp_path):
+    cache = tmp_path / "cache"
+    calls = []
+
+    def can_cache(py_file):  # numba finds no place until a cache directory is set
+        calls.append(numba.config.CACHE_DIR)
+        return numba.config.CACHE_DIR == str(cache)
+
+    fresh.setattr(_jit, "_numba_can_cache", can_cache)
+    fresh.setattr(_jit, "_private_temp_dir", lambda: str(cache))
+    assert _jit.jit_cache(str(tmp_path / "a.py")) is True
+    assert numba.config.CACHE_DIR == str(cache) == os.environ["NUMBA_CACHE_DIR"]
+    assert len(calls) == 2
+    # decided once per directory
+    assert _jit.jit_cache(str(tmp_path / "b.py")) is True
+    assert len(calls) == 2
+
+
+def test_no_cache_at_all_when_nothing_is_writable(fresh, tmp_path):
+    fresh.setattr(_jit, "_numba_can_cache", lambda py_file: False)
+    fresh.setattr(_jit, "_private_temp_dir", lambda: None)
+    with pytest.warns(RuntimeWarning, match="compiled again in every process"):
+        assert _jit.jit_cache(str(tmp_path / "a.py")) is False
+
+
+def test_cdnn_cache_dir_is_used_when_writable(fresh, tmp_path):
+    target = tmp_path / "kernels-cache"
+    fresh.setenv(_jit.ENV_CACHE_DIR, str(target))
+    src = tmp_path / "mod.py"
+    src.write_text("x = 1\n")
+    assert _jit.jit_cache(str(src)) is True
+    assert numba.config.CACHE_DIR == str(target)
+    assert target.is_dir()
+
+
+def test_cdnn_cache_dir_not_writable_warns_and_falls_back(fresh, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    fresh.setenv(_jit.ENV_CACHE_DIR, str(blocker / "sub"))  # cannot be created under a file
+    src = tmp_path / "mod.py"
+    src.write_text("x = 1\n")
+    with pytest.warns(RuntimeWarning, match="not a writable directory"):
+        assert _jit.jit_cache(str(src)) is True
+    assert numba.config.CACHE_DIR != str(blocker / "sub")
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_private_temporary_directory_must_not_be_writable_by_others(fresh, tmp_path):
+    fresh.setattr(_jit.tempfile, "gettempdir", lambda: str(tmp_path))
+    path = _jit._private_temp_dir()
+    assert path == str(tmp_path / f"cdnn-numba-cache-{os.getuid()}")
+    assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0
+    os.chmod(path, 0o777)  # someone could plant pickled code in it: refused
+    assert _jit._private_temp_dir() is None
+    os.rmdir(path)
+    os.symlink(str(tmp_path), path)  # a link, not a directory of its own: refused
+    assert _jit._private_temp_dir() is None
+
+
+def test_runtime_modules_take_their_cache_flag_from_jit_cache():
+    import cdnn_runtime.bitpack
+    import cdnn_runtime.huffman
+    import cdnn_runtime.kernels.sparse_linear as SL
+    import cdnn_runtime.sparse
+    for mod in (cdnn_runtime.bitpack, cdnn_runtime.huffman, cdnn_runtime.sparse, SL):
+        assert mod._CACHE is True  # this checkout is writable
+    assert SL.spmv_parallel._cache.__class__.__name__ == "FunctionCache"  # not NullCache
