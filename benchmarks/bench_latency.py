@@ -292,6 +292,11 @@ def compare(ref, y):
 
 # ---- FC layers against the bandwidth bound ---------------------------------------------------
 
+def _in_us(st):
+    """A :func:`stats` dict in microseconds, without the count."""
+    return {k.replace("_ms", "_us"): v * 1e3 for k, v in st.items() if k != "n"}
+
+
 def fc_layers(path, bandwidth, threads, llc, floor_us, reps_hot, reps_cold):
     """Each sparse linear layer of the file alone, at batch 1, against its bandwidth bound.
 
@@ -333,7 +338,8 @@ def fc_layers(path, bandwidth, threads, llc, floor_us, reps_hot, reps_cold):
         hot_scalar = None
         if layer.register_lookup:
             # the same layer through the scalar loop, timed in turn with the register lookup
-            from cdnn_runtime.kernels.sparse_linear import parse_activation, run_linear
+            from cdnn_runtime.kernels import parse_activation
+            from cdnn_runtime.kernels.sparse_linear import run_linear
             none = parse_activation("none")
             timings(layer, x0, 3)
             hot, hot_scalar = [], []
@@ -362,14 +368,9 @@ def fc_layers(path, bandwidth, threads, llc, floor_us, reps_hot, reps_cold):
                     "nnz": int(s.codes.size), "col_dtype": str(s.col_idx.dtype),
                     "bytes": {**nbytes, "total": total}, "bound_us": bound_us,
                     "copies": n_copies,
-                    "cold_us": {k.replace("_ms", "_us"): v * 1e3 for k, v in c.items()
-                                if k != "n"},
-                    "hot_us": {k.replace("_ms", "_us"): v * 1e3 for k, v in h.items()
-                               if k != "n"},
+                    "cold_us": _in_us(c), "hot_us": _in_us(h),
                     "register_lookup": hot_scalar is not None,
-                    "hot_scalar_us": None if hot_scalar is None else
-                    {k.replace("_ms", "_us"): v * 1e3 for k, v in stats(hot_scalar).items()
-                     if k != "n"},
+                    "hot_scalar_us": None if hot_scalar is None else _in_us(stats(hot_scalar)),
                     "ratio": ratio, "judged": judged,
                     "met": bool(ratio <= TARGET_FC_BOUND) if judged else None})
     return out

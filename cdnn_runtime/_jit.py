@@ -29,7 +29,7 @@ from numba.core.caching import FunctionCache
 ENV_CACHE_DIR = "CDNN_CACHE_DIR"
 
 _by_dir = {}
-_state = {"dir_set": False}
+_state = {"dir_set": False, "env_tried": False}
 
 
 def _writable_dir(path):
@@ -85,7 +85,8 @@ def jit_cache(py_file):
     if key in _by_dir:
         return _by_dir[key]
     explicit = os.environ.get(ENV_CACHE_DIR, "")
-    if explicit and not _state["dir_set"]:
+    if explicit and not _state["env_tried"]:
+        _state["env_tried"] = True
         if _writable_dir(explicit):
             _set_cache_dir(explicit)
         else:

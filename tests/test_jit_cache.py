@@ -16,7 +16,7 @@ def fresh(monkeypatch):
     """A clean choice: no directory decided yet, numba's cache directory and the environment
     restored afterwards."""
     monkeypatch.setattr(_jit, "_by_dir", {})
-    monkeypatch.setattr(_jit, "_state", {"dir_set": False})
+    monkeypatch.setattr(_jit, "_state", {"dir_set": False, "env_tried": False})
     monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
     monkeypatch.delenv(_jit.ENV_CACHE_DIR, raising=False)
     monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", ""))

@@ -47,7 +47,6 @@ TRANSPOSED_MIN_BATCH = 8
 PARALLEL_MIN_WORK_B1 = 1 << 16
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
@@ -204,7 +203,7 @@ def spmm_t_serial(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_p
 # A chain's layers share concatenated arrays: ``row_ptr`` (each layer's own, from 0), ``cols``,
 # ``codes``, ``codebooks`` [L, 256] (zero-padded) and ``bias``; ``meta`` [L, 8] int64 holds per
 # layer rows, cols, entry offset, row_ptr offset, bias offset (-1: none), activation code,
-# whether to run threaded and whether its codebook fits the register lookup (LUT_SIZE values);
+# whether to run threaded and whether it uses the register lookup (every code below LUT_SIZE);
 # ``params`` [L] float32 the activation parameters.
 
 M_ROWS, M_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR, M_LUT = range(8)
