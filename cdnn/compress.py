@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from cdnn_runtime import __version__ as runtime_version
-from cdnn_runtime.cli import layer_report
+from cdnn_runtime.report import layer_report
 from cdnn_runtime.reader import read
 from cdnn_runtime.writer import Writer, write_atomic
 

@@ -49,6 +49,9 @@ PACKED_MAX_BITS = 32
 
 #: sparse_codebook tensors.
 MAX_CODEBOOK_SIZE = 256
+#: Most columns a layout with uint16 column indices can address (indices 0..65535); wider
+#: matrices keep int32 column indices in memory.
+MAX_UINT16_COLUMNS = 1 << 16
 MIN_GAP_BITS = 1
 MAX_GAP_BITS = 8
 

@@ -134,7 +134,7 @@ def test_float16_biases_are_stored_and_kept_exactly():
     got = InferenceSession(half.to_bytes())(x.numpy())
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     # ratios count a float16 bias as the float32 it stands for
-    from cdnn_runtime.cli import inspect_report
+    from cdnn_runtime.report import inspect_report
     assert inspect_report(f, half.nbytes)["dense_float32_bytes"] == \
         inspect_report(read(plain.to_bytes()), plain.nbytes)["dense_float32_bytes"] == \
         4 * sum(p.numel() for p in ref.parameters())
