@@ -6,19 +6,23 @@ path and the source line, before any work.
 """
 
 import copy
-import inspect
+import os
+import traceback
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.utils._pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from cdnn._callable import make_callable
 from cdnn_runtime.errors import CdnnCaptureError, CdnnError, CdnnUnsupportedError
 
 from .translate import translate, unsupported
 
-__all__ = ["Captured", "CdnnCaptureError", "GraphBuilder", "capture", "export_model",
+__all__ = ["Captured", "CdnnCaptureError", "FixedBatchWarning", "GraphBuilder", "capture", "export_model",
            "prepare_for_capture"]
 
 
@@ -42,8 +46,9 @@ class GraphBuilder:
     parameter, buffer or constant, or to ``("sym", dim)`` for a symbolic size.
     """
 
-    def __init__(self, state):
+    def __init__(self, state, dynamic=True):
         self.state = state  # tensor name -> torch tensor (parameters, buffers, constants)
+        self.dynamic = dynamic  # whether the batch dimension is free
         self.graph = {"inputs": [], "nodes": [], "outputs": []}
         self.params = {}
         self.weights = {}
@@ -104,19 +109,91 @@ class GraphBuilder:
         self.values[node] = node.name
 
 
+class FixedBatchWarning(UserWarning):
+    """The model's code fixes the batch size, so its file runs that batch size only."""
+
+
+def _batch_of_two(example_inputs):
+    """The example with every batch-1 tensor repeated to batch 2: torch.export specialises a
+    dimension of size 1 to the constant 1, so a batch-1 example would fix the batch."""
+    return tuple(torch.cat([x, x]) if isinstance(x, torch.Tensor) and x.ndim and x.shape[0] == 1
+                 else x for x in example_inputs)
+
+
+def _user_frame(frames):
+    """'file, line N, in fn: code' of the innermost of `frames` (traceback.FrameSummary)
+    outside torch and this module, or None."""
+    torch_dir = os.path.dirname(torch.__file__)
+    user = [f for f in frames if not f.filename.startswith(torch_dir)
+            and f.filename != __file__ and "contextlib" not in f.filename]
+    if not user:
+        return None
+    f = user[-1]
+    return f"{f.filename}, line {f.lineno}, in {f.name}: {(f.line or '').strip()}"
+
+
+class _BatchTracker(TorchDispatchMode):
+    """Runs a model and notes the first op that takes a tensor descending from the inputs
+    with the batch in dim 0 and returns none that keeps it there: the line that fixes the
+    batch size (a reshape to a literal size, a transpose of the batch away...)."""
+
+    def __init__(self, inputs, batch):
+        super().__init__()
+        self.batch = batch
+        self.carrying = {id(t) for t in inputs}
+        self.keep = list(inputs)  # ids stay valid while their tensors live
+        self.where = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.where is not None:
+            return out
+        ins = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if any(id(t) in self.carrying for t in ins):
+            outs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+            kept = [t for t in outs if t.ndim and t.shape[0] == self.batch]
+            if outs and not kept:
+                self.where = _user_frame(traceback.extract_stack())
+            self.carrying.update(id(t) for t in kept)
+            self.keep.extend(kept)
+        return out
+
+
+def _where_batch_is_fixed(model, inputs, exc):
+    """The source line that fixes the batch size of `model`, found by running it on `inputs`
+    (batch 2); else the user's line in the traceback of the export failure `exc`."""
+    batch = inputs[0].shape[0]
+    tracker = _BatchTracker([x for x in inputs if isinstance(x, torch.Tensor)], batch)
+    try:
+        with torch.no_grad(), tracker:
+            model(*inputs)
+    except Exception:  # the model cannot run this batch: the tracker has seen the line
+        pass
+    return tracker.where or _user_frame(traceback.extract_tb(exc.__traceback__)) or \
+        "the line is not known"
+
+
 def export_model(model, example_inputs, dynamic_batch=True):
-    """torch.export the model in eval mode, with a free batch dimension when it can be had."""
+    """torch.export the model in eval mode, with a free batch dimension (dim 0 of every tensor
+    input) unless the model's code fixes it; returns (exported program, whether the batch is
+    free). A fixed batch is exported as the example has it, with a FixedBatchWarning naming
+    the line that fixes it."""
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
     model = model.eval()
     if dynamic_batch:
         batch = torch.export.Dim("batch", min=1, max=2**20)
+        dyn = tuple({0: batch} if isinstance(x, torch.Tensor) and x.ndim else None
+                    for x in example_inputs)
         try:
-            names = list(inspect.signature(model.forward).parameters)[:len(example_inputs)]
-            dyn = {n: {0: batch} for n in names}
-            return torch.export.export(model, example_inputs, dynamic_shapes=dyn), True
-        except Exception:  # a model whose code fixes the batch size: export it as it is
-            pass
+            return torch.export.export(model, _batch_of_two(example_inputs),
+                                       dynamic_shapes=dyn), True
+        except Exception as exc:  # a model whose code fixes the batch size
+            where = _where_batch_is_fixed(model, _batch_of_two(example_inputs), exc)
+            n = example_inputs[0].shape[0] if isinstance(example_inputs[0], torch.Tensor) \
+                else "?"
+            warnings.warn(f"the model's code fixes the batch size at {where}; the file runs "
+                          f"batches of {n} only", FixedBatchWarning, stacklevel=3)
     try:
         return torch.export.export(model, example_inputs), False
     except CdnnError:
@@ -150,7 +227,7 @@ def capture(model, example_inputs, *, input_names=None, output_names=None,
     sig = ep.graph_signature
     state = dict(ep.state_dict)
     state.update(getattr(ep, "constants", {}) or {})
-    g = GraphBuilder(state)
+    g = GraphBuilder(state, dynamic)
     lifted = {**sig.inputs_to_parameters, **sig.inputs_to_buffers,
               **getattr(sig, "inputs_to_lifted_tensor_constants", {})}
     for node in ep.graph.nodes:

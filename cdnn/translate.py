@@ -283,9 +283,11 @@ def _reshape(g, node):
         if not isinstance(d, int):
             unsupported(node, "a reshape to a size known only at run time")
         rest.append(int(d))
+    # with a free batch, a literal first dim equal to the example's batch is ambiguous only
+    # when another dim is -1; with a fixed batch it is the batch
     is_batch = (isinstance(first, torch.fx.Node) and g.values.get(first) == ("sym", 0)) or \
-        first == -1 or (isinstance(first, int) and isinstance(src[0], int)
-                        and first == src[0] and -1 not in rest)
+        first == -1 or (isinstance(first, int) and isinstance(src[0], int) and first == src[0]
+                        and (-1 not in rest or not g.dynamic))
     if not is_batch:
         unsupported(node, "a reshape that changes the batch dimension")
     if first == -1 and -1 in rest:

@@ -1,0 +1,73 @@
+"""Capture: a batch-1 example gives a file that runs any batch; a fixed batch is named."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from cdnn import compress
+from cdnn.capture import FixedBatchWarning, capture
+from cdnn_runtime import InferenceSession
+
+
+class _ConvFc(nn.Module):
+    """conv, then a flatten written as `how` says, then a linear layer."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 6 * 6, 5)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "view_size":
+            y = y.view(y.size(0), -1)
+        elif self.how == "reshape_shape_after_permute":
+            y = y.permute(0, 2, 3, 1).reshape(y.shape[0], -1)
+        elif self.how == "torch_flatten":
+            y = torch.flatten(y, 1)
+        elif self.how == "method_flatten":
+            y = y.flatten(1)
+        elif self.how == "fixed":
+            y = y.reshape(1, -1)  # the line that fixes the batch
+        return self.fc(y)
+
+
+def _model(how):
+    torch.manual_seed(0)
+    return _ConvFc(how).eval()
+
+
+@pytest.mark.parametrize("how", ["view_size", "reshape_shape_after_permute", "torch_flatten",
+                                 "method_flatten"])
+def test_batch_one_example_gives_a_free_batch(how):
+    model = _model(how)
+    example = torch.randn(1, 2, 8, 8)
+    cap = capture(model, example)
+    assert cap.graph["inputs"][0]["shape"] == [None, 2, 8, 8]
+    packed = compress(model, example, preset="lossless-ish")
+    sess = InferenceSession(packed.to_bytes())
+    assert sess.get_inputs()[0].shape[0] is None
+    for batch in (1, 3):
+        x = torch.randn(batch, 2, 8, 8, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            ref = packed.reference_model()(x).numpy()
+        y = sess(x.numpy())
+        assert y.shape == (batch, 5)
+        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_a_fixed_batch_converts_with_a_warning_naming_the_line():
+    model = _model("fixed")
+    example = torch.randn(1, 2, 8, 8)
+    with pytest.warns(FixedBatchWarning, match=r"fixes the batch size at \S*test_capture\.py, "
+                                               r"line \d+, in forward: y = y\.reshape\(1, -1\)"):
+        cap = capture(model, example)
+    assert cap.graph["inputs"][0]["shape"] == [1, 2, 8, 8]
+    with pytest.warns(FixedBatchWarning):
+        packed = compress(model, example, preset="lossless-ish")
+    sess = InferenceSession(packed.to_bytes())
+    assert sess(example.numpy()).shape == (1, 5)
+    with pytest.raises(ValueError, match=r"expected \[1, 2, 8, 8\]"):
+        sess(np.zeros((3, 2, 8, 8), np.float32))
