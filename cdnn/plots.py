@@ -8,15 +8,13 @@ import math
 
 import numpy as np
 
+from cdnn_runtime.errors import PlotUnavailableError
+
 PLOT_EXTRA = "pip install 'cdnn[plot]'"
 
 #: Parts of the stacked bar chart: report key -> label.
 PARTS = (("codes", "codes"), ("gaps", "gaps"), ("row_counts", "row counts"),
          ("codebook", "codebook"), ("bias", "bias"))
-
-
-class PlotUnavailableError(ImportError):
-    """matplotlib is not installed."""
 
 
 def _figure_class():
@@ -37,14 +35,14 @@ def inspect_figure(f, report, *, columns=3):
     Figure = _figure_class()
     layers = report["layers"]
     n = len(layers)
-    cols = max(1, min(columns, n))
-    hist_rows = math.ceil(n / cols) if n else 0
-    fig = Figure(figsize=(4.2 * cols + 0.6, 2.8 * hist_rows + 3.4), layout="constrained")
-    grid = fig.add_gridspec(hist_rows + 1, cols, height_ratios=[1] * hist_rows + [1.25])
+    n_cols = max(1, min(columns, n))
+    n_rows = math.ceil(n / n_cols) if n else 0
+    fig = Figure(figsize=(4.2 * n_cols + 0.6, 2.8 * n_rows + 3.4), layout="constrained")
+    grid = fig.add_gridspec(n_rows + 1, n_cols, height_ratios=[1] * n_rows + [1.25])
     for i, r in enumerate(layers):
-        ax = fig.add_subplot(grid[i // cols, i % cols])
+        ax = fig.add_subplot(grid[i // n_cols, i % n_cols])
         _histogram(ax, f, r)
-    _bytes_bars(fig.add_subplot(grid[hist_rows, :]), report)
+    _bytes_bars(fig.add_subplot(grid[n_rows, :]), report)
     return fig
 
 

@@ -4,21 +4,21 @@ Exit codes: 0 success, 1 a failed check or a bad file, 2 bad usage.
 """
 
 import argparse
-import json
 import os
 import sys
-import textwrap
 
 import numpy as np
 
+from ._argparse import add_command, positive, print_json
 from .errors import CdnnError
 from .report import load_inspect, print_inspect, print_profile
 
 
-def emit_inspect(rep, args, out=sys.stdout):
+def emit_inspect(rep, args, out=None):
+    """The report of `inspect`: JSON with --json, else the tables."""
+    out = out or sys.stdout
     if args.json:
-        json.dump(rep, out, indent=1, sort_keys=True)
-        out.write("\n")
+        print_json(rep, out)
     else:
         print_inspect(rep, out, name=str(args.file))
 
@@ -57,77 +57,49 @@ def cmd_run(args):
     return 0
 
 
-def describe(text, *examples):
-    """A command's --help description: the text wrapped, then its examples."""
-    out = textwrap.fill(text, 88)
-    if examples:
-        out += "\n\nexample" + ("s" if len(examples) > 1 else "") + ":\n" + \
-            "\n".join("  " + e for e in examples)
-    return out
-
-
 def add_runtime_commands(sub):
     """Add `inspect` and `run` to an argparse subparsers object; returns {name: parser}."""
-    p = sub.add_parser(
-        "inspect", help="show what a .cdnn file holds and where its bytes go",
-        description=describe(
-            "Per layer: op, shape, density, codebook size, gap bits, bytes by stream (codes, "
-            "gaps, row counts, codebook, bias), bits per nonzero next to the order-0 entropy "
-            "of the decoded code and gap streams, ratio; then every tensor and the totals.",
-            "cdnn inspect model.cdnn", "cdnn inspect model.cdnn --json"),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(
+        sub, "inspect", cmd_inspect, "show what a .cdnn file holds and where its bytes go",
+        "Per layer: op, shape, density, codebook size, gap bits, bytes by stream (codes, "
+        "gaps, row counts, codebook, bias), bits per nonzero next to the order-0 entropy "
+        "of the decoded code and gap streams, ratio; then every tensor and the totals.",
+        "cdnn inspect model.cdnn", "cdnn inspect model.cdnn --json")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-entropy", action="store_true",
                    help="skip decoding the streams (no entropy figures; faster on big files)")
-    p.set_defaults(func=cmd_inspect)
     parsers = {"inspect": p}
-    p = sub.add_parser("run", help="run a .cdnn model on a .npy input (no torch needed)",
-                       description=describe(
-                           "Run the model on one input array (float32, batch first) and "
-                           "print each output's shape and per-row argmax; with --profile, "
-                           "the time of every step of the graph.",
-                           "cdnn run model.cdnn --input x.npy --output y.npy",
-                           "cdnn run model.cdnn --input x.npy --profile --repeats 50"),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(
+        sub, "run", cmd_run, "run a .cdnn model on a .npy input (no torch needed)",
+        "Run the model on one input array (float32, batch first) and print each output's "
+        "shape and per-row argmax; with --profile, the time of every step of the graph.",
+        "cdnn run model.cdnn --input x.npy --output y.npy",
+        "cdnn run model.cdnn --input x.npy --profile --repeats 50")
     p.add_argument("file")
     p.add_argument("--input", required=True, help=".npy file, float32, batch first")
     p.add_argument("--output", help="where to save the first output as .npy")
-    p.add_argument("--threads", type=_positive, default=None,
+    p.add_argument("--threads", type=positive, default=None,
                    help="threads (default: all cores)")
     p.add_argument("--profile", action="store_true",
                    help="also time every step of the graph (fused layers shown joined by '+')")
-    p.add_argument("--repeats", type=_positive, default=10,
+    p.add_argument("--repeats", type=positive, default=10,
                    help="runs timed with --profile (default 10; medians are shown)")
-    p.set_defaults(func=cmd_run)
     parsers["run"] = p
     return parsers
 
 
-def _positive(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
 def dispatch(args):
+    """Run the parsed command; a CdnnError, OSError or ValueError becomes `error: ...` on
+    stderr and exit code 1."""
     try:
         return args.func(args)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except CdnnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # missing file, a directory, no permission, disk full
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:  # wrong input shape, dtype or name
+    except (CdnnError, OSError, ValueError) as exc:  # bad file or input; missing file, a
+        # directory, no permission, disk full; wrong input shape, dtype or name
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -58,3 +58,7 @@ class CdnnDatasetMissingError(CdnnDatasetError, FileNotFoundError):
 
 class CdnnUsageError(CdnnError):
     """The command line was given something it cannot use."""
+
+
+class PlotUnavailableError(CdnnError, ImportError):
+    """A figure was asked for and matplotlib is not installed."""

@@ -173,40 +173,15 @@ def test_verify(lenet, capsys):
     assert code == 1 and "FAIL" in text and "source_sha256" in err
 
 
-BN_NET = """
-import torch
-from torch import nn
+def test_verify_folds_batchnorm_like_compress(tmp_path, capsys):
+    from test_compress import Small, trained_bn
 
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3)
-        self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * 6 * 6, 5)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(torch.relu(self.bn(self.conv(x))), 1))
-
-
-def make():
-    return Net()
-"""
-
-
-def test_verify_folds_batchnorm_like_compress(tmp_path, capsys, monkeypatch):
     from cdnn.compress import compress
-    (tmp_path / "cli_bn_net.py").write_text(BN_NET)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import cli_bn_net
-    model = models.seeded(cli_bn_net.make, 3).eval()
-    g = torch.Generator().manual_seed(0)
-    model.bn.running_mean.copy_(torch.randn(4, generator=g))
-    model.bn.running_var.copy_(torch.rand(4, generator=g) + 0.5)
+    model = trained_bn(models.seeded(Small, 3)).eval()
     torch.save(model.state_dict(), tmp_path / "bn.pt")
     compress(model, torch.randn(2, 1, 8, 8)).save(tmp_path / "bn.cdnn")
     code, text, err = call(capsys, "verify", tmp_path / "bn.cdnn", "--against",
-                           tmp_path / "bn.pt", "--model", "cli_bn_net:make", "--json")
+                           tmp_path / "bn.pt", "--model", "test_compress:Small", "--json")
     res = json.loads(text)
     assert code == 0 and res["ok"], err
     assert res["batchnorm_folded"] == 1 and res["source_sha256_match"] is True
@@ -277,7 +252,7 @@ def feed_progress(p):
 
 
 def test_progress_lines_and_quiet():
-    from cdnn.cli import Progress
+    from cdnn.progress import Progress
     feed = feed_progress
     out = io.StringIO()
     feed(Progress(2, stream=out))  # not a terminal: plain lines
@@ -292,7 +267,7 @@ def test_progress_lines_and_quiet():
 
 def test_progress_bars_with_tqdm():
     pytest.importorskip("tqdm")
-    from cdnn.cli import Progress
+    from cdnn.progress import Progress
     out = io.StringIO()
     feed_progress(Progress(2, stream=out, use_tqdm=True))
     assert "prune" in out.getvalue() and "2/2" in out.getvalue()
