@@ -1,16 +1,44 @@
 """cdnn_runtime: the .cdnn format and a CPU runtime for it (numpy and numba only, never torch)."""
 
 from .errors import (
+    CdnnArgumentError,
+    CdnnCaptureError,
     CdnnChecksumError,
+    CdnnDatasetError,
+    CdnnDatasetMissingError,
     CdnnError,
     CdnnFormatError,
     CdnnLimitError,
     CdnnMemoryError,
+    CdnnRecipeError,
     CdnnUnsupportedError,
+    CdnnUsageError,
     CdnnVersionError,
+    KernelArgumentError,
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CdnnArgumentError",
+    "CdnnCaptureError",
+    "CdnnChecksumError",
+    "CdnnDatasetError",
+    "CdnnDatasetMissingError",
+    "CdnnError",
+    "CdnnFormatError",
+    "CdnnLimitError",
+    "CdnnMemoryError",
+    "CdnnRecipeError",
+    "CdnnUnsupportedError",
+    "CdnnUsageError",
+    "CdnnVersionError",
+    "InferenceSession",
+    "KernelArgumentError",
+    "NodeArg",
+    "load",
+    "read",
+]
 
 
 def read(source, **kwargs):

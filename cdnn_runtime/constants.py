@@ -3,6 +3,8 @@
 spec/cdnn-format.md describes every value defined here; change both together.
 """
 
+import struct
+
 import numpy as np
 
 #: 8 bytes. 0x89 catches 7-bit transports, CR LF catches text-mode line-ending changes,
@@ -13,8 +15,11 @@ MAGIC = b"\x89CDN\r\n\x1a\n"
 FORMAT_VERSION = 2
 SUPPORTED_VERSIONS = (2,)
 
-#: Fixed-size binary preamble at offset 0.
+#: Fixed-size binary preamble at offset 0: magic, version, flags, header offset, header length,
+#: file length, header CRC, 16 reserved bytes, preamble CRC (over bytes 0..59).
 PREAMBLE_SIZE = 64
+PREAMBLE = struct.Struct("<8sIIQQQI16sI")
+assert PREAMBLE.size == PREAMBLE_SIZE
 #: Every section starts at a multiple of this (enough for any element type's alignment).
 ALIGNMENT = 8
 
@@ -34,6 +39,15 @@ MAX_INT = 2**53 - 1
 MAX_JSON_DEPTH = 64
 #: Most dimensions a tensor or graph value may have.
 MAX_RANK = 8
+#: Most tensors in one file, and sections (a sparse tensor has four: codebook and three streams).
+MAX_TENSORS = 1_000_000
+MAX_SECTIONS = 4 * MAX_TENSORS
+#: Longest name (in characters) of a tensor, a graph value or a node.
+MAX_NAME_LENGTH = 256
+#: Most inputs of one node (`cat`), and most inputs or outputs of the graph.
+MAX_NODE_INPUTS = 64
+#: Most nodes in one graph.
+MAX_GRAPH_NODES = 100_000
 
 #: Huffman: longest code, largest alphabet.
 HUFFMAN_MAX_CODE_LENGTH = 16
@@ -72,5 +86,5 @@ CODING_PACKED = "packed"
 CODING_HUFFMAN = "huffman"
 CODINGS = (CODING_PACKED, CODING_HUFFMAN)
 
-#: Graph value dtypes (v1 runs float32 only).
+#: Graph value dtypes (format version 2 runs float32 graphs only).
 VALUE_DTYPES = ("float32",)

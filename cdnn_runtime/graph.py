@@ -1,14 +1,18 @@
-"""The graph section: op vocabulary of the format (versions 1 and 2 share it) and its validation.
+"""The graph section: the op vocabulary of format version 2 and the graph's validation.
 
 A graph is a list of nodes in topological order; every value is produced once (by a graph
 input or one node) and used only after it is produced, so a valid graph has no cycles.
 """
 
-from .constants import ENCODING_RAW, ENCODING_SPARSE_CODEBOOK, MAX_RANK, VALUE_DTYPES
+from .constants import (
+    ENCODING_RAW,
+    MAX_GRAPH_NODES,
+    MAX_NAME_LENGTH,
+    MAX_NODE_INPUTS,
+    MAX_RANK,
+    VALUE_DTYPES,
+)
 from .errors import CdnnFormatError
-
-MAX_NAME_LENGTH = 256
-MAX_NODE_INPUTS = 64
 
 # Attribute kinds: "int", "posint", "float", "bool", "pair+" (two ints >= 1),
 # "pair0" (two ints >= 0), "ints" (list of ints), ("enum", choices).
@@ -166,7 +170,7 @@ def validate_graph(graph, tensors, check):
         if name in defined:
             raise CdnnFormatError(f"{w}: value {name!r} defined twice")
         defined[name] = w
-    nodes = check.list(graph, "nodes", where, 0, 100_000)
+    nodes = check.list(graph, "nodes", where, 0, MAX_GRAPH_NODES)
     node_names = set()
     normalized = []
     for i, node in enumerate(nodes):

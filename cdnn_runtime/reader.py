@@ -8,7 +8,6 @@ graph, metadata. Decoding a tensor then checks what only decoding can reveal.
 
 import json
 import os
-import struct
 import zlib
 from dataclasses import dataclass, field
 
@@ -23,7 +22,6 @@ from .constants import (
     ENCODING_SPARSE_CODEBOOK,
     ENCODINGS,
     FLAG_HEADER_DEFLATE,
-    FORMAT_VERSION,
     KNOWN_FLAGS,
     MAGIC,
     MAX_CODEBOOK_SIZE,
@@ -31,23 +29,26 @@ from .constants import (
     MAX_HEADER_BYTES,
     MAX_INT,
     MAX_JSON_DEPTH,
+    MAX_NAME_LENGTH,
     MAX_RANK,
+    MAX_SECTIONS,
+    MAX_TENSORS,
+    MAX_UINT16_COLUMNS,
     MIN_GAP_BITS,
+    PREAMBLE,
     PREAMBLE_SIZE,
     RAW_DTYPES,
     SUPPORTED_VERSIONS,
 )
-from .errors import CdnnChecksumError, CdnnFormatError, CdnnLimitError, CdnnVersionError
-from .graph import MAX_NAME_LENGTH, validate_graph
+from .errors import (
+    CdnnArgumentError,
+    CdnnChecksumError,
+    CdnnFormatError,
+    CdnnLimitError,
+    CdnnVersionError,
+)
+from .graph import validate_graph
 from .sparse import gaps_to_csr
-
-#: Preamble: magic, version, flags, header offset, header length, file length, header CRC,
-#: 16 reserved bytes, preamble CRC (over bytes 0..59).
-PREAMBLE = struct.Struct("<8sIIQQQI16sI")
-assert PREAMBLE.size == PREAMBLE_SIZE
-
-MAX_TENSORS = 1_000_000
-MAX_SECTIONS = 4 * MAX_TENSORS
 
 
 def align(n, to=ALIGNMENT):
@@ -195,9 +196,9 @@ class SparseTensor:
     name: str
     shape: tuple
     rows: int
-    cols: int
+    n_cols: int
     row_ptr: np.ndarray  # int64[rows + 1]
-    col_idx: np.ndarray  # int32[nnz]
+    col_idx: np.ndarray  # int32[nnz], or uint16 when read with narrow=True
     codes: np.ndarray  # uint8[nnz]
     codebook: np.ndarray  # float32[K]
 
@@ -211,7 +212,7 @@ class SparseTensor:
 
     def to_dense(self):
         """Dense float32 copy in the original shape, for checking and tests only."""
-        dense = np.zeros((self.rows, self.cols), dtype=np.float32)
+        dense = np.zeros((self.rows, self.n_cols), dtype=np.float32)
         rows = np.repeat(np.arange(self.rows), np.diff(self.row_ptr))
         dense[rows, self.col_idx] = self.values()
         return dense.reshape(self.shape)
@@ -321,7 +322,7 @@ class CdnnFile:
             if start != align(pos):
                 raise CdnnFormatError(f"{where}: starts at byte {start}, expected {align(pos)}"
                                       " (sections must follow each other in order, each at "
-                                      "the next 64-byte boundary)")
+                                      f"the next {ALIGNMENT}-byte boundary)")
             if start + length > len(data):
                 raise CdnnFormatError(f"{where}: bytes {start}-{start + length - 1} run past the"
                                       f" end of the {len(data)}-byte file")
@@ -412,9 +413,9 @@ class CdnnFile:
         if len(shape) < 2:
             raise CdnnFormatError(f"{where}: a sparse_codebook tensor has rank 2 or more")
         rows = check.int(t, "rows", 0, None, where)
-        cols = check.int(t, "cols", 0, None, where)
-        if rows != shape[0] or rows * cols != numel:
-            raise CdnnFormatError(f"{where}: rows x cols = {rows} x {cols} is not the 2-D view "
+        n_cols = check.int(t, "cols", 0, None, where)
+        if rows != shape[0] or rows * n_cols != numel:
+            raise CdnnFormatError(f"{where}: rows x cols = {rows} x {n_cols} is not the 2-D view "
                                   f"[shape[0], rest] of shape {shape}")
         nnz = check.int(t, "nnz", 0, numel, where)
         entries = check.int(t, "entries", nnz, numel, where)
@@ -479,7 +480,7 @@ class CdnnFile:
         """A raw tensor as a numpy array (a copy, native byte order)."""
         t = self.tensor(name)
         if t.encoding != ENCODING_RAW:
-            raise ValueError(f"tensor {name!r} is {t.encoding}, not raw")
+            raise CdnnArgumentError(f"tensor {name!r} is {t.encoding}, not raw")
         arr = np.frombuffer(self._section_bytes(t.desc["section"]), dtype=RAW_DTYPES[t.dtype])
         return arr.astype(RAW_DTYPES[t.dtype].newbyteorder("="), copy=True).reshape(t.shape)
 
@@ -491,7 +492,7 @@ class CdnnFile:
     def _sparse_info(self, name):
         t = self.tensor(name)
         if t.encoding != ENCODING_SPARSE_CODEBOOK:
-            raise ValueError(f"tensor {name!r} is {t.encoding}, not sparse_codebook")
+            raise CdnnArgumentError(f"tensor {name!r} is {t.encoding}, not sparse_codebook")
         return t
 
     def entries(self, name, *, parallel=True):
@@ -526,7 +527,7 @@ class CdnnFile:
         t = self._sparse_info(name)
         d = t.desc
         row_counts, gaps, codes = self.entries(name, parallel=parallel)
-        col_dtype = np.uint16 if narrow and d["cols"] <= 65536 else np.int32
+        col_dtype = np.uint16 if narrow and d["cols"] <= MAX_UINT16_COLUMNS else np.int32
         row_ptr, col_idx, codes = gaps_to_csr(row_counts, gaps, codes, d["cols"],
                                               d["filler_code"], d["nnz"], f"tensor {name!r}",
                                               col_dtype=col_dtype)
@@ -546,8 +547,8 @@ class CdnnFile:
         return self.sparse(name).to_dense()
 
     def __repr__(self):
-        return (f"<CdnnFile v{self.version}: {len(self.tensors)} tensors, "
-                f"{'a graph of ' + str(len(self.graph['nodes'])) + ' nodes' if self.graph else 'no graph'}>")
+        graph = f"a graph of {len(self.graph['nodes'])} nodes" if self.graph else "no graph"
+        return f"<CdnnFile v{self.version}: {len(self.tensors)} tensors, {graph}>"
 
 
 def read(source, *, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):

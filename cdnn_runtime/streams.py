@@ -18,7 +18,7 @@ from .constants import (
     MIN_CHUNK_SYMBOLS,
     PACKED_MAX_BITS,
 )
-from .errors import CdnnFormatError
+from .errors import CdnnArgumentError, CdnnFormatError
 
 
 def n_chunks(count, chunk_symbols):
@@ -49,10 +49,11 @@ def encode_packed(values, bits=None):
     return {"coding": CODING_PACKED, "count": int(values.size), "bits": int(bits)}, data.tobytes()
 
 
-def encode_huffman(values, chunk_symbols=DEFAULT_CHUNK_SYMBOLS):
+def encode_huffman(values, chunk_symbols=DEFAULT_CHUNK_SYMBOLS, where="stream"):
     values = np.ascontiguousarray(values)
     if values.size and int(values.max()) >= HUFFMAN_MAX_ALPHABET:
-        raise ValueError(f"huffman streams hold symbols below {HUFFMAN_MAX_ALPHABET}")
+        raise CdnnArgumentError(f"{where}: huffman streams hold symbols below "
+                                f"{HUFFMAN_MAX_ALPHABET}, got {int(values.max())}")
     symbols = values.astype(np.uint8)
     alphabet = int(symbols.max()) + 1 if symbols.size else 1
     freqs = np.bincount(symbols, minlength=alphabet).astype(np.int64)
@@ -67,16 +68,17 @@ def encode_huffman(values, chunk_symbols=DEFAULT_CHUNK_SYMBOLS):
     return desc, data
 
 
-def encode_stream(values, *, bits=None, coding="auto", chunk_symbols=DEFAULT_CHUNK_SYMBOLS):
+def encode_stream(values, *, bits=None, coding="auto", chunk_symbols=DEFAULT_CHUNK_SYMBOLS,
+                  where="stream"):
     """Encode unsigned integers; `auto` keeps the smaller of packed and huffman (packed on ties)."""
     values = np.ascontiguousarray(values)
     if coding not in ("auto", CODING_PACKED, CODING_HUFFMAN):
-        raise ValueError(f"unknown stream coding {coding!r}")
+        raise CdnnArgumentError(f"{where}: unknown stream coding {coding!r}")
     if coding == CODING_PACKED or (coding == "auto" and values.size == 0):
         return encode_packed(values, bits)
     fits = values.size == 0 or int(values.max()) < HUFFMAN_MAX_ALPHABET
     if coding == CODING_HUFFMAN:
-        return encode_huffman(values, chunk_symbols)
+        return encode_huffman(values, chunk_symbols, where)
     packed = encode_packed(values, bits)
     if not fits:
         return packed

@@ -9,21 +9,29 @@ import numpy as np
 
 from . import huffman, streams
 from .constants import (
-    ALIGNMENT,
+    CODINGS,
     DEFAULT_CHUNK_SYMBOLS,
     ENCODING_RAW,
     ENCODING_SPARSE_CODEBOOK,
     FLAG_HEADER_DEFLATE,
     FORMAT_VERSION,
     MAGIC,
+    MAX_CHUNK_SYMBOLS,
     MAX_CODEBOOK_SIZE,
     MAX_GAP_BITS,
+    MIN_CHUNK_SYMBOLS,
     MIN_GAP_BITS,
+    PREAMBLE,
     PREAMBLE_SIZE,
     RAW_DTYPES,
 )
-from .reader import PREAMBLE, align, crc32, read
+from .errors import CdnnArgumentError
+from .reader import align, crc32, read
 from .sparse import count_fillers, csr_to_gaps
+
+#: How the writer may store the JSON header, and how a stream may be coded.
+HEADER_STORAGE = ("auto", "deflate", "plain")
+STREAM_CODINGS = ("auto", *CODINGS)
 
 
 def canonical_json(obj):
@@ -45,8 +53,8 @@ def _stream_cost_bits(values, bits):
     return min(packed, coded)
 
 
-def best_gap_bits(row_ptr, cols, codes, filler_code, code_bits, candidates=None,
-                  code_bits_without_fillers=None):
+def best_gap_bits(row_ptr, col_idx, codes, filler_code, code_bits, candidates=None,
+                  code_bits_without_fillers=None, where="tensor"):
     """The gap width in 1..8 that makes gaps plus codes (fillers included) smallest.
 
     `code_bits_without_fillers` is the packed code width when no filler is needed (a 0.0
@@ -54,17 +62,19 @@ def best_gap_bits(row_ptr, cols, codes, filler_code, code_bits, candidates=None,
     """
     best = None
     for bits in candidates or range(MIN_GAP_BITS, MAX_GAP_BITS + 1):
-        fillers = count_fillers(row_ptr, cols, bits)
+        fillers = count_fillers(row_ptr, col_idx, bits)
         if filler_code is None and fillers:
             continue
-        _, gaps, ecodes = csr_to_gaps(row_ptr, cols, codes, bits, filler_code)
+        _, gaps, ecodes = csr_to_gaps(row_ptr, col_idx, codes, bits, filler_code, where)
         width = code_bits if fillers or code_bits_without_fillers is None \
             else code_bits_without_fillers
         cost = _stream_cost_bits(gaps, bits) + _stream_cost_bits(ecodes, width)
         if best is None or cost < best[0]:
             best = (cost, bits)
     if best is None:
-        raise ValueError("no gap width fits without filler entries and no filler code is free")
+        raise CdnnArgumentError(f"{where}: no gap width fits without filler entries, and the "
+                                f"codebook is full ({MAX_CODEBOOK_SIZE} nonzero centroids) so "
+                                "no filler code is free")
     return best[1]
 
 
@@ -83,8 +93,9 @@ class Writer:
     """
 
     def __init__(self, metadata=None, *, header="auto"):
-        if header not in ("auto", "deflate", "plain"):
-            raise ValueError(f"header must be 'auto', 'deflate' or 'plain', not {header!r}")
+        if header not in HEADER_STORAGE:
+            raise CdnnArgumentError(f"header must be 'auto', 'deflate' or 'plain', not "
+                                    f"{header!r}")
         self.header_storage = header
         self._tensors = []
         self._sections = []
@@ -99,9 +110,9 @@ class Writer:
 
     def _claim(self, name):
         if not isinstance(name, str) or not name:
-            raise ValueError(f"tensor name must be a non-empty string, got {name!r}")
+            raise CdnnArgumentError(f"tensor name must be a non-empty string, got {name!r}")
         if name in self._names:
-            raise ValueError(f"tensor {name!r} added twice")
+            raise CdnnArgumentError(f"tensor {name!r} added twice")
         self._names.add(name)
 
     def add_raw(self, name, array):
@@ -110,15 +121,15 @@ class Writer:
         dtype = {v.newbyteorder("="): k for k, v in RAW_DTYPES.items()}.get(
             array.dtype.newbyteorder("="))
         if dtype is None:
-            raise ValueError(f"tensor {name!r}: dtype {array.dtype} cannot be stored raw "
-                             f"(use one of {', '.join(RAW_DTYPES)})")
+            raise CdnnArgumentError(f"tensor {name!r}: dtype {array.dtype} cannot be stored raw "
+                                    f"(use one of {', '.join(RAW_DTYPES)})")
         self._claim(name)
         data = np.ascontiguousarray(array, dtype=RAW_DTYPES[dtype]).tobytes()
         self._tensors.append({"name": name, "encoding": ENCODING_RAW, "dtype": dtype,
                               "shape": [int(d) for d in array.shape],
                               "section": self._add_section(data)})
 
-    def add_sparse_codebook(self, name, shape, row_ptr, cols, codes, codebook, *,
+    def add_sparse_codebook(self, name, shape, row_ptr, col_idx, codes, codebook, *,
                             gap_bits=None, coding="auto", chunk_symbols=DEFAULT_CHUNK_SYMBOLS):
         """A weight as CSR over its 2-D view [shape[0], rest] with codes into a codebook.
 
@@ -126,39 +137,42 @@ class Writer:
         column skip needs filler entries, a 0.0 centroid serves as their code (appended if
         the codebook has none). `gap_bits=None` picks the width giving the smallest file.
         """
+        where = f"tensor {name!r}"
         shape = [int(d) for d in shape]
         if len(shape) < 2:
-            raise ValueError(f"tensor {name!r}: sparse_codebook needs rank >= 2, got {shape}")
+            raise CdnnArgumentError(f"{where}: sparse_codebook needs rank >= 2, got {shape}")
+        _check_stream_options(gap_bits, coding, chunk_symbols, where)
         rows = shape[0]
-        ncols = int(np.prod(shape[1:], dtype=np.int64))
+        n_cols = int(np.prod(shape[1:], dtype=np.int64))
         row_ptr = np.asarray(row_ptr, dtype=np.int64)
-        cols = np.asarray(cols, dtype=np.int64)
+        col_idx = np.asarray(col_idx, dtype=np.int64)
         codes = np.asarray(codes)
         codebook = np.asarray(codebook, dtype=np.float32).ravel()
         if not 1 <= codebook.size <= MAX_CODEBOOK_SIZE or not np.all(np.isfinite(codebook)):
-            raise ValueError(f"tensor {name!r}: codebook must hold 1 to {MAX_CODEBOOK_SIZE} "
-                             "finite values")
+            raise CdnnArgumentError(f"{where}: codebook must hold 1 to {MAX_CODEBOOK_SIZE} "
+                                    "finite values")
         if row_ptr.shape != (rows + 1,) or row_ptr[0] != 0 or np.any(np.diff(row_ptr) < 0) \
-                or row_ptr[-1] != cols.size or codes.shape != cols.shape:
-            raise ValueError(f"tensor {name!r}: row_ptr must be {rows + 1} non-decreasing "
-                             "offsets from 0 to the number of entries, one code per column")
-        if cols.size:
+                or row_ptr[-1] != col_idx.size or codes.shape != col_idx.shape:
+            raise CdnnArgumentError(f"{where}: row_ptr must be {rows + 1} non-decreasing "
+                                    "offsets from 0 to the number of entries, one code per "
+                                    "column")
+        if col_idx.size:
             row_of = np.repeat(np.arange(rows), np.diff(row_ptr))
-            step = np.diff(cols)
+            step = np.diff(col_idx)
             new_row = np.diff(row_of) != 0
-            if cols.min() < 0 or cols.max() >= ncols or np.any((step <= 0) & ~new_row):
-                raise ValueError(f"tensor {name!r}: columns must be in [0, {ncols}) and "
-                                 "strictly increasing within each row")
+            if col_idx.min() < 0 or col_idx.max() >= n_cols or np.any((step <= 0) & ~new_row):
+                raise CdnnArgumentError(f"{where}: columns must be in [0, {n_cols}) and "
+                                        "strictly increasing within each row")
             if codes.min() < 0 or codes.max() >= codebook.size:
-                raise ValueError(f"tensor {name!r}: codes must be below the codebook size "
-                                 f"{codebook.size}")
+                raise CdnnArgumentError(f"{where}: codes must be below the codebook size "
+                                        f"{codebook.size}")
         codes = codes.astype(np.uint8)
         keep = codebook[codes] != 0.0
         if not np.all(keep):
             row_of = np.repeat(np.arange(rows), np.diff(row_ptr))
             counts = np.bincount(row_of[keep], minlength=rows)
             row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            cols, codes = cols[keep], codes[keep]
+            col_idx, codes = col_idx[keep], codes[keep]
         zero = np.flatnonzero(codebook == 0.0)
         filler = int(zero[0]) if zero.size else None
         appended = filler is None and codebook.size < MAX_CODEBOOK_SIZE
@@ -168,26 +182,25 @@ class Writer:
         code_bits = max(1, (codebook.size - 1).bit_length())
         if gap_bits is None:
             gap_bits = best_gap_bits(
-                row_ptr, cols, codes, filler, code_bits,
+                row_ptr, col_idx, codes, filler, code_bits,
                 code_bits_without_fillers=max(1, (codebook.size - 2).bit_length())
-                if appended else None)
-        elif not MIN_GAP_BITS <= gap_bits <= MAX_GAP_BITS:
-            raise ValueError(f"gap_bits must be {MIN_GAP_BITS}..{MAX_GAP_BITS}")
-        if appended and count_fillers(row_ptr, cols, gap_bits) == 0:
+                if appended else None, where=where)
+        if appended and count_fillers(row_ptr, col_idx, gap_bits) == 0:
             codebook = codebook[:-1]
             filler = None
             code_bits = max(1, (codebook.size - 1).bit_length())
-        row_counts, gaps, ecodes = csr_to_gaps(row_ptr, cols, codes, gap_bits, filler)
+        row_counts, gaps, ecodes = csr_to_gaps(row_ptr, col_idx, codes, gap_bits, filler, where)
         desc = {"name": name, "encoding": ENCODING_SPARSE_CODEBOOK, "shape": shape,
-                "rows": rows, "cols": ncols, "nnz": int(cols.size), "entries": int(gaps.size),
-                "gap_bits": int(gap_bits), "filler_code": filler}
+                "rows": rows, "cols": n_cols, "nnz": int(col_idx.size),
+                "entries": int(gaps.size), "gap_bits": int(gap_bits), "filler_code": filler}
         self._claim(name)
         desc["codebook"] = {"size": int(codebook.size),
                             "section": self._add_section(codebook.astype("<f4").tobytes())}
         for key, values, bits in (("row_counts", row_counts, None), ("gaps", gaps, gap_bits),
                                   ("codes", ecodes, code_bits)):
             sdesc, data = streams.encode_stream(values, bits=bits, coding=coding,
-                                                chunk_symbols=chunk_symbols)
+                                                chunk_symbols=chunk_symbols,
+                                                where=f"{where} {key} stream")
             sdesc["section"] = self._add_section(data)
             desc[key] = sdesc
         self._tensors.append(desc)
@@ -233,6 +246,23 @@ class Writer:
         """Write atomically: a temporary file beside `path`, fsync, then rename over it."""
         write_atomic(path, self.to_bytes(verify=verify), overwrite=overwrite)
         return os.path.getsize(path)
+
+
+def _check_stream_options(gap_bits, coding, chunk_symbols, where):
+    """The writer's options for a sparse tensor's streams, checked before any work."""
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if gap_bits is not None and not (is_int(gap_bits) and MIN_GAP_BITS <= gap_bits <= MAX_GAP_BITS):
+        raise CdnnArgumentError(f"{where}: gap_bits must be None or an integer in "
+                                f"{MIN_GAP_BITS}..{MAX_GAP_BITS}, got {gap_bits!r}")
+    if coding not in STREAM_CODINGS:
+        raise CdnnArgumentError(f"{where}: coding must be one of {', '.join(STREAM_CODINGS)}, "
+                                f"got {coding!r}")
+    if not (is_int(chunk_symbols) and MIN_CHUNK_SYMBOLS <= chunk_symbols <= MAX_CHUNK_SYMBOLS):
+        raise CdnnArgumentError(f"{where}: chunk_symbols must be an integer in "
+                                f"{MIN_CHUNK_SYMBOLS}..{MAX_CHUNK_SYMBOLS}, got "
+                                f"{chunk_symbols!r}")
 
 
 def write_atomic(path, data, *, overwrite=True):

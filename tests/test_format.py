@@ -2,7 +2,6 @@
 
 import json
 import os
-import struct
 import subprocess
 import sys
 
@@ -12,26 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
-from craft import VECTORS, assemble, fix_preamble_crc, split, vector  # noqa: E402
+from craft import VECTORS, vector  # noqa: E402
 
-from cdnn_runtime import (  # noqa: E402
-    CdnnChecksumError,
-    CdnnError,
-    CdnnFormatError,
-    CdnnLimitError,
-    CdnnVersionError,
-)
+from cdnn_runtime import CdnnArgumentError, CdnnError, CdnnFormatError  # noqa: E402
 from cdnn_runtime.reader import read  # noqa: E402
 from cdnn_runtime.sparse import csr_from_dense  # noqa: E402
 from cdnn_runtime.writer import Writer, write_atomic  # noqa: E402
-
-
-
-def sparse_file(dense, codebook, **kw):
-    w = Writer()
-    row_ptr, cols, codes = csr_from_dense(dense)
-    w.add_sparse_codebook("w", dense.shape, row_ptr, cols, codes, codebook, **kw)
-    return w.to_bytes()
 
 
 # ---- round trips -------------------------------------------------------------------------
@@ -56,25 +41,26 @@ def test_raw_round_trip_every_dtype():
 
 
 @settings(derandomize=True, deadline=None, max_examples=40)
-@given(rows=st.integers(1, 12), cols=st.integers(1, 300), density=st.floats(0, 1),
+@given(rows=st.integers(1, 12), n_cols=st.integers(1, 300), density=st.floats(0, 1),
        k=st.integers(1, 256), gap_bits=st.one_of(st.none(), st.integers(1, 8)),
        coding=st.sampled_from(["auto", "packed", "huffman"]), chunk=st.sampled_from([1, 5, 65536]),
        seed=st.integers(0, 2**32 - 1))
-def test_sparse_round_trip_exact(rows, cols, density, k, gap_bits, coding, chunk, seed):
+def test_sparse_round_trip_exact(rows, n_cols, density, k, gap_bits, coding, chunk, seed):
     rng = np.random.default_rng(seed)
     codebook = rng.standard_normal(k).astype(np.float32)
     codebook[codebook == 0] = 1.0
-    codes = rng.integers(0, k, (rows, cols))
-    dense = np.where(rng.random((rows, cols)) < density, codebook[codes], 0).astype(np.float32)
-    row_ptr, cidx, _ = csr_from_dense(dense)
+    codes = rng.integers(0, k, (rows, n_cols))
+    dense = np.where(rng.random((rows, n_cols)) < density, codebook[codes], 0).astype(np.float32)
+    row_ptr, col_idx, _ = csr_from_dense(dense)
     kept_codes = codes[dense != 0]
     w = Writer()
-    w.add_sparse_codebook("w", (rows, cols), row_ptr, cidx, kept_codes, codebook,
+    w.add_sparse_codebook("w", (rows, n_cols), row_ptr, col_idx, kept_codes, codebook,
                           gap_bits=gap_bits, coding=coding, chunk_symbols=chunk)
     data = w.to_bytes()
     s = read(data).sparse("w")
     assert np.array_equal(s.to_dense(), dense)
-    assert np.array_equal(s.row_ptr, row_ptr) and np.array_equal(s.col_idx, cidx)
+    assert (s.rows, s.n_cols) == (rows, n_cols)
+    assert np.array_equal(s.row_ptr, row_ptr) and np.array_equal(s.col_idx, col_idx)
     assert np.array_equal(s.codebook[:k], codebook)
     s_serial = read(data).sparse("w", parallel=False)
     assert np.array_equal(s_serial.codes, s.codes)
@@ -87,10 +73,10 @@ def test_sparse_conv_shape_view_and_fillers():
     dense[0, 2, 4, 4] = 2.0  # a skip of 73 zeros
     dense[3] = rng.choice([0.0, 1.0, 2.0], (3, 5, 5))
     codebook = np.array([1.0, 2.0], np.float32)
-    row_ptr, cols, vals = csr_from_dense(dense.reshape(4, -1))
+    row_ptr, col_idx, vals = csr_from_dense(dense.reshape(4, -1))
     codes = (vals == 2.0).astype(np.uint8)
     w = Writer()
-    w.add_sparse_codebook("conv", dense.shape, row_ptr, cols, codes, codebook, gap_bits=2)
+    w.add_sparse_codebook("conv", dense.shape, row_ptr, col_idx, codes, codebook, gap_bits=2)
     f = read(w.to_bytes())
     t = f.tensor("conv")
     assert t.shape == (4, 3, 5, 5) and t.desc["cols"] == 75
@@ -126,20 +112,56 @@ def test_writer_is_deterministic():
 
 def test_writer_rejects_bad_input():
     w = Writer()
-    with pytest.raises(ValueError, match="strictly increasing"):
-        w.add_sparse_codebook("w", (1, 4), [0, 2], [2, 1], [0, 0], [1.0])
-    with pytest.raises(ValueError, match="codebook size"):
-        w.add_sparse_codebook("w", (1, 4), [0, 1], [2], [3], [1.0])
-    with pytest.raises(ValueError, match="codebook must hold"):
-        w.add_sparse_codebook("w", (1, 4), [0, 1], [2], [0], [np.nan])
-    with pytest.raises(ValueError, match="cannot be stored raw"):
-        w.add_raw("b", np.array([True]))
+    sparse = ("w", (1, 4), [0, 1], [2], [0], [1.0])
+    cases = [
+        (lambda: w.add_sparse_codebook("w", (1, 4), [0, 2], [2, 1], [0, 0], [1.0]),
+         "tensor 'w': columns must be .* strictly increasing"),
+        (lambda: w.add_sparse_codebook("w", (1, 4), [0, 1], [2], [3], [1.0]),
+         "tensor 'w': codes must be below the codebook size"),
+        (lambda: w.add_sparse_codebook("w", (1, 4), [0, 1], [2], [0], [np.nan]),
+         "tensor 'w': codebook must hold"),
+        (lambda: w.add_sparse_codebook("w", (4,), [0, 0], [], [], [1.0]),
+         "tensor 'w': sparse_codebook needs rank >= 2"),
+        (lambda: w.add_sparse_codebook(*sparse, gap_bits=9), "tensor 'w': gap_bits must be"),
+        (lambda: w.add_sparse_codebook(*sparse, gap_bits=2.0), "tensor 'w': gap_bits must be"),
+        (lambda: w.add_sparse_codebook(*sparse, coding="zip"), "tensor 'w': coding must be"),
+        (lambda: w.add_sparse_codebook(*sparse, chunk_symbols=0),
+         "tensor 'w': chunk_symbols must be"),
+        (lambda: w.add_raw("b", np.array([True])), "tensor 'b': dtype bool cannot be stored raw"),
+        (lambda: w.add_raw("", np.zeros(1, np.float32)), "tensor name must be a non-empty string"),
+        (lambda: Writer(header="gzip"), "header must be"),
+    ]
+    for call, message in cases:
+        with pytest.raises(CdnnArgumentError, match=message):
+            call()
+    assert issubclass(CdnnArgumentError, CdnnError) and issubclass(CdnnArgumentError, ValueError)
     w.add_raw("a", np.zeros(1, np.float32))
-    with pytest.raises(ValueError, match="added twice"):
+    with pytest.raises(CdnnArgumentError, match="tensor 'a' added twice"):
         w.add_raw("a", np.zeros(1, np.float32))
     with pytest.raises(CdnnFormatError):  # graph checked when written
         w.set_graph({"inputs": [], "nodes": [], "outputs": []})
         w.to_bytes()
+
+
+def test_writer_full_codebook_without_zero_needs_no_fillers():
+    """256 nonzero centroids leave no code for fillers: a skip too wide for every gap width
+    is refused, naming the tensor; a fixed width that needs fillers is refused too."""
+    codebook = np.arange(1, 257, dtype=np.float32)
+    w = Writer()
+    with pytest.raises(CdnnArgumentError, match="tensor 'wide': no gap width fits"):
+        w.add_sparse_codebook("wide", (1, 300), [0, 1], [299], [5], codebook)
+    with pytest.raises(CdnnArgumentError, match="tensor 'wide': 1 filler entries needed"):
+        w.add_sparse_codebook("wide", (1, 300), [0, 1], [5], [5], codebook, gap_bits=2)
+    w.add_sparse_codebook("wide", (1, 300), [0, 1], [5], [5], codebook)
+    assert read(w.to_bytes()).sparse("wide").col_idx.tolist() == [5]
+
+
+def test_reader_wrong_encoding_is_an_argument_error():
+    f = read(vector("tiny_graph"))
+    with pytest.raises(CdnnArgumentError, match="tensor 'fc1.weight' is sparse_codebook"):
+        f.raw("fc1.weight")
+    with pytest.raises(CdnnArgumentError, match="tensor 'fc1.bias' is raw"):
+        f.sparse("fc1.bias")
 
 
 def test_atomic_save(tmp_path):
