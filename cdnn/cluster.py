@@ -16,34 +16,27 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from cdnn_runtime.errors import CdnnError
 from cdnn_runtime._jit import jit_cache
-
-_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
+from cdnn_runtime.constants import MAX_CODEBOOK_SIZE
+from cdnn_runtime.errors import CdnnRecipeError
 
 __all__ = [
     "CdnnRecipeError",
     "ClusterResult",
     "INITS",
-    "MAX_CLUSTERS",
     "fine_tune_centroids_grad",
     "initial_centroids",
     "kmeans_1d",
 ]
 
-#: Initialisations compared by Deep Compression and by Liu, Wang & Ma (2019).
+#: Initialisations compared by Deep Compression and by Liu, Wang & Ma (2019); the one list
+#: that recipes and benchmarks use.
 INITS = ("kmeans++", "linear", "random")
-#: Most centroids a layer may have (8-bit indices).
-MAX_CLUSTERS = 256
 
 #: Points per block of the D^2 sampling table of K-Means++ seeding.
 _BLOCK = 2048
 #: Cells of the lookup grid that speeds up labelling.
 _GRID = 1 << 16
-
-
-class CdnnRecipeError(CdnnError, ValueError):
-    """A compression setting (bits, density, quality, init, ...) is out of range or malformed."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +64,8 @@ class ClusterResult:
 
 
 # --------------------------------------------------------------------------- numba kernels
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -383,15 +378,21 @@ def _as_values(values) -> np.ndarray:
     raise CdnnRecipeError(f"values must be real numbers, got dtype {arr.dtype}")
 
 
-def _as_count(n_clusters) -> int:
-    if isinstance(n_clusters, bool):
-        raise CdnnRecipeError("n_clusters must be an integer, got a bool")
+def _as_int(value, name: str) -> int:
+    """An integer argument (bools refused), or a CdnnRecipeError naming it."""
+    if isinstance(value, bool):
+        raise CdnnRecipeError(f"{name} must be an integer, got a bool")
     try:
-        k = operator.index(n_clusters)
+        return operator.index(value)
     except TypeError:
-        raise CdnnRecipeError(f"n_clusters must be an integer, got {n_clusters!r}") from None
-    if not 1 <= k <= MAX_CLUSTERS:
-        raise CdnnRecipeError(f"n_clusters must be in 1..{MAX_CLUSTERS} (bits 1..8), got {k}")
+        raise CdnnRecipeError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _as_count(n_clusters) -> int:
+    k = _as_int(n_clusters, "n_clusters")
+    if not 1 <= k <= MAX_CODEBOOK_SIZE:
+        raise CdnnRecipeError(f"n_clusters must be in 1..{MAX_CODEBOOK_SIZE} (bits 1..8), "
+                              f"got {k}")
     return k
 
 
@@ -411,16 +412,21 @@ def _sorted_checked(x: np.ndarray) -> np.ndarray:
 
 def _check_init(init, k: int):
     """The init name, or the given starting centres as an ascending float64 array."""
+    def bad():
+        return CdnnRecipeError(f"init must be one of {', '.join(INITS)} or an array, "
+                               f"got {init!r:.80}")
+
     if isinstance(init, str):
         if init not in INITS:
-            raise CdnnRecipeError(f"init must be one of {', '.join(INITS)} or an array, got {init!r}")
+            raise bad()
         return init
     try:
         c = np.asarray(init, dtype=np.float64)
     except (TypeError, ValueError):
-        raise CdnnRecipeError(f"init must be one of {', '.join(INITS)} or an array, got {init!r}") from None
+        raise bad() from None
     if c.ndim != 1 or c.size != k:
-        raise CdnnRecipeError(f"an init array must hold n_clusters={k} values, got shape {c.shape}")
+        raise CdnnRecipeError(f"an init array must hold n_clusters={k} values, "
+                              f"got shape {c.shape}")
     if not np.isfinite(c).all():
         raise CdnnRecipeError("an init array must be finite")
     return np.sort(c)
@@ -457,7 +463,8 @@ def initial_centroids(values, n_clusters, *, init="kmeans++", seed=0) -> np.ndar
     return _init(xs, k, init, rng)
 
 
-def kmeans_1d(values, n_clusters, *, init="kmeans++", seed=0, max_iter=100, tol=1e-7) -> ClusterResult:
+def kmeans_1d(values, n_clusters, *, init="kmeans++", seed=0, max_iter=100,
+              tol=1e-7) -> ClusterResult:
     """Cluster 1-D ``values`` into at most ``n_clusters`` (1..256) shared centroids.
 
     ``init`` is "kmeans++" (D^2 seeding from ``numpy.random.default_rng(seed)``), "linear"
@@ -514,21 +521,18 @@ def fine_tune_centroids_grad(grad_values, labels, k) -> np.ndarray:
     """
     g = np.asarray(grad_values)
     lab = np.asarray(labels)
-    if isinstance(k, bool):
-        raise CdnnRecipeError("k must be an integer, got a bool")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise CdnnRecipeError(f"k must be an integer, got {k!r}") from None
+    k = _as_int(k, "k")
     if k < 1:
         raise CdnnRecipeError(f"k must be >= 1, got {k}")
     if g.ndim != 1 or lab.ndim != 1 or g.shape != lab.shape:
-        raise CdnnRecipeError(f"grad_values and labels must be 1-D of equal length, got {g.shape} and {lab.shape}")
+        raise CdnnRecipeError(f"grad_values and labels must be 1-D of equal length, "
+                              f"got {g.shape} and {lab.shape}")
     if lab.dtype.kind not in "iu":
         raise CdnnRecipeError(f"labels must be integers, got dtype {lab.dtype}")
     if g.dtype.kind not in "fiu":
         raise CdnnRecipeError(f"grad_values must be real numbers, got dtype {g.dtype}")
     if lab.size and (int(lab.min()) < 0 or int(lab.max()) >= k):
         raise CdnnRecipeError(f"labels must lie in 0..{k - 1}")
-    out = np.bincount(lab.astype(np.intp, copy=False), weights=g.astype(np.float64, copy=False), minlength=k)
+    out = np.bincount(lab.astype(np.intp, copy=False),
+                      weights=g.astype(np.float64, copy=False), minlength=k)
     return out.astype(np.float32)

@@ -16,14 +16,16 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from cdnn_runtime import __version__ as runtime_version
-from cdnn_runtime.report import layer_report
+from cdnn_runtime.constants import ENCODING_SPARSE_CODEBOOK
+from cdnn_runtime.errors import CdnnRecipeError
 from cdnn_runtime.reader import read
+from cdnn_runtime.report import layer_report
 from cdnn_runtime.writer import Writer, write_atomic
 
 from . import recipe as recipes
 from ._callable import make_callable
 from .capture import capture, prepare_for_capture
-from .cluster import CdnnRecipeError, kmeans_1d
+from .cluster import kmeans_1d
 from .prune import density_schedule, hold_masks, magnitude_mask
 
 
@@ -225,11 +227,11 @@ def encode(model, example_inputs, layers, settings, *, metadata=None, coding="au
         if tname in cap.weights and name in layers:
             layer = layers[name]
             rows = layer.shape[0]
-            cols = int(np.prod(layer.shape[1:]))
-            r = layer.positions // cols
+            n_cols = int(np.prod(layer.shape[1:]))
+            row_of = layer.positions // n_cols
             row_ptr = np.zeros(rows + 1, np.int64)
-            np.cumsum(np.bincount(r, minlength=rows), out=row_ptr[1:])
-            w.add_sparse_codebook(tname, layer.shape, row_ptr, layer.positions % cols,
+            np.cumsum(np.bincount(row_of, minlength=rows), out=row_ptr[1:])
+            w.add_sparse_codebook(tname, layer.shape, row_ptr, layer.positions % n_cols,
                                   layer.codes, layer.codebook,
                                   gap_bits=settings[name].get("gap_bits"), coding=coding)
         elif tname.endswith(".bias") and settings.get(name, {}).get("bias") == "float16":
@@ -324,13 +326,12 @@ class CompressedModel:
     """A compressed model: the .cdnn bytes, and the torch model with the same weights."""
 
     def __init__(self, data, model, layers, settings, dense_params, scores):
-        self._data = data
-        self._model = model
-        self.layers = layers
+        self.file = read(data)  # the bytes as the runtime will see them
+        self._data, self._model = data, model  # kept private: to_bytes(), reference_model()
+        self.layers = layers  # {module name: SharedLayer}
         self.settings = settings
         self.dense_params = dense_params
         self.scores = scores
-        self.file = read(data)
 
     def to_bytes(self):
         return self._data
@@ -368,7 +369,7 @@ def size_report(f, dense_bytes, file_bytes):
     """Where the bytes of a read .cdnn file go, per sparse layer and in total."""
     rows = []
     for t in f.tensors:
-        if t.encoding != "sparse_codebook":
+        if t.encoding != ENCODING_SPARSE_CODEBOOK:
             continue
         r = layer_report(f, t)
         rows.append({**{k: r[k] for k in ("layer", "shape", "weights", "nnz", "density",
@@ -394,7 +395,6 @@ def format_report(rep):
     out.write(f"total: {rep['dense_bytes']:,} dense float32 bytes -> {rep['file_bytes']:,} bytes "
               f"on disk = {rep['ratio']:.1f}x\n")
     return out.getvalue()
-
 
 
 make_callable(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cdnn_runtime.errors import CdnnError
+from cdnn_runtime.errors import CdnnDatasetError, CdnnDatasetMissingError
 
 __all__ = [
     "CdnnDatasetError",
@@ -56,14 +56,6 @@ _IDX_DTYPES = {
 }
 
 
-class CdnnDatasetError(CdnnError, ValueError):
-    """A data set file is malformed or does not match what was expected of it."""
-
-
-class CdnnDatasetMissingError(CdnnDatasetError, FileNotFoundError):
-    """The files of a data set are not where they were looked for."""
-
-
 def _read_exact(f, n: int, path: Path, what: str) -> bytes:
     # Chunked, so a header declaring absurd sizes fails on the short read, not on allocation.
     parts = []
@@ -85,25 +77,28 @@ def read_idx(path) -> np.ndarray:
         with opener(path, "rb") as f:
             head = _read_exact(f, 4, path, "IDX header")
             if head[0] != 0 or head[1] != 0:
-                raise CdnnDatasetError(f"{path}: not an IDX file (magic {head.hex()} does not start 0000)")
+                raise CdnnDatasetError(f"{path}: not an IDX file (magic {head.hex()} does not "
+                                       "start 0000)")
             code, ndim = head[2], head[3]
             if code not in _IDX_DTYPES:
                 raise CdnnDatasetError(f"{path}: unknown IDX data type 0x{code:02x}")
             if ndim == 0:
                 raise CdnnDatasetError(f"{path}: IDX file declares 0 dimensions")
-            dims = tuple(int(d) for d in np.frombuffer(_read_exact(f, 4 * ndim, path, "IDX dimensions"), ">u4"))
+            raw_dims = _read_exact(f, 4 * ndim, path, "IDX dimensions")
+            dims = tuple(int(d) for d in np.frombuffer(raw_dims, ">u4"))
             dtype = _IDX_DTYPES[code]
             size = math.prod(dims) * dtype.itemsize
             if not path.name.endswith(".gz"):
                 actual = path.stat().st_size
                 if actual != 4 + 4 * ndim + size:
                     raise CdnnDatasetError(
-                        f"{path}: header declares {dims} of {dtype.name} ({4 + 4 * ndim + size} bytes),"
-                        f" file has {actual} bytes"
+                        f"{path}: header declares {dims} of {dtype.name} "
+                        f"({4 + 4 * ndim + size} bytes), file has {actual} bytes"
                     )
             body = _read_exact(f, size, path, "IDX data")
             if f.read(1):
-                raise CdnnDatasetError(f"{path}: data continues past the {dims} the header declares")
+                raise CdnnDatasetError(f"{path}: data continues past the {dims} the header "
+                                       "declares")
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         if isinstance(exc, FileNotFoundError):
             raise CdnnDatasetMissingError(f"{path}: no such file") from None
@@ -124,7 +119,8 @@ def _find(root: Path, stem: str) -> Path:
             return p
     raise CdnnDatasetMissingError(
         f"Fashion-MNIST file {stem}[.gz] not found in {root}. Install it with"
-        f" `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, files in {DEFAULT_FASHION_MNIST_ROOT}),"
+        " `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, files in"
+        f" {DEFAULT_FASHION_MNIST_ROOT}),"
         f" or point root= or ${FASHION_MNIST_ENV} at a folder holding the four IDX files."
     )
 
@@ -143,11 +139,14 @@ def fashion_mnist(root=None, split: str = "train") -> tuple[np.ndarray, np.ndarr
     images = read_idx(img_path)
     labels = read_idx(lab_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise CdnnDatasetError(f"{img_path}: expected uint8 images [N, 28, 28], got {images.dtype} {images.shape}")
+        raise CdnnDatasetError(f"{img_path}: expected uint8 images [N, 28, 28], got "
+                               f"{images.dtype} {images.shape}")
     if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise CdnnDatasetError(f"{lab_path}: expected uint8 labels [N], got {labels.dtype} {labels.shape}")
+        raise CdnnDatasetError(f"{lab_path}: expected uint8 labels [N], got {labels.dtype} "
+                               f"{labels.shape}")
     if labels.shape[0] != images.shape[0]:
-        raise CdnnDatasetError(f"{img_path} holds {images.shape[0]} images but {lab_path} {labels.shape[0]} labels")
+        raise CdnnDatasetError(f"{img_path} holds {images.shape[0]} images but {lab_path} "
+                               f"{labels.shape[0]} labels")
     if labels.size and int(labels.max()) >= len(FASHION_MNIST_CLASSES):
         raise CdnnDatasetError(f"{lab_path}: label {int(labels.max())} outside 0..9")
     x = images.astype(np.float32)[:, None, :, :]
@@ -157,4 +156,5 @@ def fashion_mnist(root=None, split: str = "train") -> tuple[np.ndarray, np.ndarr
 
 def normalize(images: np.ndarray) -> np.ndarray:
     """Standardize [0, 1] Fashion-MNIST images with the training set's mean and std."""
-    return (np.asarray(images, np.float32) - np.float32(FASHION_MNIST_MEAN)) / np.float32(FASHION_MNIST_STD)
+    centred = np.asarray(images, np.float32) - np.float32(FASHION_MNIST_MEAN)
+    return centred / np.float32(FASHION_MNIST_STD)

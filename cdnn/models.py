@@ -99,7 +99,8 @@ class AlexNet(nn.Module):
 
 
 #: VGG configuration "D" (16 weight layers); "M" is a 2x2 max pool.
-_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M")
 
 
 class VGG16(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from cdnn.cluster import CdnnRecipeError
+from cdnn_runtime.errors import CdnnRecipeError
 
 __all__ = [
     "CdnnRecipeError",
@@ -36,7 +36,8 @@ def _fraction(name: str, value, *, low_open: bool, high: float | None) -> float:
         raise CdnnRecipeError(f"{name} must be a number, got {value!r}") from None
     ok = math.isfinite(v) and (v > 0 if low_open else v >= 0) and (high is None or v <= high)
     if not ok:
-        rng = ("0 < " if low_open else "0 <= ") + name + (f" <= {high:g}" if high is not None else "")
+        low = "0 < " if low_open else "0 <= "
+        rng = low + name + (f" <= {high:g}" if high is not None else "")
         raise CdnnRecipeError(f"{name} must satisfy {rng}, got {value!r}")
     return v
 
@@ -54,7 +55,7 @@ def magnitude_mask(weight: torch.Tensor, *, density=None, quality=None) -> torch
         raise CdnnRecipeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
     if not (weight.is_floating_point()):
         raise CdnnRecipeError(f"weight must be a floating-point tensor, got {weight.dtype}")
-    w = weight.detach().to("cpu", torch.float32 if weight.dtype != torch.float64 else torch.float64)
+    w = weight.detach().to("cpu", torch.float64 if weight.dtype == torch.float64 else torch.float32)
     if not bool(torch.isfinite(w).all()):
         raise CdnnRecipeError("weight holds NaN or infinity")
     a = w.abs().reshape(-1)
@@ -109,7 +110,8 @@ def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(mod_name) if mod_name else model), attr
 
 
-def _checked_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:
+def _checked_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]
+                   ) -> dict[str, tuple[nn.Parameter, torch.Tensor]]:
     params = _params(model)
     out = {}
     for name, mask in masks.items():
@@ -119,7 +121,8 @@ def _checked_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[
         if not isinstance(mask, torch.Tensor):
             mask = torch.as_tensor(np.asarray(mask))
         if tuple(mask.shape) != tuple(p.shape):
-            raise CdnnRecipeError(f"mask for {name!r} has shape {tuple(mask.shape)}, the parameter {tuple(p.shape)}")
+            raise CdnnRecipeError(f"mask for {name!r} has shape {tuple(mask.shape)}, the "
+                                  f"parameter {tuple(p.shape)}")
         if mask.dtype != torch.bool:
             if mask.is_floating_point() and not bool(((mask == 0) | (mask == 1)).all()):
                 raise CdnnRecipeError(f"mask for {name!r} must hold only 0 and 1")
@@ -154,13 +157,15 @@ class MaskHolder:
         self._enforce()
         for name, (p, pruned) in self._entries.items():
             if p.requires_grad:
-                self._handles.append(p.register_hook(lambda g, pruned=pruned: g.masked_fill(pruned, 0)))
+                self._handles.append(
+                    p.register_hook(lambda g, pruned=pruned: g.masked_fill(pruned, 0)))
         by_module: dict[int, tuple[nn.Module, list[str]]] = {}
         for name in self._entries:
             mod, _ = _owner(model, name)
             by_module.setdefault(id(mod), (mod, []))[1].append(name)
         for mod, names in by_module.values():
-            self._handles.append(mod.register_forward_pre_hook(lambda m, a, names=names: self._enforce(names)))
+            self._handles.append(
+                mod.register_forward_pre_hook(lambda m, a, names=names: self._enforce(names)))
         self._handles.append(
             register_optimizer_step_post_hook(lambda opt, a, kw: self._enforce())
         )
@@ -205,7 +210,8 @@ def hold_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> MaskHolde
     return MaskHolder(model, masks)
 
 
-def layer_masks(model: nn.Module, densities: Mapping[str, float], *, param: str = "weight") -> dict[str, torch.Tensor]:
+def layer_masks(model: nn.Module, densities: Mapping[str, float], *,
+                param: str = "weight") -> dict[str, torch.Tensor]:
     """Magnitude masks for the ``param`` of each named module, at its given density.
 
     ``densities`` maps module names (``features.0``, as in ``DEEP_COMPRESSION_DENSITY``) to
@@ -222,7 +228,8 @@ def layer_masks(model: nn.Module, densities: Mapping[str, float], *, param: str 
 
 
 @torch.no_grad()
-def masks_from_torch_prune(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def masks_from_torch_prune(model: nn.Module
+                           ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Masks and effective weights of a model pruned with ``torch.nn.utils.prune``.
 
     Returns ``(masks, weights)``, both keyed by the names the user knows (``fc1.weight``,
@@ -240,7 +247,8 @@ def masks_from_torch_prune(model: nn.Module) -> tuple[dict[str, torch.Tensor], d
             orig = getattr(mod, attr + "_orig", None)
             mask = getattr(mod, attr + "_mask", None)
             if orig is None or mask is None:
-                raise CdnnRecipeError(f"module {mod_name!r} has a pruning hook but no {attr}_orig/{attr}_mask")
+                raise CdnnRecipeError(f"module {mod_name!r} has a pruning hook but no "
+                                      f"{attr}_orig/{attr}_mask")
             name = f"{mod_name}.{attr}" if mod_name else attr
             masks[name] = mask != 0
             weights[name] = (orig * mask).detach().clone()

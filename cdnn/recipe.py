@@ -9,11 +9,15 @@ import fnmatch
 import json
 import os
 
-from .cluster import CdnnRecipeError
+from cdnn_runtime.constants import MAX_CODEBOOK_SIZE, MAX_GAP_BITS, MIN_GAP_BITS
+from cdnn_runtime.errors import CdnnRecipeError
+
+from .cluster import INITS
 from .models import DEEP_COMPRESSION_DENSITY
 
 KEYS = {"density", "quality", "bits", "init", "gap_bits", "bias"}
-INITS = ("kmeans++", "linear", "random")
+#: Most codebook bits: 2**bits centroids fit the codebook.
+MAX_CODE_BITS = MAX_CODEBOOK_SIZE.bit_length() - 1
 #: How a layer's bias is stored: float32, or float16 (half the bytes; a relative rounding error
 #: of at most 2^-11, which no accuracy we measured noticed).
 BIAS_DTYPES = ("float32", "float16")
@@ -25,6 +29,7 @@ PRESETS = {
     "lossless-ish": {"kind:conv2d": {"density": 1.0, "bits": 8},
                      "kind:linear": {"density": 1.0, "bits": 8}},
 }
+
 
 def load_recipe(source):
     """A recipe from a dict, a JSON file, or a YAML file (when PyYAML is installed)."""
@@ -67,12 +72,14 @@ def _check_settings(where, settings):
             raise CdnnRecipeError(f"recipe entry {where!r}: quality must be >= 0, got {q!r}")
     if "bits" in settings:
         b = settings["bits"]
-        if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 8:
-            raise CdnnRecipeError(f"recipe entry {where!r}: bits must be 1 to 8, got {b!r}")
+        if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= MAX_CODE_BITS:
+            raise CdnnRecipeError(f"recipe entry {where!r}: bits must be 1 to {MAX_CODE_BITS}, "
+                                  f"got {b!r}")
     if "gap_bits" in settings and settings["gap_bits"] is not None:
         g = settings["gap_bits"]
-        if not isinstance(g, int) or isinstance(g, bool) or not 1 <= g <= 8:
-            raise CdnnRecipeError(f"recipe entry {where!r}: gap_bits must be 1 to 8, got {g!r}")
+        if not isinstance(g, int) or isinstance(g, bool) or not MIN_GAP_BITS <= g <= MAX_GAP_BITS:
+            raise CdnnRecipeError(f"recipe entry {where!r}: gap_bits must be {MIN_GAP_BITS} to "
+                                  f"{MAX_GAP_BITS}, got {g!r}")
     if "bias" in settings and settings["bias"] not in BIAS_DTYPES:
         raise CdnnRecipeError(f"recipe entry {where!r}: bias must be one of "
                               f"{', '.join(BIAS_DTYPES)}, got {settings['bias']!r}")

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .cluster import CdnnRecipeError
-from .compress import layer_kinds
-from .capture import prepare_for_capture
-from .prune import magnitude_mask
+from cdnn_runtime.errors import CdnnRecipeError
+
 from ._callable import make_callable
+from .capture import prepare_for_capture
+from .compress import layer_kinds
+from .prune import magnitude_mask
 
 DEFAULT_DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02)
 

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from cdnn_runtime.errors import CdnnArgumentError
+
 
 def fit(model, loader, loss=None, epochs=1, lr=1e-3, *, weight_decay=0.0, schedule=None,
         log=None):
@@ -20,7 +22,7 @@ def fit(model, loader, loss=None, epochs=1, lr=1e-3, *, weight_decay=0.0, schedu
     a warm restart).
     """
     if schedule not in (None, "cosine"):
-        raise ValueError(f"schedule must be None or 'cosine', not {schedule!r}")
+        raise CdnnArgumentError(f"schedule must be None or 'cosine', not {schedule!r}")
     loss = loss or torch.nn.functional.cross_entropy
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     total_steps = max(1, epochs * len(loader)) if schedule else 0

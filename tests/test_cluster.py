@@ -4,13 +4,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdnn.cluster import (
-    CdnnRecipeError,
     ClusterResult,
     fine_tune_centroids_grad,
     initial_centroids,
     kmeans_1d,
 )
-from cdnn_runtime.errors import CdnnError
+from cdnn_runtime.errors import CdnnError, CdnnRecipeError
 
 
 def _data(kind: str, n: int, seed: int) -> np.ndarray:
@@ -135,7 +134,8 @@ def test_explicit_init_array_and_max_iter_zero():
 
 def test_empty_clusters_are_refilled():
     # Linear init puts most centres in the gap between two tight modes.
-    x = np.concatenate([np.linspace(-1.01, -0.99, 100), np.linspace(0.99, 1.01, 100)]).astype(np.float32)
+    x = np.concatenate([np.linspace(-1.01, -0.99, 100),
+                        np.linspace(0.99, 1.01, 100)]).astype(np.float32)
     r = kmeans_1d(x, 8, init="linear", max_iter=200)
     assert r.n_clusters == 8
     assert np.bincount(r.labels, minlength=8).min() > 0
@@ -206,6 +206,9 @@ def test_bad_values():
         with pytest.raises(CdnnError):
             kmeans_1d(bad, 2)
     assert issubclass(CdnnRecipeError, ValueError)
+    import cdnn.cluster
+    import cdnn.prune
+    assert cdnn.cluster.CdnnRecipeError is cdnn.prune.CdnnRecipeError is CdnnRecipeError
 
 
 def test_fine_tune_centroids_grad():

@@ -7,10 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cdnn.capture import capture, prepare_for_capture
-from cdnn.cluster import CdnnRecipeError
 from cdnn.compress import compress, fold_batchnorm
 from cdnn.recipe import resolve
-from cdnn_runtime import CdnnUnsupportedError
+from cdnn_runtime import CdnnRecipeError, CdnnUnsupportedError
 from cdnn_runtime.reader import read
 
 
@@ -39,7 +38,7 @@ class EveryOp(nn.Module):
         y = F.avg_pool2d(y, 3, stride=1, padding=1, count_include_pad=False)
         y = torch.cat([self.pool(y), torch.sigmoid(self.pool(y)) * 0.5], dim=1)
         y = torch.flatten(y, 1)
-        y = self.drop(torch.tanh(self.fc1(y[:, :64] if False else y.reshape(y.shape[0], -1)[:, :64])))
+        y = self.drop(torch.tanh(self.fc1(y.reshape(y.shape[0], -1)[:, :64])))
         return F.log_softmax(F.gelu(self.fc2(y)), dim=1)
 
 
@@ -238,7 +237,7 @@ def test_retraining_holds_masks_and_fine_tuning_moves_centroids():
         s = f.sparse(name)
         assert np.array_equal(s.to_dense(), ref[name].detach().numpy())
         assert len(np.unique(s.values())) <= 4
-        assert s.nnz == round({"conv.weight": 0.5, "fc.weight": 0.3}[name] * s.rows * s.cols)
+        assert s.nnz == round({"conv.weight": 0.5, "fc.weight": 0.3}[name] * s.rows * s.n_cols)
 
 
 def test_already_pruned_model_with_masks_skips_pruning_and_keeps_them():

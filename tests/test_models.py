@@ -4,24 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from cdnn.datasets import (
-    FASHION_MNIST_MEAN,
-    FASHION_MNIST_STD,
-    CdnnDatasetError,
-    CdnnDatasetMissingError,
-    fashion_mnist,
-    normalize,
-    read_idx,
-)
+from cdnn.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, fashion_mnist, normalize, read_idx
 from cdnn.models import (
     DEEP_COMPRESSION_DENSITY,
     MODELS,
     alexnet,
-    lenet_300_100,
     lenet_5,
+    lenet_300_100,
     seeded,
     vgg16,
 )
+from cdnn_runtime.errors import CdnnDatasetError, CdnnDatasetMissingError
 
 PUBLISHED_PARAMS = {
     "lenet-300-100": 266_610,
@@ -48,7 +41,8 @@ def test_lenet_names_and_shapes():
         "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
     assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     m = seeded(lenet_5, 0)
-    assert [n for n, _ in m.named_parameters()][::2] == ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
+    assert [n for n, _ in m.named_parameters()][::2] == [
+        "conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
     assert m.fc1.weight.shape == (500, 800)
     assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
@@ -116,7 +110,8 @@ def _write_split(root, prefix, n, *, gz, seed=0):
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, n, dtype=np.uint8)
     suffix = ".gz" if gz else ""
-    for stem, data in ((f"{prefix}-images-idx3-ubyte", _idx(8, images)), (f"{prefix}-labels-idx1-ubyte", _idx(8, labels))):
+    for stem, data in ((f"{prefix}-images-idx3-ubyte", _idx(8, images)),
+                       (f"{prefix}-labels-idx1-ubyte", _idx(8, labels))):
         path = root / (stem + suffix)
         if gz:
             with gzip.open(path, "wb") as f:
@@ -148,6 +143,12 @@ def test_fashion_mnist_env_and_missing(tmp_path, monkeypatch):
     with pytest.raises(CdnnDatasetError):
         fashion_mnist(tmp_path, split="validation")
     assert issubclass(CdnnDatasetMissingError, FileNotFoundError)
+
+
+def test_dataset_errors_are_the_runtime_family():
+    import cdnn.datasets
+    assert cdnn.datasets.CdnnDatasetError is CdnnDatasetError  # the old import still works
+    assert cdnn.datasets.CdnnDatasetMissingError is CdnnDatasetMissingError
 
 
 def test_idx_header_validation(tmp_path):

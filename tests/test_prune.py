@@ -7,7 +7,6 @@ from torch.nn.utils import prune as tprune
 
 from cdnn.models import DEEP_COMPRESSION_DENSITY, lenet_300_100, seeded
 from cdnn.prune import (
-    CdnnRecipeError,
     apply_masks,
     density_schedule,
     hold_masks,
@@ -15,7 +14,7 @@ from cdnn.prune import (
     magnitude_mask,
     masks_from_torch_prune,
 )
-from cdnn_runtime.errors import CdnnError
+from cdnn_runtime.errors import CdnnError, CdnnRecipeError
 
 
 def _w(shape, seed=0):
@@ -140,7 +139,8 @@ def test_hold_allows_two_forwards_before_backward():
     with hold_masks(model, masks):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         (x1, y1), (x2, y2) = _batches(2)
-        loss = nn.functional.cross_entropy(model(x1), y1) + nn.functional.cross_entropy(model(x2), y2)
+        loss = (nn.functional.cross_entropy(model(x1), y1)
+                + nn.functional.cross_entropy(model(x2), y2))
         loss.backward()
         opt.step()
         with torch.no_grad():

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cdnn.train import accuracy, fit, loader
+from cdnn_runtime.errors import CdnnArgumentError
 
 
 def toy(seed=0):
@@ -46,5 +47,5 @@ def test_cosine_schedule_ends_near_zero_rate():
 
 def test_unknown_schedule_is_refused():
     x, y = toy()
-    with pytest.raises(ValueError, match="schedule must be None or 'cosine'"):
+    with pytest.raises(CdnnArgumentError, match="schedule must be None or 'cosine'"):
         fit(torch.nn.Linear(8, 2), loader(x, y), schedule="step")
