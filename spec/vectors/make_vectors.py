@@ -18,15 +18,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 META = {"producer": "cdnn spec vectors", "producer_version": "1"}
 
 
-def _sparse_matrix(rng, rows, cols, density, k):
+def _sparse_matrix(rng, rows, n_cols, density, k):
     """Codes in 1..k-1 at random positions (code 0 is kept for 0.0, i.e. unused)."""
-    mask = rng.random((rows, cols)) < density
-    return np.where(mask, rng.integers(1, k, (rows, cols)), 0)
+    mask = rng.random((rows, n_cols)) < density
+    return np.where(mask, rng.integers(1, k, (rows, n_cols)), 0)
 
 
 def _add_sparse(w, name, shape, codes2d, codebook, **kw):
-    row_ptr, cols, codes = csr_from_dense(codes2d)
-    w.add_sparse_codebook(name, shape, row_ptr, cols, codes, codebook, **kw)
+    row_ptr, col_idx, codes = csr_from_dense(codes2d)
+    w.add_sparse_codebook(name, shape, row_ptr, col_idx, codes, codebook, **kw)
 
 
 def raw_tensors():
