@@ -15,6 +15,7 @@ from .errors import (
     CdnnUsageError,
     CdnnVersionError,
     KernelArgumentError,
+    PlotUnavailableError,
 )
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "InferenceSession",
     "KernelArgumentError",
     "NodeArg",
+    "PlotUnavailableError",
     "load",
     "read",
 ]

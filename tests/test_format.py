@@ -192,6 +192,17 @@ def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["m.cdnn"]
 
 
+def test_the_error_family_is_exported_whole():
+    import inspect
+
+    import cdnn_runtime
+    from cdnn_runtime import errors
+    family = {name for name, cls in vars(errors).items()
+              if inspect.isclass(cls) and issubclass(cls, CdnnError)}
+    assert family <= set(cdnn_runtime.__all__)
+    assert all(getattr(cdnn_runtime, name) is getattr(errors, name) for name in family)
+
+
 def test_runtime_never_imports_torch():
     code = ("import sys, numpy as np, cdnn_runtime, cdnn_runtime.reader, cdnn_runtime.writer; "
             "from cdnn_runtime.reader import read; "
