@@ -11,7 +11,8 @@ built here is reported by `make_*` returning (None, reason) instead of (peer, No
   the exporter's Gemm nodes are rewritten as MatMul + Add first, since onnxruntime's dynamic
   quantizer does not handle Gemm);
 * DeepSparse, in a separate interpreter (its own venv, numpy<2), on the exported ONNX file,
-  driven over a pipe so that its calls can be interleaved with the others.
+  driven over a pipe so that its calls can be interleaved with the others
+  (_children/deepsparse_engine.py).
 
 onnxruntime and onnx are imported lazily: without them those peers are skipped with a reason.
 """
@@ -23,10 +24,11 @@ import os
 import queue
 import subprocess
 import threading
-import time
 import warnings
 
 import numpy as np
+
+from cdnn_runtime.timing import time_calls
 
 ONNX_OPSET = 13  # DeepSparse 1.8 rejects opsets above 19; the TorchScript exporter's default is 20
 
@@ -39,13 +41,7 @@ class Peer:
         self.info = info or {}
 
     def timed(self, x, n=1):
-        fn = self._fn
-        out = []
-        for _ in range(n):
-            t = time.perf_counter()
-            fn(x)
-            out.append(time.perf_counter() - t)
-        return out
+        return time_calls(self._fn, x, repeats=n).tolist()
 
     def output(self, x):
         return np.asarray(self._to_numpy(self._fn(x)), dtype=np.float32)
@@ -222,34 +218,15 @@ def make_ort_int8(onnx_path, work, threads):
 
 # ---- DeepSparse, in its own interpreter -----------------------------------------------------
 
-DS_CHILD = r"""
-import json, os, sys, time
-import numpy as np
-def say(obj):
-    sys.stdout.write("@@" + json.dumps(obj) + "\n"); sys.stdout.flush()
-path, inp, out = sys.argv[1], sys.argv[4], sys.argv[5]
-batch, threads = int(sys.argv[2]), int(sys.argv[3])
-try:
-    import deepsparse
-    from deepsparse import compile_model
-    t = time.perf_counter()
-    eng = compile_model(path, batch_size=batch, num_cores=threads)
-    compile_s = time.perf_counter() - t
-    x = np.load(inp)
-    np.save(out, eng.run([x])[0])
-except Exception as exc:
-    say({"error": "%s: %s" % (type(exc).__name__, exc)}); sys.exit(0)
-say({"ready": True, "version": deepsparse.__version__, "compile_s": compile_s,
-     "numpy": np.__version__})
-for line in sys.stdin:
-    cmd = line.split()
-    if not cmd or cmd[0] == "quit":
-        break
-    ts = []
-    for _ in range(int(cmd[1])):
-        t = time.perf_counter(); eng.run([x]); ts.append(time.perf_counter() - t)
-    say(ts)
-"""
+DS_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_children",
+                        "deepsparse_engine.py")
+
+
+def _ds_env():
+    """The environment of the DeepSparse interpreter: its own venv, no analytics."""
+    env = dict(os.environ, NM_DISABLE_ANALYTICS="1")
+    env.pop("PYTHONPATH", None)
+    return env
 
 
 class DeepSparsePeer:
@@ -264,12 +241,10 @@ class DeepSparsePeer:
         self._out = os.path.join(work, f"ds-out-{x.shape[0]}.npy")
         np.save(self._inp, x)
         self._log = open(os.path.join(work, f"ds-{x.shape[0]}.log"), "w+")
-        env = dict(os.environ, NM_DISABLE_ANALYTICS="1")
-        env.pop("PYTHONPATH", None)
         self._proc = subprocess.Popen(
-            [python, "-c", DS_CHILD, onnx_path, str(x.shape[0]), str(threads), self._inp,
+            [python, DS_CHILD, onnx_path, str(x.shape[0]), str(threads), self._inp,
              self._out], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            text=True, env=env, cwd=work)
+            text=True, env=_ds_env(), cwd=work)
         self._lines = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         msg = self._next(timeout)
@@ -328,12 +303,10 @@ def check_deepsparse(python):
                "deepsparse==1.8.0 and numpy<2)", None
     if not os.path.exists(python):
         return f"--deepsparse-python {python}: no such file", None
-    env = dict(os.environ, NM_DISABLE_ANALYTICS="1")
-    env.pop("PYTHONPATH", None)
     try:
         r = subprocess.run([python, "-c", "import deepsparse, numpy; "
                             "print(deepsparse.__version__, numpy.__version__)"],
-                           capture_output=True, text=True, timeout=120, env=env)
+                           capture_output=True, text=True, timeout=120, env=_ds_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{python} could not be run: {exc}", None
     if r.returncode != 0:

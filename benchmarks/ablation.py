@@ -18,30 +18,22 @@ usage: python benchmarks/ablation.py [--nets lenet-300-100,lenet-5] [--quick] [-
                                     [--fine-tune-images N] [--from-json results/ablation.json]
 """
 
-import argparse
 import copy
 import json
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+from _common import RESULTS
+from _paper_common import lenet_parser, load_data, load_json, runtime_accuracy
+from cdnn import models
+from cdnn import recipe as recipes
+from cdnn.cluster import INITS
+from cdnn.compress import encode, fine_tune, layer_kinds, prune, share
+from cdnn.train import accuracy, fit, loader
 
-from cdnn import models  # noqa: E402
-from cdnn import recipe as recipes  # noqa: E402
-from cdnn.compress import encode, fine_tune, layer_kinds, prune, share  # noqa: E402
-from cdnn.datasets import fashion_mnist  # noqa: E402
-from cdnn.train import accuracy, fit, loader  # noqa: E402
-from cdnn_runtime import InferenceSession  # noqa: E402
-
-RESULTS = os.path.join(HERE, "results")
-
-INITS = ("kmeans++", "linear", "random")
 SEEDS = (0, 1, 2)
 
 #: Bits settings: None keeps the preset's bits (conv 8, fc 5); an int applies to every layer.
@@ -57,18 +49,6 @@ RECIPES = {
     "lenet-5": {"dense_epochs": 4, "prune_steps": 3, "retrain_epochs": 1,
                 "fine_tune_epochs": 1, "lr": 1e-3, "retrain_lr": 5e-4},
 }
-
-
-def load_data(quick=False):
-    """(x_train, y_train, x_val, y_val, x_test, y_test) split as reproduce.py splits them."""
-    xtr, ytr = fashion_mnist(split="train")
-    xte, yte = fashion_mnist(split="test")
-    perm = np.random.default_rng(0).permutation(len(xtr))
-    val, tr = perm[:5000], perm[5000:]
-    data = [xtr[tr], ytr[tr], xtr[val], ytr[val], xte, yte]
-    if quick:
-        data = [a[:2000] for a in data]
-    return tuple(data)
 
 
 def share_settings(settings, bits, init):
@@ -122,13 +102,6 @@ def prepare_net(name, data, quick=False, log=print):
 
 def _densities(d):
     return ", ".join(f"{k} {v:.0%}" for k, v in d.items())
-
-
-def runtime_accuracy(data, x, y, batch=1000):
-    """Top-1 accuracy of .cdnn bytes run by cdnn_runtime, and its predictions."""
-    sess = InferenceSession(data)
-    preds = np.concatenate([sess(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
-    return float((preds == y).mean()), preds
 
 
 def ablate_net(name, prep, data, *, bit_settings=BIT_SETTINGS, inits=INITS, seeds=SEEDS,
@@ -302,20 +275,14 @@ def markdown(report):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nets", default="lenet-300-100,lenet-5")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 1 epoch, 2,000 images")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap = lenet_parser(__doc__, quick_help="smoke run: 1 epoch, 2,000 images",
+                      threads_help="torch threads (default: torch's)",
+                      from_json_help="rebuild the summary and the Markdown table of a saved run")
     ap.add_argument("--fine-tune-images", type=int, default=FINE_TUNE_IMAGES,
                     help="training images per fine-tuning pass (0: all)")
-    ap.add_argument("--from-json", metavar="PATH",
-                    help="rebuild the summary and the Markdown table of a saved run")
     args = ap.parse_args()
     if args.from_json:
-        with open(args.from_json) as fh:
-            report = json.load(fh)
+        report = load_json(args.from_json)
         for res in report["nets"].values():
             res["summary"] = summarize(res["runs"])
         with open(args.from_json, "w") as fh:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import RESULTS
 from cdnn.cluster import INITS, kmeans_1d
 
 #: (name, weight count, Deep Compression density, fan-in) of VGG-16's weight layers.
@@ -41,7 +42,7 @@ VGG16_LAYERS = [
     ("fc8", 4096000, 0.23, 4096),
 ]
 
-RESULTS = Path(__file__).resolve().parent / "results" / "cluster.json"
+OUT = Path(RESULTS) / "cluster.json"
 
 
 def pruned_normal(rng: np.random.Generator, count: int, density: float, std: float) -> np.ndarray:
@@ -96,7 +97,8 @@ def run_layers(layers, threads: int, init: str = "kmeans++"):
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2, help="layers clustered in parallel (default 2)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="layers clustered in parallel (default 2)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -131,7 +133,8 @@ def main(argv=None) -> dict:
     for init in INITS:
         init_rows, _ = run_layers(layers, args.threads, init)
         vgg_inertia[init] = sum(row[4] for row in init_rows)
-    print("VGG-16 total inertia by init: " + ", ".join(f"{k} {v:.6g}" for k, v in vgg_inertia.items()))
+    print("VGG-16 total inertia by init: "
+          + ", ".join(f"{k} {v:.6g}" for k, v in vgg_inertia.items()))
 
     result = {
         "machine": {
@@ -148,16 +151,17 @@ def main(argv=None) -> dict:
             "seconds_threads": round(parallel, 4),
             "target_seconds": 10.0,
             "layers": [
-                {"name": name, "values": n, "k": k, "seconds": round(sec, 4), "inertia": inertia, "n_iter": n_iter}
+                {"name": name, "values": n, "k": k, "seconds": round(sec, 4),
+                 "inertia": inertia, "n_iter": n_iter}
                 for name, n, k, sec, inertia, n_iter in rows
             ],
             "total_inertia_by_init": vgg_inertia,
         },
         "single_10m_256": {"values": int(big.size), "by_init": single},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {OUT}")
     return result
 
 

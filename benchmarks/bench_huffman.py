@@ -17,17 +17,16 @@ import datetime
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numba
 import numpy as np
 
+from _common import RESULTS
 from cdnn_runtime import huffman as H
 from cdnn_runtime.constants import DEFAULT_CHUNK_SYMBOLS
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from cdnn_runtime.report import entropy_bits
+from cdnn_runtime.timing import summarize, time_calls
 
 
 def make_stream(kind: str, n: int, seed: int = 0) -> tuple[np.ndarray, int]:
@@ -43,28 +42,12 @@ def make_stream(kind: str, n: int, seed: int = 0) -> tuple[np.ndarray, int]:
     raise ValueError(kind)
 
 
-def entropy_bits(freqs: np.ndarray) -> float:
-    p = freqs[freqs > 0] / freqs.sum()
-    return float(-(p * np.log2(p)).sum())
-
-
-def timed(fn, repeats: int) -> list[float]:
-    fn()  # warm-up (compilation, page faults)
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def rate_stats(n: int, times: list[float]) -> dict:
-    rates = [n / t / 1e6 for t in times]
-    return {
-        "median": statistics.median(rates),
-        "min": min(rates),
-        "max": max(rates),
-    }
+def rate_stats(n: int, fn, repeats: int) -> dict:
+    """Millions of symbols per second over `repeats` calls fn() after one warm-up call
+    (compilation, page faults): at the median, slowest and fastest call."""
+    s = summarize(time_calls(fn, repeats=repeats, warmup=1))
+    return {"median": n / s["median_ms"] / 1e3, "min": n / s["max_ms"] / 1e3,
+            "max": n / s["min_ms"] / 1e3}
 
 
 def bench_stream(kind: str, n: int, threads: list[int], repeats: int, chunk: int) -> list[dict]:
@@ -80,10 +63,9 @@ def bench_stream(kind: str, n: int, threads: list[int], repeats: int, chunk: int
     for t in threads:
         numba.set_num_threads(t)
         dec = rate_stats(
-            n,
-            timed(lambda: H.decode(payload, bits, lengths, n, chunk, offsets, out=out), repeats),
+            n, lambda: H.decode(payload, bits, lengths, n, chunk, offsets, out=out), repeats
         )
-        enc = rate_stats(n, timed(lambda: H.encode(sym, lengths, chunk), max(3, repeats // 2)))
+        enc = rate_stats(n, lambda: H.encode(sym, lengths, chunk), max(3, repeats // 2))
         rows.append(
             {
                 "distribution": kind,
@@ -93,7 +75,7 @@ def bench_stream(kind: str, n: int, threads: list[int], repeats: int, chunk: int
                 "threads": t,
                 "max_code_length": int(lengths.max()),
                 "coded_bits_per_symbol": bits / n,
-                "entropy_bits_per_symbol": entropy_bits(freqs),
+                "entropy_bits_per_symbol": entropy_bits(sym),
                 "decode_msym_s": dec,
                 "encode_msym_s": enc,
                 "repeats": repeats,
@@ -138,7 +120,7 @@ def main(argv=None) -> int:
                     help="stream lengths (default 1000000 20000000)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--chunk", type=int, default=DEFAULT_CHUNK_SYMBOLS)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=Path(RESULTS))
     args = ap.parse_args(argv)
 
     sizes = args.sizes or ([500_000] if args.quick else [1_000_000, 20_000_000])

@@ -16,74 +16,24 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
-SHAPES = {"lenet-300-100": (1, 28, 28), "lenet-5": (1, 28, 28), "alexnet": (3, 224, 224),
-          "vgg16": (3, 224, 224)}
+from _common import RESULTS, SHAPES, build, stats
+from _fresh_process import cdnn_child
+from cdnn_runtime.timing import time_calls
 
-CHILD = r"""
-import os, sys, time, json, resource
-t0 = time.perf_counter()
-import numpy as np
-import cdnn_runtime
-from cdnn_runtime import InferenceSession
-t1 = time.perf_counter()
-sess = InferenceSession(sys.argv[1])
-t2 = time.perf_counter()
-x = np.random.default_rng(0).standard_normal([1] + json.loads(sys.argv[2])).astype(np.float32)
-sess(x)
-t3 = time.perf_counter()
-# VmHWM, not ru_maxrss: the latter keeps the parent's high-water mark across fork and exec
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_run_s": t3 - t2,
-                  "total_s": t3 - t0, "torch_loaded": "torch" in sys.modules,
-                  "peak_rss_mb": int(hwm) / 1024}))
-"""
+#: The child's figures that runtime.json keeps for each start.
+START_KEYS = ("import_s", "load_s", "first_run_s", "total_s", "torch_loaded", "peak_rss_mb")
 
 
-def child(path, shape, cache_dir, threads):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, NUMBA_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, "-c", CHILD, path, json.dumps(list(shape))],
-                         env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def timings(fn, x, repeats):
-    for _ in range(3):
-        fn(x)
-    t = []
-    for _ in range(repeats):
-        s = time.perf_counter()
-        fn(x)
-        t.append(time.perf_counter() - s)
-    return t
-
-
-def stats(seconds):
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    return {"median_ms": float(np.median(ms)), "min_ms": float(ms.min()),
-            "max_ms": float(ms.max()), "n": int(ms.size)}
-
-
-def build(name):
-    """The reference network `name` (seed 0) pruned and shared by the deep-compression
-    preset, without retraining: (the dense torch model, its CompressedModel, seconds the
-    compression took)."""
-    import torch
-
-    from cdnn import models
-    from cdnn.compress import compress
-    model = models.seeded(models.MODELS[name], 0).eval()
-    t = time.perf_counter()
-    packed = compress(model, torch.randn(2, *SHAPES[name]), model_name=name)
-    return model, packed, time.perf_counter() - t
+def start(path, shape, cache_dir, threads):
+    """A fresh process loads and runs the file: its phases' seconds and peak memory."""
+    out = cdnn_child(path, shape, threads, cache_dir)
+    out["total_s"] = out["t_result"] - out["t_start"]
+    return {k: out[k] for k in START_KEYS}
 
 
 def main():
@@ -112,8 +62,8 @@ def main():
         path = os.path.join(work, name + ".cdnn")
         packed.save(path)
         cache = tempfile.mkdtemp(prefix="numba-cache-", dir=work)
-        cold = child(path, shape, cache, args.threads)
-        warm = child(path, shape, cache, args.threads)
+        cold = start(path, shape, cache, args.threads)
+        warm = start(path, shape, cache, args.threads)
         sess = InferenceSession(path, num_threads=args.threads)
         entry = {"file_bytes": packed.nbytes, "dense_bytes": packed.dense_bytes,
                  "ratio": packed.ratio, "compress_s": compress_s, "cold_start": cold,
@@ -126,8 +76,8 @@ def main():
             with torch.inference_mode():
                 tt, tc = [], []
                 for _ in range(reps):  # alternate, so both see the same machine
-                    tt += timings(model, xt, 1)
-                    tc += timings(sess, x, 1)
+                    tt.append(time_calls(model, xt, repeats=1, warmup=3)[0])
+                    tc.append(time_calls(sess, x, repeats=1, warmup=3)[0])
             cdnn, dense = stats(tc), stats(tt)
             entry["latency"][str(batch)] = {"cdnn": cdnn, "torch": dense,
                                             "ratio": cdnn["median_ms"] / dense["median_ms"]}

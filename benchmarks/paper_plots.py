@@ -15,8 +15,7 @@ import os
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
+from _common import RESULTS
 
 #: Deep Compression (Han et al. 2016), Table 1, MNIST: ratio and error before -> after.
 DEEP_COMPRESSION = {"lenet-300-100": {"ratio": 40, "error": (1.64, 1.58)},

@@ -15,22 +15,16 @@ usage: python benchmarks/paper_sizes.py [--nets alexnet,vgg16] [--keep DIR]
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-import reproduce  # noqa: E402
-from cdnn import models  # noqa: E402
-from cdnn.compress import compress  # noqa: E402
-
-RESULTS = os.path.join(HERE, "results")
+from _common import RESULTS
+from _paper_common import layer_table
+from cdnn import models
+from cdnn.compress import compress
 
 #: Deep Compression (Han et al., ICLR 2016), Table 1: dense MB -> compressed MB, ratio.
 PUBLISHED = {"alexnet": {"dense_mb": 240, "compressed_mb": 6.9, "ratio": 35,
@@ -63,8 +57,8 @@ def iid_gap_bits(density):
 
 
 def _layer_rows(packed, name):
-    """reproduce.layer_table's columns, with each layer's bytes by stream and bits per nonzero."""
-    rows = reproduce.layer_table(packed.file)
+    """layer_table's columns, with each layer's bytes by stream and bits per nonzero."""
+    rows = layer_table(packed.file)
     report = {r["layer"]: r for r in packed.report()["layers"]}
     for r in rows:
         rep = report[r["layer"]]
@@ -165,16 +159,20 @@ def markdown(results):
         for r in res["layers"]:
             out.append(
                 f"| {r['name']} | {r['weights']:,} | {r['density']:.1%} | {r['codebook_size']} | "
-                f"{r['weight_bits_pq']} | {r['weight_bits_pqh']:.2f} | {r['weight_entropy']:.2f} | "
+                f"{r['weight_bits_pq']} | {r['weight_bits_pqh']:.2f} | "
+                f"{r['weight_entropy']:.2f} | "
                 f"{r['index_bits_pq']} | {r['index_bits_pqh']:.2f} | {r['index_entropy']:.2f} | "
-                f"{r['iid_gap_bits_per_nnz']:.2f} | {r['mean_gap']:.1f} | {r['bits_per_nnz']:.2f} | "
+                f"{r['iid_gap_bits_per_nnz']:.2f} | {r['mean_gap']:.1f} | "
+                f"{r['bits_per_nnz']:.2f} | "
                 f"{r['entropy_bits_per_nnz']:.2f} | {r['ratio_pqh']:.1f}x |")
         out.append(f"| **total** | {t['weights']:,} | {t['density']:.1%} | | | "
-                   f"{t['codes_bits_per_nnz']:.2f}/nz | | | {t['gaps_bits_per_nnz']:.2f}/nz | | | | "
+                   f"{t['codes_bits_per_nnz']:.2f}/nz | | | "
+                   f"{t['gaps_bits_per_nnz']:.2f}/nz | | | | "
                    f"{t['bits_per_nnz']:.2f} | {t['entropy_bits_per_nnz']:.2f} | "
                    f"**{t['ratio']:.1f}x** |")
         out += ["",
-                f"- file on disk: **{t['file_bytes'] / MB:.2f} MB** from {t['dense_bytes'] / MB:.1f} MB "
+                f"- file on disk: **{t['file_bytes'] / MB:.2f} MB** from "
+                f"{t['dense_bytes'] / MB:.1f} MB "
                 f"of float32 parameters = **{t['ratio']:.1f}x**; Deep Compression (trained "
                 f"ImageNet weights, same densities and bits): {pub['compressed_mb']} MB from "
                 f"{pub['dense_mb']} MB = {pub['ratio']}x.",

@@ -16,34 +16,29 @@ One command, about half an hour on 2 cores:
   6. runs the initialisation ablation (K-Means++, linear, random; 3 seeds) on the pruned LeNets
      (ablation.py);
   7. writes results/paper.json, results/PAPER.md and the PNG plots.
-Training recipes were chosen on the validation images; the test set is used only to report.
 Everything is seeded: a rerun with the same threads gives the same figures.
 Needs Debian's dataset-fashion-mnist.
 usage: python benchmarks/reproduce.py [--nets lenet-300-100,lenet-5] [--parts lenets,sizes,ablation]
                                       [--quick] [--out DIR] [--keep DIR] [--from-json PATH]
 """
 
-import argparse
 import copy
 import json
 import os
-import sys
 import time
 
-import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-import ablation  # noqa: E402
-from cdnn import models  # noqa: E402
-from cdnn import recipe as recipes  # noqa: E402
-from cdnn.compress import compress, layer_kinds, prune  # noqa: E402
-from cdnn.train import accuracy, fit, loader  # noqa: E402
-
-RESULTS = os.path.join(HERE, "results")
+import ablation
+import paper_plots
+import paper_sizes
+from _common import RESULTS
+from _paper_common import layer_table, lenet_parser, load_data, load_json, runtime_accuracy
+from cdnn import models
+from cdnn import recipe as recipes
+from cdnn.cluster import INITS
+from cdnn.compress import compress, layer_kinds, prune
+from cdnn.train import accuracy, fit, loader
 
 #: Deep Compression, Table 1 (MNIST): dense KB -> compressed KB, error before -> after.
 PUBLISHED = {"lenet-300-100": {"dense_kb": 1070, "compressed_kb": 27, "ratio": 40,
@@ -57,10 +52,7 @@ TARGETS = {"lenet-300-100": {"target": (40, 0.3), "stretch": (64, 1.0)},
 
 #: Training recipes. Epochs: dense training; per pruning step; centroid fine-tuning. Each
 #: retraining call runs Adam from `retrain_lr` down a cosine to 0 (a warm restart per call); the
-#: fair baseline trains the dense model on for as many epochs with one such cosine. Chosen on
-#: the 5,000 held-out training images (validation); for LeNet-300-100 among constant 5e-4 /
-#: 2e-4, cosine 1e-3 / 2e-3, 2 / 4 / 6 epochs per step, distillation from the dense model and
-#: weight decay.
+#: fair baseline trains the dense model on for as many epochs with one such cosine.
 RECIPES = {
     "lenet-300-100": {"dense_epochs": 10, "prune_steps": 3, "retrain_epochs": 4,
                       "fine_tune_epochs": 4, "lr": 1e-3, "retrain_lr": 1e-3,
@@ -68,6 +60,12 @@ RECIPES = {
     "lenet-5": {"dense_epochs": 6, "prune_steps": 3, "retrain_epochs": 2,
                 "fine_tune_epochs": 2, "lr": 1e-3, "retrain_lr": 1e-3, "schedule": "cosine"},
 }
+
+#: How the recipes were chosen, as PAPER.md tells it.
+RECIPE_SEARCH = ("Training recipes were chosen on 5,000 held-out training images, the test set "
+                 "serving only to report; for LeNet-300-100 among a constant Adam rate of 5e-4 "
+                 "or 2e-4, a cosine from 1e-3 or 2e-3, 2, 4 or 6 epochs per pruning step, "
+                 "distillation from the dense model, and weight decay.")
 
 DC = models.DEEP_COMPRESSION_DENSITY
 
@@ -103,59 +101,6 @@ BIT_SETS = {
 #: The ablation fine-tunes the centroids once over this many training images, Adam at this rate.
 ABLATION_FINE_TUNE = {"images": 10_000, "lr": 5e-4}
 ABLATION_BITS = {"preset (conv 8, fc 5)": None, "3 bits": 3}
-
-
-def entropy_bits(values):
-    if values.size == 0:
-        return 0.0
-    p = np.bincount(values.astype(np.int64)) / values.size
-    p = p[p > 0]
-    return float(-(p * np.log2(p)).sum())
-
-
-def stream_check(desc, key, section_bytes, symbols):
-    """How close a coded stream comes to its order-0 entropy: payload bits over entropy bits,
-    and the bytes spent beside the payload (code-length table, chunk index)."""
-    s = desc[key]
-    count = int(s["count"])
-    if s["coding"] == "huffman":
-        payload = int(s["payload_bits"])
-    else:
-        payload = count * int(s["bits"])  # a packed stream always records its width
-    h = entropy_bits(symbols)
-    return {"coding": s["coding"], "count": count, "payload_bits": payload,
-            "entropy_bits": h * count, "table_bytes": section_bytes - (payload + 7) // 8,
-            "excess": payload / (h * count) - 1 if h * count > 0 else 0.0}
-
-
-def layer_table(f):
-    """Deep Compression Table 2/3 columns, measured on the written file."""
-    rows = []
-    for t in f.tensors:
-        if t.encoding != "sparse_codebook":
-            continue
-        d = t.desc
-        numel = d["rows"] * d["cols"]
-        sizes = {k: f.sections[d[k]["section"]][1] for k in ("row_counts", "gaps", "codes")}
-        codebook_bytes = 4 * d["codebook"]["size"]
-        _, gaps, codes = f.entries(t.name)
-        entries = max(d["entries"], 1)
-        layer = t.name.rpartition(".")[0]
-        weight_bits = f.metadata["recipe"]["layers"][layer]["bits"]
-        pq = (d["entries"] * (weight_bits + d["gap_bits"]) + 7) // 8 + codebook_bytes
-        pqh = sizes["codes"] + sizes["gaps"] + sizes["row_counts"] + codebook_bytes
-        rows.append({
-            "layer": layer, "weights": numel,
-            "density": d["nnz"] / numel, "fillers": d["entries"] - d["nnz"],
-            "weight_bits_pq": weight_bits, "weight_bits_pqh": 8 * sizes["codes"] / entries,
-            "weight_entropy": entropy_bits(codes),
-            "index_bits_pq": d["gap_bits"], "index_bits_pqh": 8 * sizes["gaps"] / entries,
-            "index_entropy": entropy_bits(gaps),
-            "ratio_pq": 4 * numel / pq, "ratio_pqh": 4 * numel / pqh, "bytes": pqh,
-            "streams": {"codes": stream_check(d, "codes", sizes["codes"], codes),
-                        "gaps": stream_check(d, "gaps", sizes["gaps"], gaps)},
-        })
-    return rows
 
 
 def markdown_table(name, rows, total, published):
@@ -268,7 +213,7 @@ class Net:
                           prune_steps=r["prune_steps"], model_name=self.name)
         seconds = time.time() - t0
         blob = packed.to_bytes()
-        cdnn_acc, _ = ablation.runtime_accuracy(blob, self.data[4], self.data[5], batch=500)
+        cdnn_acc, _ = runtime_accuracy(blob, self.data[4], self.data[5], batch=500)
         rows = layer_table(packed.file)
         weights = sum(x["weights"] for x in rows)
         total = {"weights": weights,
@@ -362,12 +307,22 @@ def _below(drop):
     return f"{drop:.2f} points below" if drop >= 0 else f"{-drop:.2f} points above"
 
 
+def _best(t, if_none, template):
+    """A target's best point within its accuracy drop, through `template` (fields drop, label,
+    ratio, accuracy), or `if_none`."""
+    best = t["best_within_drop"]
+    if best is None:
+        return if_none
+    return template.format(drop=t["max_drop_points"], label=best["label"], ratio=best["ratio"],
+                           accuracy=_pct(best["accuracy"]))
+
+
 def lenet_markdown(name, res):
     r = res["recipe"]
     main = next(p for p in res["points"] if p["label"] == res["main"])
     table = markdown_table(name, main["layers"], main["total"], res["published"])
-    out = [f"The `deep-compression` preset (Deep Compression's densities and bits), in the form "
-           f"of its Tables 2 and 3:", "", *table.splitlines()[2:], "",
+    out = ["The `deep-compression` preset (Deep Compression's densities and bits), in the form "
+           "of its Tables 2 and 3:", "", *table.splitlines()[2:], "",
            f"Training: dense {r['dense_epochs']} epochs (Adam {r['lr']:g}, batch 128); "
            f"compression: {r['prune_steps']} pruning steps x {r['retrain_epochs']} epoch(s) of "
            f"retraining, then {r['fine_tune_epochs']} epoch(s) of centroid fine-tuning, each call "
@@ -398,10 +353,8 @@ def lenet_markdown(name, res):
                      for k, v in DENSITY_SETS[name].items())
     out += [f"Density sets: {dens}.", ""]
     for key, t in res["targets"].items():
-        best = t["best_within_drop"]
-        got = ("none of the points" if best is None else
-               f"the best point within {t['max_drop_points']} points is {best['label']}, "
-               f"{best['ratio']:.1f}x at {_pct(best['accuracy'])}")
+        got = _best(t, "none of the points",
+                    "the best point within {drop} points is {label}, {ratio:.1f}x at {accuracy}")
         out.append(f"- {key}: at least {t['ratio']}x within {t['max_drop_points']} points of "
                    f"the fair baseline: **{'met' if t['met'] else 'not met'}** ({got}).")
     out.append("")
@@ -427,7 +380,6 @@ def entropy_check(sizes):
 
 
 def sizes_markdown(sizes):
-    import paper_sizes
     text = paper_sizes.markdown(sizes)
     lines = text.splitlines()[2:]  # drop its title: PAPER.md has its own
     check = entropy_check(sizes)
@@ -466,17 +418,15 @@ def markdown(report, suffix=""):
            "cannot be set beside ours; only the ratios can. Ratios are the bytes of the dense "
            "float32 weights and biases over the bytes of the `.cdnn` file on disk, everything "
            "counted. Accuracy is that of the file run by cdnn_runtime on the "
-           f"{report.get('test_images', 10000):,} test images. Training recipes were chosen on 5,000 held-out training images.", ""]
+           f"{report.get('test_images', 10000):,} test images. {RECIPE_SEARCH}", ""]
     lenets = report.get("lenets", {})
     if lenets:
         out += ["## Summary", "",
                 "| network | target | result |", "|---|---|---|"]
         for name, res in lenets.items():
             for key, t in res["targets"].items():
-                best = t["best_within_drop"]
-                got = ("no point within the drop" if best is None else
-                       f"best within {t['max_drop_points']} points: {best['ratio']:.1f}x "
-                       f"({best['label']})")
+                got = _best(t, "no point within the drop",
+                            "best within {drop} points: {ratio:.1f}x ({label})")
                 out.append(f"| {name} | {key}: {t['ratio']}x within {t['max_drop_points']} "
                            f"points of the fair baseline | {'met' if t['met'] else 'not met'}; "
                            f"{got} |")
@@ -505,7 +455,6 @@ def markdown(report, suffix=""):
 
 
 def plots(report, out, suffix=""):
-    import paper_plots
     done = []
     if "sizes" in report:
         done.append(paper_plots.plot_sizes({"nets": report["sizes"]},
@@ -535,22 +484,17 @@ def write_outputs(report, out, with_json=True):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nets", default="lenet-300-100,lenet-5")
+    ap = lenet_parser(__doc__, quick_help="smoke run: 1 epoch, 2,000 images; writes *-quick files",
+                      threads_help="torch threads (default: cores)",
+                      from_json_help="rewrite PAPER.md and the plots from a saved paper.json, "
+                                     "beside it")
     ap.add_argument("--parts", default="lenets,sizes,ablation",
                     help="any of lenets, sizes, ablation (the ablation needs lenets)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 1 epoch, 2,000 images; writes *-quick files")
     ap.add_argument("--out", default=RESULTS, help="folder for paper.json, PAPER.md, PNGs")
     ap.add_argument("--keep", metavar="DIR", help="keep every written .cdnn file in DIR")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
-    ap.add_argument("--from-json", metavar="PATH",
-                    help="rewrite PAPER.md and the plots from a saved paper.json, beside it")
     args = ap.parse_args()
     if args.from_json:
-        with open(args.from_json) as fh:
-            report = json.load(fh)
+        report = load_json(args.from_json)
         write_outputs(report, os.path.dirname(os.path.abspath(args.from_json)), with_json=False)
         return
     parts = set(args.parts.split(","))
@@ -562,7 +506,7 @@ def main():
     report = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "quick": args.quick}
     if "lenets" in parts:
-        data = ablation.load_data(args.quick)
+        data = load_data(args.quick)
         report["test_images"] = int(len(data[4]))
         report["lenets"] = {}
         pruned = {}
@@ -585,10 +529,9 @@ def main():
                                "seconds": time.time() - t1})
                 ab = report.setdefault("ablation", {
                     "date": report["date"], "quick": args.quick, "test_images": len(data[4]),
-                    "inits": list(ablation.INITS), "seeds": list(ablation.SEEDS), "nets": {}})
+                    "inits": list(INITS), "seeds": list(ablation.SEEDS), "nets": {}})
                 ab["nets"][name] = res_ab
     if "sizes" in parts:
-        import paper_sizes
         report["sizes"] = paper_sizes.alexnet_vgg_sizes(check_runtime=True)
     report["seconds"] = time.time() - t0
     write_outputs(report, args.out)

@@ -2,19 +2,20 @@
 cdnn_runtime, and print size, accuracy and batch-1 latency next to the dense model."""
 
 import os
-import sys
-import tempfile
 import time
 from functools import partial
 
 import numpy as np
 import torch
 
+from cdnn_runtime.timing import summarize, time_calls
+
 from . import models
 from .compress import compress
 from .train import accuracy, fit, loader
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+REPEATS = 200  # timed batch-1 runs per runtime
 
 
 def _assets():
@@ -28,16 +29,10 @@ def _assets():
             as_float(data["test_images"]), data["test_labels"].astype(np.int64))
 
 
-def _latency(fn, x, repeats=200):
-    for _ in range(10):
-        fn(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    t = np.array(times) * 1e3
-    return float(np.median(t)), float(t.min()), float(t.max())
+def _latency(fn, x, repeats=REPEATS):
+    """'median ms (min-max)' of `repeats` calls fn(x) after 10 untimed ones."""
+    s = summarize(time_calls(fn, x, repeats=repeats, warmup=10))
+    return f"{s['median_ms']:.3f} ms ({s['min_ms']:.3f}-{s['max_ms']:.3f})"
 
 
 def _runtime_accuracy(sess, x, y):
@@ -72,22 +67,21 @@ def run_demo(full=False, out="demo.cdnn", log=print):
     cdnn_acc = _runtime_accuracy(sess, xte, yte)
     x1 = xte[:1].copy()
     with torch.inference_mode():
-        torch_lat = _latency(lambda v: model(v), torch.from_numpy(x1))
+        torch_lat = _latency(model, torch.from_numpy(x1))
     cdnn_lat = _latency(sess, x1)
     rows = [
         ("", "dense PyTorch", "cdnn_runtime"),
         ("size", f"{packed.dense_bytes:,} B (float32)", f"{packed.nbytes:,} B on disk"),
         ("ratio", "1x", f"{packed.ratio:.1f}x"),
         ("accuracy", f"{dense_acc:.2%}", f"{cdnn_acc:.2%}"),
-        ("batch-1 latency", "{:.3f} ms ({:.3f}-{:.3f})".format(*torch_lat),
-         "{:.3f} ms ({:.3f}-{:.3f})".format(*cdnn_lat)),
+        ("batch-1 latency", torch_lat, cdnn_lat),
     ]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     log("")
     for r in rows:
         log(f"  {r[0]:<{w0}}   {r[1]:<{w1}}   {r[2]}")
-    log(f"\naccuracy on {test_name}; latency: median (min-max) of 200 runs, "
+    log(f"\naccuracy on {test_name}; latency: median (min-max) of {REPEATS} runs, "
         f"{torch.get_num_threads()} torch threads; session load {load_ms:.0f} ms; "
         f"wrote {out}; demo took {time.perf_counter() - t_start:.0f} s")
     return 0

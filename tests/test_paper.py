@@ -1,16 +1,12 @@
 """The measurements behind `make paper` (benchmarks/reproduce.py): stream accounting, targets."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-reproduce = pytest.importorskip("reproduce")
-
-from cdnn.compress import compress  # noqa: E402
+from _paper_common import layer_table
+from cdnn.compress import compress
+from reproduce import targets_met
 
 
 def test_stream_accounting_matches_the_file_and_the_entropy_bound():
@@ -19,7 +15,7 @@ def test_stream_accounting_matches_the_file_and_the_entropy_bound():
                                 torch.nn.ReLU(), torch.nn.Linear(40, 5)).eval()
     packed = compress(model, torch.randn(2, 1, 8, 8), {"1": {"density": 0.2, "bits": 4},
                                                        "3": {"density": 0.5, "bits": 3}})
-    rows = reproduce.layer_table(packed.file)
+    rows = layer_table(packed.file)
     assert [r["layer"] for r in rows] == ["1", "3"]
     for r in rows:
         t = packed.file.tensor(f"{r['layer']}.weight")
@@ -44,12 +40,12 @@ def test_targets_are_judged_against_the_fair_baseline():
     pts = [{"label": "a", "ratio": 45.0, "cdnn_test_accuracy": 0.895},
            {"label": "b", "ratio": 30.0, "cdnn_test_accuracy": 0.899},
            {"label": "c", "ratio": 70.0, "cdnn_test_accuracy": 0.890}]
-    t = reproduce.targets_met("lenet-300-100", pts, baseline_test=0.900)
+    t = targets_met("lenet-300-100", pts, baseline_test=0.900)
     # 40x within 0.3: only b (0.1 points below) qualifies, and it is 30x
     assert t["target"]["met"] is False
     assert t["target"]["best_within_drop"]["label"] == "b"
     # 64x within 1.0: c is 1.0 point below at 70x
     assert t["stretch"]["met"] is True
     assert t["stretch"]["best_within_drop"]["label"] == "c"
-    none = reproduce.targets_met("lenet-5", pts, baseline_test=0.95)
+    none = targets_met("lenet-5", pts, baseline_test=0.95)
     assert none["target"]["best_within_drop"] is None and not none["target"]["met"]

@@ -1,0 +1,30 @@
+"""What the runtime benchmarks share: the results folder, the reference networks' input shapes
+and their deep-compression build, and timing summaries that keep their sample count."""
+
+import os
+import time
+
+from cdnn_runtime.timing import summarize
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+SHAPES = {"lenet-300-100": (1, 28, 28), "lenet-5": (1, 28, 28), "alexnet": (3, 224, 224),
+          "vgg16": (3, 224, 224)}
+
+
+def stats(seconds):
+    """{median_ms, min_ms, max_ms, n} of durations in seconds."""
+    return {**summarize(seconds), "n": len(seconds)}
+
+
+def build(name):
+    """The reference network `name` (seed 0) pruned and shared by the deep-compression
+    preset, without retraining: (the dense torch model, its CompressedModel, seconds the
+    compression took)."""
+    import torch
+
+    from cdnn import models
+    from cdnn.compress import compress
+    model = models.seeded(models.MODELS[name], 0).eval()
+    t = time.perf_counter()
+    packed = compress(model, torch.randn(2, *SHAPES[name]), model_name=name)
+    return model, packed, time.perf_counter() - t
