@@ -12,9 +12,11 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .constants import DEFAULT_MAX_DECODED_BYTES
+from .constants import DEFAULT_MAX_DECODED_BYTES, MAX_CODEBOOK_SIZE, MAX_UINT16_COLUMNS
 from .errors import CdnnError, CdnnFormatError, CdnnMemoryError
-from .kernels import dense_ops, parse_activation, prepare_conv, prepare_linear
+from .kernels import parse_activation, prepare_conv, prepare_linear
+from .kernels.dense_linear import linear_dense
+from .kernels.shape import flatten
 from .kernels.sparse_linear import LinearChain, SparseLinear
 from .ops import build_op
 from .reader import read
@@ -24,8 +26,15 @@ from .reader import read
 #: and calls from several threads are served one at a time.
 _RUN_LOCK = threading.Lock()
 
-_FUSABLE = {"relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh",
-            "leaky_relu": "leaky_relu"}
+#: Activation ops that fuse into the linear or conv2d layer before them: op -> the fused
+#: activation's spec (see kernels.parse_activation) from the node's attributes.
+_FUSABLE = {
+    "relu": lambda attrs: "relu",
+    "relu6": lambda attrs: "relu6",
+    "sigmoid": lambda attrs: "sigmoid",
+    "tanh": lambda attrs: "tanh",
+    "leaky_relu": lambda attrs: ("leaky_relu", attrs["negative_slope"]),
+}
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,6 @@ class NodeArg:
     name: str
     shape: list  # None for the free batch dimension (or unknown)
     type: str = "tensor(float)"
-
-
-def _narrow_cols(col_idx, ncols):
-    return col_idx.astype(np.uint16) if ncols <= 65536 else col_idx.astype(np.int32)
 
 
 class _Step:
@@ -97,7 +102,8 @@ class InferenceSession:
 
     # ---- preparation -----------------------------------------------------------------------
     def _weight(self, name):
-        """A weight in runtime layout: ('sparse', csr arrays) or ('raw', array)."""
+        """A weight as the kernels take it: the array of a raw tensor, or the SparseTensor (CSR,
+        uint16 column indices where they fit) of a sparse_codebook one."""
         t = self.file.tensor(name)
         if t.encoding == "raw":
             return self.file.raw(name)
@@ -129,9 +135,7 @@ class InferenceSession:
                 nxt = by_input.get(out, [])
                 if len(nxt) == 1 and nodes[nxt[0]]["op"] in _FUSABLE:
                     act_node = nodes[nxt[0]]
-                    activation = _FUSABLE[act_node["op"]]
-                    if act_node["op"] == "leaky_relu":
-                        activation = ("leaky_relu", act_node["attrs"]["negative_slope"])
+                    activation = _FUSABLE[act_node["op"]](act_node["attrs"])
                     fused.add(nxt[0])
                     covered.append(act_node)
                     out = act_node["outputs"][0]
@@ -208,54 +212,40 @@ class InferenceSession:
         self._slots = slots
 
     def _build(self, n, activation):
-        op, a, p = n["op"], n["attrs"], n["params"]
-        if op in ("linear", "conv2d"):
-            w = self._weight(p["weight"])
-            bias = self._raw(p["bias"]) if "bias" in p else None
-            shape = self.file.tensor(p["weight"]).shape
-            if isinstance(w, np.ndarray):  # a raw dense weight: small layers stored as is
-                w = np.ascontiguousarray(w, dtype=np.float32)
-                if op == "linear":
-                    return lambda x: dense_ops.linear_dense(x, w, bias, activation)
-                return self._dense_conv(w, bias, a, activation)
-            cols = w.col_idx
-            # The reader built these arrays and checked every value on the way (columns in
-            # range and increasing within each row, codes below the codebook size): the
-            # kernels check shapes and dtypes only, not the values a second time.
-            if op == "linear":
-                layer = prepare_linear(w.row_ptr, cols, w.codes, w.codebook, bias,
-                                       in_features=w.cols, check_values=False)
-            else:
-                layer = prepare_conv(w.row_ptr, cols, w.codes, w.codebook, bias,
-                                     in_channels=shape[1] * a["groups"],
-                                     kernel_size=tuple(shape[2:]), stride=tuple(a["stride"]),
-                                     padding=tuple(a["padding"]),
-                                     dilation=tuple(a["dilation"]), groups=a["groups"],
-                                     check_values=False)
-            self._layers[n["name"]] = layer
-            act = parse_activation(activation)
-            return lambda x: layer(x, act)
-        return build_op(op, a, {k: self._raw(v) for k, v in p.items()})
+        """The step function of node `n`; `activation` is fused into it when it is a layer."""
+        op, p = n["op"], n["params"]
+        layer_builder = _LAYER_BUILDERS.get(op)
+        if layer_builder is None:
+            return build_op(op, n["attrs"], {k: self._raw(v) for k, v in p.items()})
+        w = self._weight(p["weight"])
+        bias = self._raw(p["bias"]) if "bias" in p else None
+        return layer_builder(self, n, w, bias, parse_activation(activation))
 
-    def _dense_conv(self, w, bias, a, activation):
+    # The reader built a sparse weight's arrays and checked every value on the way (columns in
+    # range and increasing within each row, codes below the codebook size): the layers below
+    # check their shapes and dtypes only, not the values a second time.
+
+    def _linear(self, n, w, bias, act):
+        if isinstance(w, np.ndarray):  # a raw dense weight: small layers stored as is
+            w = np.ascontiguousarray(w, dtype=np.float32)
+            return lambda x: linear_dense(x, w, bias, act)
+        layer = prepare_linear(w.row_ptr, w.col_idx, w.codes, w.codebook, bias,
+                               in_features=w.n_cols, check_values=False)
+        self._layers[n["name"]] = layer
+        return lambda x: layer(x, act)
+
+    def _conv2d(self, n, w, bias, act):
         """A conv with a raw weight runs through the sparse kernel over all its entries."""
-        rows = w.shape[0]
-        flat = w.reshape(rows, -1)
-        nz = flat != 0
-        row_ptr = np.zeros(rows + 1, np.int64)
-        np.cumsum(nz.sum(1), out=row_ptr[1:])
-        r, c = np.nonzero(nz)
-        codebook, codes = np.unique(flat[nz], return_inverse=True)
-        if codebook.size > 256:  # more distinct values than a codebook holds
-            raise CdnnFormatError("a raw conv2d weight with more than 256 distinct values is "
-                                  "not supported; store it as sparse_codebook")
-        layer = prepare_conv(row_ptr, _narrow_cols(c, flat.shape[1]), codes.astype(np.uint8),
-                             codebook.astype(np.float32) if codebook.size else np.zeros(1, np.float32),
-                             bias, in_channels=w.shape[1] * a["groups"],
+        a = n["attrs"]
+        raw = isinstance(w, np.ndarray)
+        csr = _raw_conv_as_csr(w) if raw else (w.row_ptr, w.col_idx, w.codes, w.codebook)
+        layer = prepare_conv(*csr, bias, in_channels=w.shape[1] * a["groups"],
                              kernel_size=tuple(w.shape[2:]), stride=tuple(a["stride"]),
                              padding=tuple(a["padding"]), dilation=tuple(a["dilation"]),
-                             groups=a["groups"])
-        return lambda x: layer(x, activation)
+                             groups=a["groups"], check_values=raw)
+        if not raw:
+            self._layers[n["name"]] = layer
+        return lambda x: layer(x, act)
 
     def _check_shapes(self):
         """Run the graph once on an empty batch so that every shape mismatch shows at load."""
@@ -374,8 +364,8 @@ class InferenceSession:
         """Time each step of the plan on `input_feed` (checked as by `run`).
 
         Runs the graph `warmup` times unrecorded, then `repeats` times timing every step.
-        Returns a dict: `batch`; `steps`, one dict per step in execution order with `name`
-        and `op` (joined with '+' when the step computes several graph nodes: an activation
+        Returns a dict: `batch`; `repeats`; `steps`, one dict per step in execution order with
+        `name` and `op` (joined with '+' when the step computes several graph nodes: an activation
         fused into its layer, a chain of linear layers run as one kernel), `nodes` (the graph
         node names), `output_shape` and `median_ms`, `min_ms`, `max_ms`; `total_ms`, the
         median of the whole runs (the steps' sum plus the session's own overhead).
@@ -430,13 +420,38 @@ class InferenceSession:
         return self.run(None, {self._inputs[0].name: x})[0]
 
 
-def _chain_fn(chain, flatten):
-    """The step function of a LinearChain, after a flatten of each sample when `flatten`."""
-    if flatten:
+#: Ops with a weight, whose step function the session builds itself: op -> the method
+#: (session, node, weight, bias, fused Activation) -> step function.
+_LAYER_BUILDERS = {"linear": InferenceSession._linear, "conv2d": InferenceSession._conv2d}
+
+
+def _raw_conv_as_csr(w):
+    """(row_ptr, col_idx, codes, codebook) of the nonzero entries of a raw conv weight
+    [Cout, Cin/groups, kh, kw], one codebook value per distinct value."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    rows = w.shape[0]
+    flat = w.reshape(rows, -1)
+    nz = flat != 0
+    row_ptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(nz.sum(1), out=row_ptr[1:])
+    _, c = np.nonzero(nz)
+    codebook, codes = np.unique(flat[nz], return_inverse=True)
+    if codebook.size > MAX_CODEBOOK_SIZE:  # more distinct values than a codebook holds
+        raise CdnnFormatError(f"a raw conv2d weight with more than {MAX_CODEBOOK_SIZE} distinct "
+                              "values is not supported; store it as sparse_codebook")
+    codebook = codebook.astype(np.float32) if codebook.size else np.zeros(1, np.float32)
+    col_dtype = np.uint16 if flat.shape[1] <= MAX_UINT16_COLUMNS else np.int32
+    return row_ptr, c.astype(col_dtype), codes.astype(np.uint8), codebook
+
+
+def _chain_fn(chain, flatten_samples):
+    """The step function of a LinearChain, after a flatten of each sample when
+    `flatten_samples`."""
+    if flatten_samples:
         def fn(x):
             if type(x) is np.ndarray and x.ndim >= 2 and x.flags.c_contiguous:
                 return chain(x.reshape(x.shape[0], math.prod(x.shape[1:])))  # a view
-            return chain(dense_ops.flatten(x, 1, -1))
+            return chain(flatten(x, 1, -1))
         return fn
     return chain
 

@@ -14,18 +14,23 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from cdnn_runtime.constants import MAX_UINT16_COLUMNS  # noqa: E402
 from cdnn_runtime.errors import CdnnError  # noqa: E402
 from cdnn_runtime.kernels import (  # noqa: E402
     Activation,
     KernelArgumentError,
     conv2d,
-    dense_ops,
+    dense_linear,
+    elementwise,
     linear,
+    norms,
     parse_activation,
+    pooling,
     prepare_conv,
     prepare_linear,
+    shape,
 )
-from cdnn_runtime.kernels.dense_ops import pool_output_size  # noqa: E402
+from cdnn_runtime.kernels.pooling import pool_output_size  # noqa: E402
 
 RTOL = 1e-4
 
@@ -35,18 +40,18 @@ RTOL = 1e-4
 # ---------------------------------------------------------------------------------------------
 
 
-def make_csr(rng, rows, cols, density=0.3, k=16, mask=None, col_dtype=None):
-    """Random CSR + codebook weight and the dense float32 [rows, cols] it stands for."""
+def make_csr(rng, rows, n_cols, density=0.3, k=16, mask=None, col_dtype=None):
+    """Random CSR + codebook weight and the dense float32 [rows, n_cols] it stands for."""
     if mask is None:
-        mask = rng.random((rows, cols)) < density
+        mask = rng.random((rows, n_cols)) < density
     r_idx, c_idx = np.nonzero(mask)
     row_ptr = np.zeros(rows + 1, np.int64)
     np.cumsum(np.bincount(r_idx, minlength=rows), out=row_ptr[1:])
     if col_dtype is None:
-        col_dtype = np.uint16 if cols <= 65536 else np.int32
+        col_dtype = np.uint16 if n_cols <= MAX_UINT16_COLUMNS else np.int32
     codebook = rng.standard_normal(k).astype(np.float32)
     codes = rng.integers(0, k, size=r_idx.size).astype(np.uint8)
-    dense = np.zeros((rows, cols), np.float32)
+    dense = np.zeros((rows, n_cols), np.float32)
     dense[r_idx, c_idx] = codebook[codes]
     return row_ptr, c_idx.astype(col_dtype), codes, codebook, dense
 
@@ -118,25 +123,25 @@ def test_errors_are_value_errors_and_cdnn_errors():
 
 
 def _linear_case(name, rng):
-    rows, cols = 37, 53
+    rows, n_cols = 37, 53
     if name == "random":
-        return make_csr(rng, rows, cols, 0.3)
+        return make_csr(rng, rows, n_cols, 0.3)
     if name == "empty_rows":
-        mask = rng.random((rows, cols)) < 0.4
+        mask = rng.random((rows, n_cols)) < 0.4
         mask[::3] = False
-        return make_csr(rng, rows, cols, mask=mask)
+        return make_csr(rng, rows, n_cols, mask=mask)
     if name == "all_pruned":
-        return make_csr(rng, rows, cols, mask=np.zeros((rows, cols), bool))
+        return make_csr(rng, rows, n_cols, mask=np.zeros((rows, n_cols), bool))
     if name == "single":
-        mask = np.zeros((rows, cols), bool)
+        mask = np.zeros((rows, n_cols), bool)
         mask[17, 52] = True
-        return make_csr(rng, rows, cols, mask=mask)
+        return make_csr(rng, rows, n_cols, mask=mask)
     if name == "dense":
-        return make_csr(rng, rows, cols, mask=np.ones((rows, cols), bool), k=256)
+        return make_csr(rng, rows, n_cols, mask=np.ones((rows, n_cols), bool), k=256)
     if name == "one_centroid":
-        return make_csr(rng, rows, cols, 0.5, k=1)
+        return make_csr(rng, rows, n_cols, 0.5, k=1)
     if name == "int32_cols_small":
-        return make_csr(rng, rows, cols, 0.3, col_dtype=np.int32)
+        return make_csr(rng, rows, n_cols, 0.3, col_dtype=np.int32)
     raise AssertionError(name)
 
 
@@ -148,11 +153,11 @@ LINEAR_CASES = ["random", "empty_rows", "all_pruned", "single", "dense", "one_ce
 @pytest.mark.parametrize("parallel", [False, True])
 def test_linear_matches_torch(case, batch, parallel):
     rng = np.random.default_rng(LINEAR_CASES.index(case) * 100 + batch)
-    row_ptr, cols, codes, codebook, dense = _linear_case(case, rng)
+    row_ptr, col_idx, codes, codebook, dense = _linear_case(case, rng)
     bias = rng.standard_normal(dense.shape[0]).astype(np.float32)
     x = rng.standard_normal((batch, dense.shape[1])).astype(np.float32)
     for b in (bias, None):
-        y = linear(x, row_ptr, cols, codes, codebook, b, "none", parallel=parallel)
+        y = linear(x, row_ptr, col_idx, codes, codebook, b, "none", parallel=parallel)
         assert_close(y, F.linear(t(x), t(dense), None if b is None else t(b)))
 
 
@@ -160,19 +165,19 @@ def test_linear_matches_torch(case, batch, parallel):
 @pytest.mark.parametrize("batch", [1, 2, 8])
 def test_linear_fused_activations(act, batch):
     rng = np.random.default_rng(7 + batch)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 41, 29, 0.4)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 41, 29, 0.4)
     bias = rng.standard_normal(41).astype(np.float32)
     x = (3 * rng.standard_normal((batch, 29))).astype(np.float32)
     ref = TORCH_ACT[act](F.linear(t(x), t(dense), t(bias)))
-    assert_close(linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=False), ref)
-    assert_close(linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=True), ref)
+    assert_close(linear(x, row_ptr, col_idx, codes, codebook, bias, act, parallel=False), ref)
+    assert_close(linear(x, row_ptr, col_idx, codes, codebook, bias, act, parallel=True), ref)
 
 
 def test_linear_auto_parallel_larger_layer():
     rng = np.random.default_rng(3)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 300, 700, 0.2, k=256)
-    layer = prepare_linear(row_ptr, cols, codes, codebook, None, in_features=700)
-    assert layer.nnz == cols.shape[0] and layer.out_features == 300
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 300, 700, 0.2, k=256)
+    layer = prepare_linear(row_ptr, col_idx, codes, codebook, None, in_features=700)
+    assert layer.nnz == col_idx.shape[0] and layer.out_features == 300
     for batch in (1, 5, 16):
         x = rng.standard_normal((batch, 700)).astype(np.float32)
         assert_close(layer(x, "relu"), F.relu(F.linear(t(x), t(dense))))
@@ -183,24 +188,24 @@ def test_linear_int32_columns_beyond_uint16():
     n_cols = 70001
     mask = rng.random((3, n_cols)) < 0.01
     mask[0, 70000] = mask[2, 65536] = True
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 3, n_cols, mask=mask)
-    assert cols.dtype == np.int32 and cols.max() >= 65536
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 3, n_cols, mask=mask)
+    assert col_idx.dtype == np.int32 and col_idx.max() >= 65536
     x = rng.standard_normal((2, n_cols)).astype(np.float32)
     bias = rng.standard_normal(3).astype(np.float32)
     for batch in (1, 2):
-        assert_close(linear(x[:batch], row_ptr, cols, codes, codebook, bias), F.linear(t(x[:batch]), t(dense), t(bias)))
+        assert_close(linear(x[:batch], row_ptr, col_idx, codes, codebook, bias), F.linear(t(x[:batch]), t(dense), t(bias)))
     with pytest.raises(KernelArgumentError, match="int32"):
-        linear(x, row_ptr, cols.astype(np.uint16), codes, codebook, bias)
+        linear(x, row_ptr, col_idx.astype(np.uint16), codes, codebook, bias)
 
 
 def test_linear_uint16_full_range():
     rng = np.random.default_rng(12)
     mask = rng.random((2, 65536)) < 0.01
     mask[1, 65535] = True
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 2, 65536, mask=mask)
-    assert cols.dtype == np.uint16 and cols.max() == 65535
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 2, 65536, mask=mask)
+    assert col_idx.dtype == np.uint16 and col_idx.max() == 65535
     x = rng.standard_normal((1, 65536)).astype(np.float32)
-    assert_close(linear(x, row_ptr, cols, codes, codebook), F.linear(t(x), t(dense)))
+    assert_close(linear(x, row_ptr, col_idx, codes, codebook), F.linear(t(x), t(dense)))
 
 
 @pytest.mark.parametrize("batch", [1, 3, 9])
@@ -214,7 +219,7 @@ def test_linear_nan_inf_propagation(batch, act):
     mask[:, 2] = True  # column 2 stored in every row
     mask[:6, 5] = True  # column 5 stored in rows 0..5 only
     mask[6:, 5] = False
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, n_rows, n_cols, mask=mask)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, n_rows, n_cols, mask=mask)
     codebook[codebook == 0] = 1.0
     dense[mask] = codebook[codes]
     x = rng.standard_normal((batch, n_cols)).astype(np.float32)
@@ -222,8 +227,8 @@ def test_linear_nan_inf_propagation(batch, act):
     if batch > 1:
         x[1, 2] = np.inf
         x[2, 5] = -np.inf
-    y = linear(x, row_ptr, cols, codes, codebook, None, act, parallel=False)
-    assert_close(linear(x, row_ptr, cols, codes, codebook, None, act, parallel=True), y)
+    y = linear(x, row_ptr, col_idx, codes, codebook, None, act, parallel=False)
+    assert_close(linear(x, row_ptr, col_idx, codes, codebook, None, act, parallel=True), y)
     ref = TORCH_ACT[act](F.linear(t(x), t(dense)))
     assert np.isnan(y[0]).all()
     if batch > 1:
@@ -240,26 +245,26 @@ def test_linear_nan_inf_propagation(batch, act):
 
 def test_linear_argument_checks():
     rng = np.random.default_rng(5)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 6, 8, 0.5)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 6, 8, 0.5)
     x = rng.standard_normal((2, 8)).astype(np.float32)
     bad = [
-        ((x.astype(np.float64), row_ptr, cols, codes, codebook), "dtype float32"),
-        ((x[:, ::2], row_ptr, cols, codes, codebook), "float32|contiguous|features"),
-        ((np.asfortranarray(np.ones((2, 8), np.float32)), row_ptr, cols, codes, codebook), "contiguous"),
-        ((x, row_ptr.astype(np.int32), cols, codes, codebook), "row_ptr"),
-        ((x, row_ptr, cols.astype(np.int64), codes, codebook), "cols"),
-        ((x, row_ptr, cols, codes[:-1], codebook), "codes"),
-        ((x, row_ptr, cols, codes, np.zeros(0, np.float32)), "codebook"),
-        ((x, row_ptr, cols, codes, np.zeros(257, np.float32)), "codebook"),
-        ((np.ascontiguousarray(x[:, :7]), row_ptr, cols[cols < 7].copy(), codes, codebook), "entries"),
-        ((x.reshape(2, 8, 1), row_ptr, cols, codes, codebook), "2-D"),
+        ((x.astype(np.float64), row_ptr, col_idx, codes, codebook), "dtype float32"),
+        ((x[:, ::2], row_ptr, col_idx, codes, codebook), "float32|contiguous|features"),
+        ((np.asfortranarray(np.ones((2, 8), np.float32)), row_ptr, col_idx, codes, codebook), "contiguous"),
+        ((x, row_ptr.astype(np.int32), col_idx, codes, codebook), "row_ptr"),
+        ((x, row_ptr, col_idx.astype(np.int64), codes, codebook), "col_idx"),
+        ((x, row_ptr, col_idx, codes[:-1], codebook), "codes"),
+        ((x, row_ptr, col_idx, codes, np.zeros(0, np.float32)), "codebook"),
+        ((x, row_ptr, col_idx, codes, np.zeros(257, np.float32)), "codebook"),
+        ((np.ascontiguousarray(x[:, :7]), row_ptr, col_idx[col_idx < 7].copy(), codes, codebook), "entries"),
+        ((x.reshape(2, 8, 1), row_ptr, col_idx, codes, codebook), "2-D"),
     ]
     for args, msg in bad:
         with pytest.raises(KernelArgumentError, match=msg):
             linear(*args)
     with pytest.raises(KernelArgumentError, match="bias"):
-        linear(x, row_ptr, cols, codes, codebook, np.zeros(5, np.float32))
-    c2 = cols.copy()
+        linear(x, row_ptr, col_idx, codes, codebook, np.zeros(5, np.float32))
+    c2 = col_idx.copy()
     c2[0] = 8
     with pytest.raises(KernelArgumentError, match="out of range"):
         linear(x, row_ptr, c2, codes, codebook)
@@ -267,8 +272,8 @@ def test_linear_argument_checks():
     r2[2], r2[3] = r2[3], r2[2]
     if r2[2] != r2[3]:
         with pytest.raises(KernelArgumentError, match="non-decreasing"):
-            linear(x, r2, cols, codes, codebook)
-    c3 = cols.copy()
+            linear(x, r2, col_idx, codes, codebook)
+    c3 = col_idx.copy()
     first_long_row = int(np.argmax(np.diff(row_ptr) >= 2))
     s = row_ptr[first_long_row]
     c3[s], c3[s + 1] = c3[s + 1], c3[s]
@@ -277,8 +282,8 @@ def test_linear_argument_checks():
     codes2 = codes.copy()
     codes2[0] = 16
     with pytest.raises(KernelArgumentError, match="codebook size"):
-        linear(x, row_ptr, cols, codes2, codebook)
-    layer = prepare_linear(row_ptr, cols, codes, codebook, in_features=8)
+        linear(x, row_ptr, col_idx, codes2, codebook)
+    layer = prepare_linear(row_ptr, col_idx, codes, codebook, in_features=8)
     with pytest.raises(KernelArgumentError, match="features"):
         layer(np.zeros((1, 9), np.float32))
 
@@ -331,14 +336,14 @@ def test_conv_matches_torch(case, parallel):
     batch, cin, cout, h, w, k, s, p, d, g, density = CONV_CASES[case]
     rng = np.random.default_rng(list(CONV_CASES).index(case))
     kh, kw = _pair(k)
-    row_ptr, cols, codes, codebook, dense = _conv_weight(rng, cout, cin // g, kh, kw, density)
+    row_ptr, col_idx, codes, codebook, dense = _conv_weight(rng, cout, cin // g, kh, kw, density)
     weight = dense.reshape(cout, cin // g, kh, kw)
     bias = rng.standard_normal(cout).astype(np.float32)
     x = rng.standard_normal((batch, cin, h, w)).astype(np.float32)
     ref = F.conv2d(t(x), t(weight), t(bias), stride=s, padding=p, dilation=d, groups=g)
-    y = conv2d(x, row_ptr, cols, codes, codebook, bias, k, s, p, d, g, parallel=parallel)
+    y = conv2d(x, row_ptr, col_idx, codes, codebook, bias, k, s, p, d, g, parallel=parallel)
     assert_close(y, ref)
-    layer = prepare_conv(row_ptr, cols, codes, codebook, None, in_channels=cin, kernel_size=k, stride=s,
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=cin, kernel_size=k, stride=s,
                          padding=p, dilation=d, groups=g)
     assert_close(layer(x, parallel=parallel), F.conv2d(t(x), t(weight), None, s, p, d, g))
 
@@ -346,11 +351,11 @@ def test_conv_matches_torch(case, parallel):
 @pytest.mark.parametrize("act", list(TORCH_ACT))
 def test_conv_fused_activations(act):
     rng = np.random.default_rng(31)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 4, 3 * 9, 0.5)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 4, 3 * 9, 0.5)
     weight = dense.reshape(4, 3, 3, 3)
     bias = rng.standard_normal(4).astype(np.float32)
     x = (2 * rng.standard_normal((2, 3, 8, 8))).astype(np.float32)
-    layer = prepare_conv(row_ptr, cols, codes, codebook, bias, in_channels=3, kernel_size=3, padding=1)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, bias, in_channels=3, kernel_size=3, padding=1)
     ref = TORCH_ACT[act](F.conv2d(t(x), t(weight), t(bias), padding=1))
     assert_close(layer(x, act, parallel=False), ref)
     assert_close(layer(x, act, parallel=True), ref)
@@ -358,9 +363,9 @@ def test_conv_fused_activations(act):
 
 def test_conv_larger_layer_auto_parallel_and_reuse():
     rng = np.random.default_rng(32)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 24, 16 * 9, 0.3, k=256)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 24, 16 * 9, 0.3, k=256)
     weight = dense.reshape(24, 16, 3, 3)
-    layer = prepare_conv(row_ptr, cols, codes, codebook, None, in_channels=16, kernel_size=3, padding=1)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=16, kernel_size=3, padding=1)
     for size in (20, 13, 20):
         x = rng.standard_normal((2, 16, size, size + 3)).astype(np.float32)
         assert_close(layer(x, "relu6"), F.relu6(F.conv2d(t(x), t(weight), padding=1)))
@@ -369,17 +374,17 @@ def test_conv_larger_layer_auto_parallel_and_reuse():
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_conv_asymmetric_and_same_padding():
     rng = np.random.default_rng(33)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 3, 2 * 4 * 3, 0.6)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 3, 2 * 4 * 3, 0.6)
     weight = dense.reshape(3, 2, 4, 3)
     x = rng.standard_normal((2, 2, 9, 8)).astype(np.float32)
     top, left, bottom, right = 2, 0, 1, 3
     ref = F.conv2d(F.pad(t(x), (left, right, top, bottom)), t(weight), stride=(2, 1))
-    y = conv2d(x, row_ptr, cols, codes, codebook, None, (4, 3), (2, 1), (top, left, bottom, right))
+    y = conv2d(x, row_ptr, col_idx, codes, codebook, None, (4, 3), (2, 1), (top, left, bottom, right))
     assert_close(y, ref)
     for d in (1, 2):
         ref = F.conv2d(t(x), t(weight), padding="same", dilation=d)
-        assert_close(conv2d(x, row_ptr, cols, codes, codebook, None, (4, 3), 1, "same", d), ref)
-    assert_close(conv2d(x, row_ptr, cols, codes, codebook, None, (4, 3), 1, "valid"), F.conv2d(t(x), t(weight)))
+        assert_close(conv2d(x, row_ptr, col_idx, codes, codebook, None, (4, 3), 1, "same", d), ref)
+    assert_close(conv2d(x, row_ptr, col_idx, codes, codebook, None, (4, 3), 1, "valid"), F.conv2d(t(x), t(weight)))
 
 
 def test_conv_int32_channel_and_column_indices():
@@ -387,18 +392,18 @@ def test_conv_int32_channel_and_column_indices():
     cin = 65537
     mask = rng.random((2, cin)) < 0.002
     mask[1, cin - 1] = True
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 2, cin, mask=mask)
-    assert cols.dtype == np.int32
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 2, cin, mask=mask)
+    assert col_idx.dtype == np.int32
     x = rng.standard_normal((1, cin, 1, 2)).astype(np.float32)
-    layer = prepare_conv(row_ptr, cols, codes, codebook, None, in_channels=cin, kernel_size=1)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=cin, kernel_size=1)
     assert layer.in_ch.max() == cin - 1 and layer.tap_bits == 0
     assert_close(layer(x), F.conv2d(t(x), t(dense.reshape(2, cin, 1, 1))))
 
 
 def test_conv_many_taps():
     rng = np.random.default_rng(35)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 2, 2 * 17 * 17, 0.3)
-    layer = prepare_conv(row_ptr, cols, codes, codebook, None, in_channels=2, kernel_size=17, padding=3)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 2, 2 * 17 * 17, 0.3)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=2, kernel_size=17, padding=3)
     assert layer.tap_bits == 9 and layer.tap.max() >= 256
     x = rng.standard_normal((1, 2, 20, 19)).astype(np.float32)
     assert_close(layer(x), F.conv2d(t(x), t(dense.reshape(2, 2, 17, 17)), padding=3))
@@ -406,13 +411,13 @@ def test_conv_many_taps():
 
 def test_conv_argument_checks():
     rng = np.random.default_rng(36)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 4, 2 * 9, 0.5)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 4, 2 * 9, 0.5)
     x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
     with pytest.raises(KernelArgumentError, match="divisible"):
-        prepare_conv(row_ptr, cols, codes, codebook, in_channels=4, kernel_size=3, groups=3)
+        prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=4, kernel_size=3, groups=3)
     with pytest.raises(KernelArgumentError, match="out of range"):
-        prepare_conv(row_ptr, cols, codes, codebook, in_channels=1, kernel_size=3)
-    layer = prepare_conv(row_ptr, cols, codes, codebook, in_channels=4, kernel_size=3, groups=2)
+        prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=1, kernel_size=3)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=4, kernel_size=3, groups=2)
     with pytest.raises(KernelArgumentError, match="channels"):
         layer(np.ascontiguousarray(x[:, :3]))
     with pytest.raises(KernelArgumentError, match="smaller"):
@@ -424,12 +429,12 @@ def test_conv_argument_checks():
     with pytest.raises(KernelArgumentError, match="4-D"):
         layer(x[0])
     with pytest.raises(KernelArgumentError, match="stride"):
-        prepare_conv(row_ptr, cols, codes, codebook, in_channels=4, kernel_size=3, groups=2, stride=0)
+        prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=4, kernel_size=3, groups=2, stride=0)
     with pytest.raises(KernelArgumentError, match="same"):
-        prepare_conv(row_ptr, cols, codes, codebook, in_channels=4, kernel_size=3, groups=2, stride=2,
+        prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=4, kernel_size=3, groups=2, stride=2,
                      padding="same")
     with pytest.raises(KernelArgumentError, match="kernel_size"):
-        conv2d(x, row_ptr, cols, codes, codebook)
+        conv2d(x, row_ptr, col_idx, codes, codebook)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,7 +477,7 @@ def test_max_pool2d(case):
     shape, k, s, p, d, ceil = MAX_POOL_CASES[case]
     rng = np.random.default_rng(40 + case)
     x = rng.standard_normal(shape).astype(np.float32)
-    assert_close(dense_ops.max_pool2d(x, k, s, p, d, ceil), F.max_pool2d(t(x), k, s, p, d, ceil_mode=ceil))
+    assert_close(pooling.max_pool2d(x, k, s, p, d, ceil), F.max_pool2d(t(x), k, s, p, d, ceil_mode=ceil))
 
 
 def test_max_pool2d_nan_inf_and_large_input():
@@ -482,8 +487,8 @@ def test_max_pool2d_nan_inf_and_large_input():
     x[1, 2, 10, 11] = np.inf
     x[1, 3, :4, :4] = -np.inf
     for ceil in (False, True):
-        assert_close(dense_ops.max_pool2d(x, 3, 2, 1, ceil_mode=ceil), F.max_pool2d(t(x), 3, 2, 1, ceil_mode=ceil))
-    assert_close(dense_ops.max_pool2d(x, 2), F.max_pool2d(t(x), 2))
+        assert_close(pooling.max_pool2d(x, 3, 2, 1, ceil_mode=ceil), F.max_pool2d(t(x), 3, 2, 1, ceil_mode=ceil))
+    assert_close(pooling.max_pool2d(x, 2), F.max_pool2d(t(x), 2))
 
 
 AVG_POOL_CASES = [
@@ -510,19 +515,19 @@ def test_avg_pool2d(case):
     rng = np.random.default_rng(60 + case)
     x = rng.standard_normal(shape).astype(np.float32)
     ref = F.avg_pool2d(t(x), k, s, p, ceil_mode=ceil, count_include_pad=cip, divisor_override=div)
-    assert_close(dense_ops.avg_pool2d(x, k, s, p, ceil, cip, div), ref)
+    assert_close(pooling.avg_pool2d(x, k, s, p, ceil, cip, div), ref)
 
 
 def test_pool_argument_checks():
     x = np.zeros((1, 1, 5, 5), np.float32)
     with pytest.raises(KernelArgumentError, match="half"):
-        dense_ops.max_pool2d(x, 2, padding=2)
+        pooling.max_pool2d(x, 2, padding=2)
     with pytest.raises(KernelArgumentError, match="small"):
-        dense_ops.avg_pool2d(x, 7)
+        pooling.avg_pool2d(x, 7)
     with pytest.raises(KernelArgumentError):
-        dense_ops.max_pool2d(x[0, 0], 2)
+        pooling.max_pool2d(x[0, 0], 2)
     with pytest.raises(KernelArgumentError, match="divisor"):
-        dense_ops.avg_pool2d(x, 2, divisor_override=0)
+        pooling.avg_pool2d(x, 2, divisor_override=0)
 
 
 @pytest.mark.parametrize(
@@ -533,7 +538,7 @@ def test_pool_argument_checks():
 def test_adaptive_avg_pool2d(shape, out):
     rng = np.random.default_rng(80)
     x = rng.standard_normal(shape).astype(np.float32)
-    assert_close(dense_ops.adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(t(x), out))
+    assert_close(pooling.adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(t(x), out))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,23 +558,23 @@ def test_elementwise_activations(size):
     rng = np.random.default_rng(90)
     x = _special_values(rng, size) if np.prod(size) else np.zeros(size, np.float32)
     xt = t(x)
-    assert_close(dense_ops.relu(x), F.relu(xt))
-    assert_close(dense_ops.relu6(x), F.relu6(xt))
-    assert_close(dense_ops.leaky_relu(x), F.leaky_relu(xt))
-    assert_close(dense_ops.leaky_relu(x, 0.3), F.leaky_relu(xt, 0.3))
-    assert_close(dense_ops.sigmoid(x), torch.sigmoid(xt))
-    assert_close(dense_ops.tanh(x), torch.tanh(xt))
-    assert_close(dense_ops.gelu(x), TORCH_ACT["gelu"](xt))
-    assert_close(dense_ops.gelu(x, "tanh"), F.gelu(xt, approximate="tanh"))
+    assert_close(elementwise.relu(x), F.relu(xt))
+    assert_close(elementwise.relu6(x), F.relu6(xt))
+    assert_close(elementwise.leaky_relu(x), F.leaky_relu(xt))
+    assert_close(elementwise.leaky_relu(x, 0.3), F.leaky_relu(xt, 0.3))
+    assert_close(elementwise.sigmoid(x), torch.sigmoid(xt))
+    assert_close(elementwise.tanh(x), torch.tanh(xt))
+    assert_close(elementwise.gelu(x), TORCH_ACT["gelu"](xt))
+    assert_close(elementwise.gelu(x, "tanh"), F.gelu(xt, approximate="tanh"))
     for spec, fn in TORCH_ACT.items():
-        assert_close(dense_ops.activation(x, spec), fn(xt))
+        assert_close(elementwise.activation(x, spec), fn(xt))
     x_nc = x.T
-    assert_close(dense_ops.relu(x_nc), F.relu(t(x_nc)))
+    assert_close(elementwise.relu(x_nc), F.relu(t(x_nc)))
 
 
 def test_relu_propagates_nan():
     x = np.array([np.nan, -np.nan, np.inf, -np.inf, -1.0, 2.0], np.float32)
-    y = dense_ops.relu(x)
+    y = elementwise.relu(x)
     assert np.isnan(y[:2]).all() and y[2] == np.inf and y[3] == 0.0 and y[4] == 0.0 and y[5] == 2.0
 
 
@@ -577,13 +582,13 @@ def test_prelu():
     rng = np.random.default_rng(91)
     x = _special_values(rng, (2, 3, 4, 5))
     w = rng.standard_normal(3).astype(np.float32)
-    assert_close(dense_ops.prelu(x, w), F.prelu(t(x), t(w)))
+    assert_close(elementwise.prelu(x, w), F.prelu(t(x), t(w)))
     w1 = np.array([0.25], np.float32)
-    assert_close(dense_ops.prelu(x, w1), F.prelu(t(x), t(w1)))
+    assert_close(elementwise.prelu(x, w1), F.prelu(t(x), t(w1)))
     x2 = x.reshape(2, -1)[:, :3].copy()
-    assert_close(dense_ops.prelu(x2, w), F.prelu(t(x2), t(w)))
+    assert_close(elementwise.prelu(x2, w), F.prelu(t(x2), t(w)))
     with pytest.raises(KernelArgumentError):
-        dense_ops.prelu(x, np.ones(4, np.float32))
+        elementwise.prelu(x, np.ones(4, np.float32))
 
 
 @pytest.mark.parametrize("axis", [-1, 0, 1])
@@ -595,11 +600,11 @@ def test_softmax_and_log_softmax(axis):
     x[2, 2, 1] = np.nan
     x[3, 3, 2] = np.inf
     x[3, 4, 0] = -np.inf
-    assert_close(dense_ops.softmax(x, axis), F.softmax(t(x), axis))
-    assert_close(dense_ops.log_softmax(x, axis), F.log_softmax(t(x), axis))
+    assert_close(norms.softmax(x, axis), F.softmax(t(x), axis))
+    assert_close(norms.log_softmax(x, axis), F.log_softmax(t(x), axis))
     e = np.zeros((0, 5), np.float32)
-    assert dense_ops.softmax(e, 1).shape == (0, 5)
-    assert dense_ops.log_softmax(e, 0).shape == (0, 5)
+    assert norms.softmax(e, 1).shape == (0, 5)
+    assert norms.log_softmax(e, 0).shape == (0, 5)
 
 
 @pytest.mark.parametrize("shape", [(3, 4), (2, 4, 5, 3), (0, 4, 2, 2), (2, 4, 7)])
@@ -614,7 +619,7 @@ def test_batch_norm(shape, affine):
     b = rng.standard_normal(c).astype(np.float32) if affine else None
     ref = F.batch_norm(t(x), t(mean), t(var), None if w is None else t(w), None if b is None else t(b),
                        training=False, eps=1e-3)
-    assert_close(dense_ops.batch_norm(x, mean, var, w, b, eps=1e-3), ref)
+    assert_close(norms.batch_norm(x, mean, var, w, b, eps=1e-3), ref)
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 5, 6), (3, 4, 9), (1, 16, 13, 13), (0, 3, 4, 4)])
@@ -624,7 +629,7 @@ def test_local_response_norm(shape, size, alpha, beta, k):
     rng = np.random.default_rng(94)
     x = (3 * rng.standard_normal(shape)).astype(np.float32)
     ref = F.local_response_norm(t(x), size, alpha, beta, k)
-    assert_close(dense_ops.local_response_norm(x, size, alpha, beta, k), ref)
+    assert_close(norms.local_response_norm(x, size, alpha, beta, k), ref)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,57 +643,57 @@ def test_linear_dense(batch):
     w = rng.standard_normal((10, 12)).astype(np.float32)
     b = rng.standard_normal(10).astype(np.float32)
     x = rng.standard_normal((batch, 12)).astype(np.float32)
-    assert_close(dense_ops.linear_dense(x, w, b), F.linear(t(x), t(w), t(b)))
-    assert_close(dense_ops.linear_dense(x, w, None, "tanh"), torch.tanh(F.linear(t(x), t(w))))
+    assert_close(dense_linear.linear_dense(x, w, b), F.linear(t(x), t(w), t(b)))
+    assert_close(dense_linear.linear_dense(x, w, None, "tanh"), torch.tanh(F.linear(t(x), t(w))))
     if batch:
         x[0, 3] = np.nan
-        assert np.isnan(dense_ops.linear_dense(x, w, b)[0]).all()
+        assert np.isnan(dense_linear.linear_dense(x, w, b)[0]).all()
     with pytest.raises(KernelArgumentError):
-        dense_ops.linear_dense(x[:, :5], w)
+        dense_linear.linear_dense(x[:, :5], w)
 
 
 def test_add_mul_broadcast():
     rng = np.random.default_rng(96)
     a = _special_values(rng, (2, 3, 4, 1))
     b = rng.standard_normal((3, 1, 5)).astype(np.float32)
-    assert_close(dense_ops.add(a, b), t(a) + t(b))
-    assert_close(dense_ops.mul(a, b), t(a) * t(b))
-    assert_close(dense_ops.add(a, 2.5), t(a) + 2.5)
-    assert_close(dense_ops.mul(a, np.float32(-1)), -t(a))
-    assert dense_ops.add(np.zeros((0, 3), np.float32), np.ones(3, np.float32)).shape == (0, 3)
+    assert_close(elementwise.add(a, b), t(a) + t(b))
+    assert_close(elementwise.mul(a, b), t(a) * t(b))
+    assert_close(elementwise.add(a, 2.5), t(a) + 2.5)
+    assert_close(elementwise.mul(a, np.float32(-1)), -t(a))
+    assert elementwise.add(np.zeros((0, 3), np.float32), np.ones(3, np.float32)).shape == (0, 3)
     with pytest.raises(KernelArgumentError, match="broadcast"):
-        dense_ops.add(a, np.ones((5, 1), np.float32))
+        elementwise.add(a, np.ones((5, 1), np.float32))
     with pytest.raises(KernelArgumentError, match="float32"):
-        dense_ops.mul(a, np.ones(1, np.float64))
+        elementwise.mul(a, np.ones(1, np.float64))
 
 
 def test_cat_flatten_reshape_permute():
     rng = np.random.default_rng(97)
     a = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
     b = rng.standard_normal((2, 2, 4, 5)).astype(np.float32)
-    assert_close(dense_ops.cat([a, b], 1), torch.cat([t(a), t(b)], 1))
-    assert_close(dense_ops.cat([a, a], -1), torch.cat([t(a), t(a)], -1))
+    assert_close(shape.cat([a, b], 1), torch.cat([t(a), t(b)], 1))
+    assert_close(shape.cat([a, a], -1), torch.cat([t(a), t(a)], -1))
     with pytest.raises(KernelArgumentError):
-        dense_ops.cat([a, b], 0)
+        shape.cat([a, b], 0)
     with pytest.raises(KernelArgumentError):
-        dense_ops.cat([], 0)
-    assert_close(dense_ops.flatten(a), torch.flatten(t(a), 1))
-    assert_close(dense_ops.flatten(a, 0), torch.flatten(t(a)))
-    assert_close(dense_ops.flatten(a, 1, 2), torch.flatten(t(a), 1, 2))
+        shape.cat([], 0)
+    assert_close(shape.flatten(a), torch.flatten(t(a), 1))
+    assert_close(shape.flatten(a, 0), torch.flatten(t(a)))
+    assert_close(shape.flatten(a, 1, 2), torch.flatten(t(a), 1, 2))
     e = np.zeros((0, 3, 4, 5), np.float32)
-    assert dense_ops.flatten(e).shape == (0, 60)
-    assert_close(dense_ops.reshape(a, (6, -1)), t(a).reshape(6, -1))
-    assert dense_ops.reshape(e, (0, 60)).shape == (0, 60)
+    assert shape.flatten(e).shape == (0, 60)
+    assert_close(shape.reshape(a, (6, -1)), t(a).reshape(6, -1))
+    assert shape.reshape(e, (0, 60)).shape == (0, 60)
     with pytest.raises(KernelArgumentError):
-        dense_ops.reshape(a, (7, -1))
+        shape.reshape(a, (7, -1))
     with pytest.raises(KernelArgumentError):
-        dense_ops.reshape(e, (-1, 0))
-    p = dense_ops.permute(a, (0, 2, 3, 1))
+        shape.reshape(e, (-1, 0))
+    p = shape.permute(a, (0, 2, 3, 1))
     assert p.flags.c_contiguous
     assert_close(p, t(a).permute(0, 2, 3, 1))
-    assert_close(dense_ops.permute(a, (-1, 0, 1, 2)), t(a).permute(-1, 0, 1, 2))
+    assert_close(shape.permute(a, (-1, 0, 1, 2)), t(a).permute(-1, 0, 1, 2))
     with pytest.raises(KernelArgumentError):
-        dense_ops.permute(a, (0, 1, 1, 2))
+        shape.permute(a, (0, 1, 1, 2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -698,7 +703,7 @@ def test_cat_flatten_reshape_permute():
 
 def test_kernels_import_without_torch():
     code = (
-        "import sys, cdnn_runtime.kernels, cdnn_runtime.kernels.dense_ops; "
+        "import sys, cdnn_runtime.kernels; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'scipy', 'pandas')); "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -714,9 +719,9 @@ def test_kernels_import_without_torch():
 def _chain_layers(rng, widths, acts, col_dtype=None):
     layers, dense = [], []
     for (n_in, n_out), act in zip(zip(widths, widths[1:]), acts):
-        row_ptr, cols, codes, codebook, w = make_csr(rng, n_out, n_in, 0.3, col_dtype=col_dtype)
+        row_ptr, col_idx, codes, codebook, w = make_csr(rng, n_out, n_in, 0.3, col_dtype=col_dtype)
         bias = rng.standard_normal(n_out).astype(np.float32) if n_out % 2 else None
-        layers.append((prepare_linear(row_ptr, cols, codes, codebook, bias, in_features=n_in), act))
+        layers.append((prepare_linear(row_ptr, col_idx, codes, codebook, bias, in_features=n_in), act))
         dense.append((w, bias, act))
     return layers, dense
 
@@ -772,12 +777,12 @@ def test_conv_in_bands_and_channel_chunks(case, act, monkeypatch):
     batch, cin, cout, h, w, k, s, p, d, g, density = CONV_CASES[case]
     rng = np.random.default_rng(80 + list(CONV_CASES).index(case))
     kh, kw = _pair(k)
-    row_ptr, cols, codes, codebook, dense = _conv_weight(rng, cout, cin // g, kh, kw, density)
+    row_ptr, col_idx, codes, codebook, dense = _conv_weight(rng, cout, cin // g, kh, kw, density)
     bias = rng.standard_normal(cout).astype(np.float32)
     x = rng.standard_normal((batch, cin, h, w)).astype(np.float32)
     ref = TORCH_ACT[act](F.conv2d(t(x), t(dense.reshape(cout, cin // g, kh, kw)), t(bias),
                                   stride=s, padding=p, dilation=d, groups=g))
-    layer = prepare_conv(row_ptr, cols, codes, codebook, bias, in_channels=cin, kernel_size=k,
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, bias, in_channels=cin, kernel_size=k,
                          stride=s, padding=p, dilation=d, groups=g)
     for parallel in (False, True):
         assert_close(layer(x, act, parallel=parallel), ref)
@@ -792,39 +797,39 @@ def test_max_pool_windows_inside_and_prepared(monkeypatch):
     for k, s, p, d, ceil in [(2, 2, 0, 1, False), (3, 2, 0, 1, False), (2, 1, 0, 2, False),
                              ((3, 2), (2, 3), 0, 1, True), (3, 2, 1, 1, True), (2, 2, 0, 1, True)]:
         ref = F.max_pool2d(t(x), k, s, p, d, ceil_mode=ceil)
-        assert_close(dense_ops.max_pool2d(x, k, s, p, d, ceil), ref)
-        pool = dense_ops.MaxPool2d(k, s, p, d, ceil)
+        assert_close(pooling.max_pool2d(x, k, s, p, d, ceil), ref)
+        pool = pooling.MaxPool2d(k, s, p, d, ceil)
         assert_close(pool(x), ref)
         assert_close(pool(x[0]), F.max_pool2d(t(x[0]), k, s, p, d, ceil_mode=ceil))
     big = rng.standard_normal((2, 64, 40, 40)).astype(np.float32)
-    monkeypatch.setattr(dense_ops, "POOL_PARALLEL_MIN", 0)  # threaded
-    assert_close(dense_ops.MaxPool2d(2)(big), F.max_pool2d(t(big), 2))
-    assert_close(dense_ops.MaxPool2d(3, 2, 1)(big), F.max_pool2d(t(big), 3, 2, 1))
-    assert_close(dense_ops.max_pool2d(big, 2), F.max_pool2d(t(big), 2))
+    monkeypatch.setattr(pooling, "POOL_PARALLEL_MIN", 0)  # threaded
+    assert_close(pooling.MaxPool2d(2)(big), F.max_pool2d(t(big), 2))
+    assert_close(pooling.MaxPool2d(3, 2, 1)(big), F.max_pool2d(t(big), 3, 2, 1))
+    assert_close(pooling.max_pool2d(big, 2), F.max_pool2d(t(big), 2))
     with pytest.raises(KernelArgumentError, match="float32"):
-        dense_ops.MaxPool2d(2)(x.astype(np.float64))
+        pooling.MaxPool2d(2)(x.astype(np.float64))
     with pytest.raises(KernelArgumentError, match="padding"):
-        dense_ops.MaxPool2d(2, padding=2)
+        pooling.MaxPool2d(2, padding=2)
 
 
 def test_csr_value_check_threaded_agrees_with_serial():
     from cdnn_runtime.kernels._common import _first_csr_error, _first_csr_error_parallel
     rng = np.random.default_rng(91)
-    row_ptr, cols, codes, codebook, _ = make_csr(rng, 50, 40, 0.4)
-    cases = [(row_ptr, cols, codes)]
-    bad = cols.copy()
+    row_ptr, col_idx, codes, codebook, _ = make_csr(rng, 50, 40, 0.4)
+    cases = [(row_ptr, col_idx, codes)]
+    bad = col_idx.copy()
     bad[-1] = 40  # out of range in the last row
     cases.append((row_ptr, bad, codes))
-    bad = cols.copy()
+    bad = col_idx.copy()
     r = int(np.argmax(np.diff(row_ptr) >= 2))
     bad[row_ptr[r] + 1] = bad[row_ptr[r]]  # repeated column
     cases.append((row_ptr, bad, codes))
     bad_codes = codes.copy()
     bad_codes[3] = 16
-    cases.append((row_ptr, cols, bad_codes))
+    cases.append((row_ptr, col_idx, bad_codes))
     rp = row_ptr.copy()
     rp[10] = rp[11] + 1
-    cases.append((rp, cols, codes))
+    cases.append((rp, col_idx, codes))
     for rp, c, k in cases:
         assert _first_csr_error_parallel(rp, c, k, 40, 16) == _first_csr_error(rp, c, k, 40, 16)
     assert [_first_csr_error(rp, c, k, 40, 16) for rp, c, k in cases] == [0, 2, 3, 4, 1]
@@ -832,8 +837,8 @@ def test_csr_value_check_threaded_agrees_with_serial():
 
 def test_prepared_layers_check_values_unless_told_the_values_are_known_good():
     rng = np.random.default_rng(11)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 6, 8, 0.5)
-    c2 = cols.copy()
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 6, 8, 0.5)
+    c2 = col_idx.copy()
     c2[0] = 8  # out of range
     with pytest.raises(KernelArgumentError, match="out of range"):
         prepare_linear(row_ptr, c2, codes, codebook, in_features=8)
@@ -841,16 +846,16 @@ def test_prepared_layers_check_values_unless_told_the_values_are_known_good():
         prepare_conv(row_ptr, c2, codes, codebook, in_channels=2, kernel_size=2)
     # check_values=False (the session, on arrays the reader has checked) skips the O(E) value
     # pass but still checks shapes, dtypes and the row pointers' ends
-    layer = prepare_linear(row_ptr, cols, codes, codebook, in_features=8, check_values=False)
+    layer = prepare_linear(row_ptr, col_idx, codes, codebook, in_features=8, check_values=False)
     x = rng.standard_normal((1, 8)).astype(np.float32)
     assert np.allclose(layer(x), x @ dense.T, atol=1e-5)
     with pytest.raises(KernelArgumentError, match="codes"):
-        prepare_linear(row_ptr, cols, codes[:-1], codebook, in_features=8, check_values=False)
+        prepare_linear(row_ptr, col_idx, codes[:-1], codebook, in_features=8, check_values=False)
     with pytest.raises(KernelArgumentError, match="row_ptr"):
-        prepare_conv(row_ptr[:-1], cols, codes, codebook, in_channels=2, kernel_size=2,
+        prepare_conv(row_ptr[:-1], col_idx, codes, codebook, in_channels=2, kernel_size=2,
                      check_values=False)
-    with pytest.raises(KernelArgumentError, match="cols"):
-        prepare_conv(row_ptr, cols.astype(np.int64), codes, codebook, in_channels=2,
+    with pytest.raises(KernelArgumentError, match="col_idx"):
+        prepare_conv(row_ptr, col_idx.astype(np.int64), codes, codebook, in_channels=2,
                      kernel_size=2, check_values=False)
 
 
@@ -867,22 +872,22 @@ def test_linear_codebook_sizes_around_the_register_lookup(k, col_dtype):
     mask = np.zeros((rows, n_cols), bool)
     for r in range(rows):
         mask[r, rng.choice(n_cols, r, replace=False)] = True
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, rows, n_cols, mask=mask, k=k, col_dtype=col_dtype)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, rows, n_cols, mask=mask, k=k, col_dtype=col_dtype)
     codes[:k] = np.arange(k)  # 820 entries
     dense[:] = 0
     r_of = np.repeat(np.arange(rows), np.diff(row_ptr))
-    dense[r_of, cols.astype(np.int64)] = codebook[codes]
-    layer = prepare_linear(row_ptr, cols, codes, codebook, None, in_features=n_cols)
-    assert layer._lut == (AVX2 and k <= LUT_SIZE)
+    dense[r_of, col_idx.astype(np.int64)] = codebook[codes]
+    layer = prepare_linear(row_ptr, col_idx, codes, codebook, None, in_features=n_cols)
+    assert layer.use_register_lookup == (AVX2 and k <= LUT_SIZE)
     x = rng.standard_normal((3, n_cols)).astype(np.float32)
     for batch in (1, 3):
         ref = F.linear(t(x[:batch]), t(dense))
         assert_close(layer(x[:batch]), ref)
         # the scalar loop on the same arrays agrees
-        assert_close(SL.run_linear(x[:batch], row_ptr, cols, codes, codebook, None,
-                                   parse_activation("none"), lut=False), ref)
+        assert_close(SL.run_linear(x[:batch], row_ptr, col_idx, codes, codebook, None,
+                                   parse_activation("none"), use_register_lookup=False), ref)
     chain = SL.LinearChain([(layer, "none")])  # batch 1 through chain_vec
-    assert chain.meta[0, SL.M_LUT] == layer._lut
+    assert chain.meta[0, SL.M_REGISTER_LOOKUP] == layer.use_register_lookup
     assert_close(chain(x[:1]), F.linear(t(x[:1]), t(dense)))
 
 
@@ -891,14 +896,14 @@ def test_linear_register_lookup_with_an_unused_last_codebook_value():
     the register lookup still applies when every code is below LUT_SIZE."""
     from cdnn_runtime.kernels._simd import AVX2, LUT_SIZE
     rng = np.random.default_rng(5)
-    row_ptr, cols, codes, codebook, dense = make_csr(rng, 23, 300, 0.3, k=LUT_SIZE)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 23, 300, 0.3, k=LUT_SIZE)
     codebook = np.append(codebook, np.float32(0.0))  # LUT_SIZE + 1 values, the last unused
-    layer = prepare_linear(row_ptr, cols, codes, codebook, None, in_features=300)
-    assert layer._lut == AVX2
+    layer = prepare_linear(row_ptr, col_idx, codes, codebook, None, in_features=300)
+    assert layer.use_register_lookup == AVX2
     x = rng.standard_normal((1, 300)).astype(np.float32)
     assert_close(layer(x), F.linear(t(x), t(dense)))
     codes[0] = LUT_SIZE  # now a code needs the last value: the scalar loop
-    dense[np.searchsorted(row_ptr, 0, side="right") - 1, cols[0]] = 0.0  # entry 0's row
-    layer = prepare_linear(row_ptr, cols, codes, codebook, None, in_features=300)
-    assert not layer._lut
+    dense[np.searchsorted(row_ptr, 0, side="right") - 1, col_idx[0]] = 0.0  # entry 0's row
+    layer = prepare_linear(row_ptr, col_idx, codes, codebook, None, in_features=300)
+    assert not layer.use_register_lookup
     assert_close(layer(x), F.linear(t(x), t(dense)))

@@ -3,12 +3,14 @@
 * :mod:`.sparse_linear` -- fully-connected layers straight from CSR + codebook storage, and
   chains of them run in one call (:class:`LinearChain`);
 * :mod:`.sparse_conv` -- direct sparse 2-D convolution from the same storage;
-* :mod:`.dense_ops` -- pooling, activations, normalisation, raw dense layers, tensor plumbing.
+* :mod:`.dense_linear` -- linear layers whose weight is stored raw;
+* :mod:`.pooling`, :mod:`.elementwise` (activations, add, mul), :mod:`.norms` (batch norm,
+  LRN, softmax), :mod:`.shape` (flatten, reshape, permute, cat) -- the dense operators.
 
-Sparse kernels take ``row_ptr`` int64[rows+1], ``cols`` uint16 (cols <= 65536) or int32,
-``codes`` uint8, ``codebook`` float32[1..256] and an optional float32 ``bias``; the value of
-entry k is ``codebook[codes[k]]``. Bad arguments raise :class:`KernelArgumentError`
-(a ValueError and a CdnnError).
+Sparse kernels take ``row_ptr`` int64[rows+1], ``col_idx`` uint16 (``n_cols <=
+MAX_UINT16_COLUMNS``) or int32, ``codes`` uint8, ``codebook`` float32[1..MAX_CODEBOOK_SIZE] and
+an optional float32 ``bias``; the value of entry k is ``codebook[codes[k]]``. Bad arguments raise
+:class:`KernelArgumentError` (a ValueError and a CdnnError).
 
 Kernels are compiled on first use and cached on disk by numba (``cache=_CACHE``, where
 :func:`cdnn_runtime._jit.jit_cache` decides, so that a read-only installation works). Numba keys
@@ -17,7 +19,7 @@ that cache on each kernel's own source file only: after editing ``_common.py`` (
 other modules are recompiled.
 """
 
-from . import dense_ops, sparse_conv, sparse_linear
+from . import dense_linear, elementwise, norms, pooling, shape, sparse_conv, sparse_linear
 from ._common import (
     ACT_GELU,
     ACT_GELU_TANH,
@@ -50,11 +52,15 @@ __all__ = [
     "SparseLinear",
     "check_linear_weights",
     "conv2d",
-    "dense_ops",
+    "dense_linear",
+    "elementwise",
     "linear",
+    "norms",
     "parse_activation",
+    "pooling",
     "prepare_conv",
     "prepare_linear",
+    "shape",
     "sparse_conv",
     "sparse_linear",
 ]

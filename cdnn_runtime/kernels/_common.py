@@ -5,13 +5,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..errors import CdnnError
 from .._jit import jit_cache
+from ..constants import MAX_CODEBOOK_SIZE, MAX_UINT16_COLUMNS
+from ..errors import KernelArgumentError
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
-#: Fast-math flags used by the kernels: reassociation and contraction only, so that
-#: NaN and Inf still propagate as IEEE 754 says (no 'nnan' / 'ninf').
+#: Fast-math flags used by the kernels: reassociation, contraction (fused multiply-add) and
+#: reciprocals ('arcp': x / y may become x * (1 / y)); never 'nnan' or 'ninf', so that NaN and
+#: Inf still propagate as IEEE 754 says.
 FASTMATH = {"reassoc", "contract", "arcp"}
 
 #: Work (multiply-adds, or stored entries times samples) below which a sparse kernel runs its
@@ -21,10 +23,6 @@ PARALLEL_MIN_WORK = 1 << 14
 
 #: Elements below which an element-wise or pooling kernel runs serially.
 ELEMENTWISE_PARALLEL_MIN = 1 << 16
-
-
-class KernelArgumentError(CdnnError, ValueError):
-    """An array or parameter handed to a kernel has the wrong shape, dtype, layout or value."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +76,8 @@ class Activation:
         return f"Activation({name!r})"
 
     def __eq__(self, other):
-        return isinstance(other, Activation) and (self.code, self.param) == (other.code, other.param)
+        return isinstance(other, Activation) and \
+            (self.code, self.param) == (other.code, other.param)
 
     def __hash__(self):
         return hash((self.code, self.param))
@@ -113,14 +112,16 @@ def _parse(spec):
             try:
                 param = float(param)
             except (TypeError, ValueError):
-                raise KernelArgumentError(f"activation {spec!r}: parameter is not a number") from None
+                raise KernelArgumentError(
+                    f"activation {spec!r}: parameter is not a number") from None
     elif isinstance(spec, str):
         name, sep, rest = spec.partition(":")
         if sep:
             try:
                 param = float(rest)
             except ValueError:
-                raise KernelArgumentError(f"activation {spec!r}: parameter {rest!r} is not a number") from None
+                raise KernelArgumentError(
+                    f"activation {spec!r}: parameter {rest!r} is not a number") from None
     else:
         raise KernelArgumentError(
             f"activation must be a string, a (name, param) tuple or None, got {type(spec).__name__}"
@@ -200,7 +201,26 @@ def check_float32(name, a, ndim=None, contiguous=True):
     return check_array(name, a, np.float32, ndim=ndim, contiguous=contiguous)
 
 
-def check_csr(row_ptr, cols, codes, codebook, n_rows, n_cols, bias=None, full=True):
+def check_float32_array(name, a):
+    """A float32 ndarray of any layout (the dense ops' inputs); raises KernelArgumentError."""
+    return check_array(name, a, np.float32, contiguous=False)
+
+
+def check_axis(x, axis):
+    """``axis`` (an int, negative counting from the end) as an index into x's dimensions."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise KernelArgumentError(f"axis must be an int, got {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
+        raise KernelArgumentError(f"axis {axis} out of range for a {x.ndim}-D array")
+    return int(axis) % x.ndim
+
+
+def elementwise_threaded(n_elements):
+    """Whether an element-wise or pooling kernel over ``n_elements`` runs threaded."""
+    return n_elements >= ELEMENTWISE_PARALLEL_MIN
+
+
+def check_csr(row_ptr, col_idx, codes, codebook, n_rows, n_cols, bias=None, full=True):
     """Check a CSR + codebook weight of logical shape [n_rows, n_cols].
 
     Shapes and dtypes are always checked. With ``full`` the values are checked too
@@ -208,32 +228,33 @@ def check_csr(row_ptr, cols, codes, codebook, n_rows, n_cols, bias=None, full=Tr
     codes below the codebook size): O(E), meant to run once when a layer is loaded.
     """
     check_array("row_ptr", row_ptr, np.int64, ndim=1)
-    if n_cols <= 65536:
-        check_array("cols", cols, (np.uint16, np.int32), ndim=1)
+    if n_cols <= MAX_UINT16_COLUMNS:
+        check_array("col_idx", col_idx, (np.uint16, np.int32), ndim=1)
     else:
-        check_array("cols", cols, np.int32, ndim=1)
-        if cols.dtype != np.int32:
-            raise KernelArgumentError(f"cols must be int32 when the layer has {n_cols} > 65536 columns")
+        check_array("col_idx", col_idx, np.int32, ndim=1)
     check_array("codes", codes, np.uint8, ndim=1)
     check_array("codebook", codebook, np.float32, ndim=1)
     if row_ptr.shape[0] != n_rows + 1:
-        raise KernelArgumentError(f"row_ptr must have rows+1 = {n_rows + 1} entries, got {row_ptr.shape[0]}")
-    n_entries = cols.shape[0]
+        raise KernelArgumentError(f"row_ptr must have rows+1 = {n_rows + 1} entries, got "
+                                  f"{row_ptr.shape[0]}")
+    n_entries = col_idx.shape[0]
     if codes.shape[0] != n_entries:
-        raise KernelArgumentError(f"codes has {codes.shape[0]} entries but cols has {n_entries}")
-    if not 1 <= codebook.shape[0] <= 256:
-        raise KernelArgumentError(f"codebook must hold 1..256 centroids, got {codebook.shape[0]}")
+        raise KernelArgumentError(f"codes has {codes.shape[0]} entries but col_idx has {n_entries}")
+    if not 1 <= codebook.shape[0] <= MAX_CODEBOOK_SIZE:
+        raise KernelArgumentError(f"codebook must hold 1..{MAX_CODEBOOK_SIZE} centroids, got "
+                                  f"{codebook.shape[0]}")
     if bias is not None:
         check_array("bias", bias, np.float32, ndim=1)
         if bias.shape[0] != n_rows:
             raise KernelArgumentError(f"bias must have {n_rows} entries, got {bias.shape[0]}")
     if row_ptr[0] != 0 or row_ptr[-1] != n_entries:
         raise KernelArgumentError(
-            f"row_ptr must start at 0 and end at the entry count {n_entries}, got {row_ptr[0]}..{row_ptr[-1]}"
+            f"row_ptr must start at 0 and end at the entry count {n_entries}, got "
+            f"{row_ptr[0]}..{row_ptr[-1]}"
         )
     if full:
         check = _first_csr_error_parallel if n_entries >= CHECK_PARALLEL_MIN else _first_csr_error
-        bad = check(row_ptr, cols, codes, n_cols, codebook.shape[0])
+        bad = check(row_ptr, col_idx, codes, n_cols, codebook.shape[0])
         if bad == 1:
             raise KernelArgumentError("row_ptr must be non-decreasing")
         if bad == 2:
@@ -250,10 +271,10 @@ CHECK_PARALLEL_MIN = 1 << 20
 
 
 @njit(cache=_CACHE)
-def _row_error(row_ptr, cols, codes, n_cols, k, r):
+def _row_error(row_ptr, col_idx, codes, n_cols, k, r):
     prev = -1
     for e in range(row_ptr[r], row_ptr[r + 1]):
-        c = np.int64(cols[e])
+        c = np.int64(col_idx[e])
         if c < 0 or c >= n_cols:
             return 2
         if c <= prev:
@@ -265,19 +286,19 @@ def _row_error(row_ptr, cols, codes, n_cols, k, r):
 
 
 @njit(cache=_CACHE)
-def _first_csr_error(row_ptr, cols, codes, n_cols, k):
+def _first_csr_error(row_ptr, col_idx, codes, n_cols, k):
     for r in range(row_ptr.shape[0] - 1):
         if row_ptr[r + 1] < row_ptr[r]:
             return 1
     for r in range(row_ptr.shape[0] - 1):
-        bad = _row_error(row_ptr, cols, codes, n_cols, k, r)
+        bad = _row_error(row_ptr, col_idx, codes, n_cols, k, r)
         if bad:
             return bad
     return 0
 
 
 @njit(cache=_CACHE, parallel=True)
-def _first_csr_error_parallel(row_ptr, cols, codes, n_cols, k):
+def _first_csr_error_parallel(row_ptr, col_idx, codes, n_cols, k):
     """:func:`_first_csr_error` with the rows checked on every thread (same answer)."""
     n_rows = row_ptr.shape[0] - 1
     for r in range(n_rows):
@@ -285,7 +306,7 @@ def _first_csr_error_parallel(row_ptr, cols, codes, n_cols, k):
             return 1
     errs = np.zeros(n_rows, np.int64)
     for r in prange(n_rows):
-        errs[r] = _row_error(row_ptr, cols, codes, n_cols, k, r)
+        errs[r] = _row_error(row_ptr, col_idx, codes, n_cols, k, r)
     for r in range(n_rows):
         if errs[r]:
             return errs[r]

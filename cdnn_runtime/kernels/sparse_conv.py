@@ -23,6 +23,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .._jit import jit_cache
 from ._common import (
     ACT_NONE,
     ACT_RELU,
@@ -34,7 +35,6 @@ from ._common import (
     check_float32,
     parse_activation,
 )
-from .._jit import jit_cache
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
@@ -69,6 +69,22 @@ def _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n):
     return xs[start:start + n]
 
 
+@njit(cache=_CACHE, inline="always")
+def _values4(codebook, codes, k):
+    """The values of entries k..k+3."""
+    return (codebook[codes[k]], codebook[codes[k + 1]], codebook[codes[k + 2]],
+            codebook[codes[k + 3]])
+
+
+@njit(cache=_CACHE, inline="always")
+def _srcs4(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n):
+    """The shifted inputs (views of xs, n floats each) of entries k..k+3."""
+    return (_src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n),
+            _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 1, n),
+            _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 2, n),
+            _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 3, n))
+
+
 @njit(cache=_CACHE, fastmath=FASTMATH)
 def _accumulate(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride, acc, n):
     """acc[:n] += sum over entries k..end-1 of value * shifted input; eight, then four
@@ -77,36 +93,18 @@ def _accumulate(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, cha
     offset keeps LLVM from vectorizing the loop)."""
     mask = (np.int64(1) << tap_bits) - 1
     while k + 8 <= end:
-        w0 = codebook[codes[k]]
-        w1 = codebook[codes[k + 1]]
-        w2 = codebook[codes[k + 2]]
-        w3 = codebook[codes[k + 3]]
-        w4 = codebook[codes[k + 4]]
-        w5 = codebook[codes[k + 5]]
-        w6 = codebook[codes[k + 6]]
-        w7 = codebook[codes[k + 7]]
-        a0 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
-        a1 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 1, n)
-        a2 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 2, n)
-        a3 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 3, n)
-        a4 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 4, n)
-        a5 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 5, n)
-        a6 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 6, n)
-        a7 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 7, n)
+        w0, w1, w2, w3 = _values4(codebook, codes, k)
+        w4, w5, w6, w7 = _values4(codebook, codes, k + 4)
+        a0, a1, a2, a3 = _srcs4(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
+        a4, a5, a6, a7 = _srcs4(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 4, n)
         for i in range(n):
             acc[i] += (w0 * a0[i] + w1 * a1[i] + w2 * a2[i] + w3 * a3[i]) + (
                 w4 * a4[i] + w5 * a5[i] + w6 * a6[i] + w7 * a7[i]
             )
         k += 8
     if k + 4 <= end:
-        w0 = codebook[codes[k]]
-        w1 = codebook[codes[k + 1]]
-        w2 = codebook[codes[k + 2]]
-        w3 = codebook[codes[k + 3]]
-        a0 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
-        a1 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 1, n)
-        a2 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 2, n)
-        a3 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 3, n)
+        w0, w1, w2, w3 = _values4(codebook, codes, k)
+        a0, a1, a2, a3 = _srcs4(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
         for i in range(n):
             acc[i] += w0 * a0[i] + w1 * a1[i] + w2 * a2[i] + w3 * a3[i]
         k += 4
@@ -173,8 +171,8 @@ def conv_parallel(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_s
         o0 = c * chunk
         o1 = min(o0 + chunk, n_out)
         acc = np.empty(band * wq, np.float32)
-        _conv_block(xs, b * batch_stride, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-                    bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, acc)
+        _conv_block(xs, b * batch_stride, row_ptr, entry, tap_bits, codes, codebook, tap_off,
+                    chan_stride, bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, acc)
 
 
 @njit(cache=_CACHE, fastmath=FASTMATH)
@@ -187,8 +185,9 @@ def conv_serial(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_str
     acc = np.empty(band * wq, np.float32)
     for b in range(n_batch):
         for y0 in range(0, ho, band):
-            _conv_block(xs, b * batch_stride, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-                        bias, has_bias, act, act_param, out, b, 0, n_out, y0, min(y0 + band, ho), wq, acc)
+            _conv_block(xs, b * batch_stride, row_ptr, entry, tap_bits, codes, codebook, tap_off,
+                        chan_stride, bias, has_bias, act, act_param, out, b, 0, n_out, y0,
+                        min(y0 + band, ho), wq, acc)
 
 
 @njit(cache=_CACHE)
@@ -237,11 +236,12 @@ def phase_split_serial(x, sh, sw, pad_t, pad_l, xs):
 
 
 @njit(cache=_CACHE)
-def _pack_entries(row_ptr, cols, khw, cin_g, out_per_group, tap_bits, entry):
+def _pack_entries(row_ptr, col_idx, khw, cin_g, out_per_group, tap_bits, entry):
     for o in range(row_ptr.shape[0] - 1):
         base = (o // out_per_group) * cin_g
-        for k in range(np.uint64(row_ptr[o]), np.uint64(row_ptr[o + 1])):  # unsigned: no wrap-around check
-            c = np.int64(cols[k])
+        # unsigned: no wrap-around check
+        for k in range(np.uint64(row_ptr[o]), np.uint64(row_ptr[o + 1])):
+            c = np.int64(col_idx[k])
             ci = c // khw
             entry[k] = ((base + ci) << tap_bits) | (c - ci * khw)
 
@@ -289,8 +289,8 @@ class SparseConv2d:
     float32 [B, out_channels, Ho, Wo].
     """
 
-    def __init__(self, row_ptr, cols, codes, codebook, bias, in_channels, kernel_size, stride, padding,
-                 dilation, groups, check_values=True):
+    def __init__(self, row_ptr, col_idx, codes, codebook, bias, in_channels, kernel_size, stride,
+                 padding, dilation, groups, check_values=True):
         if not isinstance(row_ptr, np.ndarray) or row_ptr.ndim != 1 or row_ptr.shape[0] < 1:
             raise KernelArgumentError("row_ptr must be a 1-D numpy array of out_channels+1 entries")
         self.kernel_size = as_pair("kernel_size", kernel_size, 1)
@@ -299,7 +299,8 @@ class SparseConv2d:
         self.padding = _padding4(padding, self.kernel_size, self.stride, self.dilation)
         if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
             raise KernelArgumentError(f"groups must be an int >= 1, got {groups!r}")
-        if isinstance(in_channels, bool) or not isinstance(in_channels, (int, np.integer)) or in_channels < 1:
+        if isinstance(in_channels, bool) or not isinstance(in_channels, (int, np.integer)) \
+                or in_channels < 1:
             raise KernelArgumentError(f"in_channels must be an int >= 1, got {in_channels!r}")
         self.groups = int(groups)
         self.in_channels = int(in_channels)
@@ -312,20 +313,21 @@ class SparseConv2d:
         kh, kw = self.kernel_size
         khw = kh * kw
         cin_g = self.in_channels // self.groups
-        check_csr(row_ptr, cols, codes, codebook, self.out_channels, cin_g * khw, bias=bias,
+        check_csr(row_ptr, col_idx, codes, codebook, self.out_channels, cin_g * khw, bias=bias,
                   full=check_values)
         self.row_ptr = row_ptr
         self.codes = codes
         self.codebook = codebook
         self.bias = bias
-        n = cols.shape[0]
+        n = col_idx.shape[0]
         self.tap_bits = max(khw - 1, 0).bit_length()
         if self.in_channels << self.tap_bits > 2**32:
             raise KernelArgumentError(
-                f"layer too large: in_channels ({self.in_channels}) * 2**{self.tap_bits} must not exceed 2**32")
+                f"layer too large: in_channels ({self.in_channels}) * 2**{self.tap_bits} must not "
+                "exceed 2**32")
         self.entry = np.empty(n, np.uint32)
-        _pack_entries(row_ptr, cols, khw, cin_g, max(self.out_channels // self.groups, 1), self.tap_bits,
-                      self.entry)
+        _pack_entries(row_ptr, col_idx, khw, cin_g, max(self.out_channels // self.groups, 1),
+                      self.tap_bits, self.entry)
         self._geometry = {}
 
     @property
@@ -395,7 +397,8 @@ class SparseConv2d:
             return out
         length = (ho - 1) * wq + wo
         if parallel is None:
-            parallel = n_batch * (self.nnz * length + self.out_channels * ho * wo) >= CONV_PARALLEL_MIN_WORK
+            work = n_batch * (self.nnz * length + self.out_channels * ho * wo)
+            parallel = work >= CONV_PARALLEL_MIN_WORK
         n_chunks = 1
         if parallel:
             tasks = n_batch * -(-ho // band)
@@ -410,30 +413,31 @@ class SparseConv2d:
             split(x, sh, sw, self.padding[0], self.padding[1], xs)
         has_bias = self.bias is not None
         kern = conv_parallel if parallel else conv_serial
-        kern(xs.reshape(-1), self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
-             chan_stride, batch_stride, wq, band, n_chunks, self.bias if has_bias else _NO_BIAS, has_bias,
-             act.code, act.param, out)
+        kern(xs.reshape(-1), self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook,
+             tap_off, chan_stride, batch_stride, wq, band, n_chunks,
+             self.bias if has_bias else _NO_BIAS, has_bias, act.code, act.param, out)
         return out
 
 
-def prepare_conv(row_ptr, cols, codes, codebook, bias=None, *, in_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, check_values=True):
+def prepare_conv(row_ptr, col_idx, codes, codebook, bias=None, *, in_channels, kernel_size,
+                 stride=1, padding=0, dilation=1, groups=1, check_values=True):
     """Check a sparse conv layer once (every CSR value) and precompute, per stored entry, its
     input channel and kernel tap packed in one uint32; returns a :class:`SparseConv2d`.
 
-    row_ptr: int64[Cout+1]; cols: uint16 (when Cin/groups*kh*kw <= 65536) or int32, column
-    ``ci*kh*kw + ky*kw + kx`` within the group; codes: uint8; codebook: float32[1..256];
+    row_ptr: int64[Cout+1]; col_idx: uint16 (when Cin/groups*kh*kw <= MAX_UINT16_COLUMNS) or
+    int32, column ``ci*kh*kw + ky*kw + kx`` within the group; codes: uint8; codebook:
+    float32[1..MAX_CODEBOOK_SIZE];
     bias: float32[Cout] or None. kernel_size, stride, dilation: int or (h, w).
     padding: int, (h, w), (top, left, bottom, right), "valid" or "same" (stride 1).
     ``check_values=False`` checks shapes and dtypes only, for values already known good (see
     :func:`prepare_linear`).
     """
-    return SparseConv2d(row_ptr, cols, codes, codebook, bias, in_channels, kernel_size, stride, padding,
-                        dilation, groups, check_values)
+    return SparseConv2d(row_ptr, col_idx, codes, codebook, bias, in_channels, kernel_size, stride,
+                        padding, dilation, groups, check_values)
 
 
-def conv2d(x, row_ptr, cols, codes, codebook, bias=None, kernel_size=None, stride=1, padding=0, dilation=1,
-           groups=1, activation="none", *, parallel=None):
+def conv2d(x, row_ptr, col_idx, codes, codebook, bias=None, kernel_size=None, stride=1, padding=0,
+           dilation=1, groups=1, activation="none", *, parallel=None):
     """Direct sparse convolution ``act(conv2d(x, W) + bias)`` in one call (prepare + run).
 
     x: float32 [B, Cin, H, W], C-contiguous. The other arguments are those of
@@ -444,6 +448,6 @@ def conv2d(x, row_ptr, cols, codes, codebook, bias=None, kernel_size=None, strid
     if kernel_size is None:
         raise KernelArgumentError("conv2d needs kernel_size")
     check_float32("x", x, ndim=4)
-    layer = SparseConv2d(row_ptr, cols, codes, codebook, bias, x.shape[1], kernel_size, stride, padding,
-                         dilation, groups)
+    layer = SparseConv2d(row_ptr, col_idx, codes, codebook, bias, x.shape[1], kernel_size, stride,
+                         padding, dilation, groups)
     return layer(x, activation, parallel=parallel)

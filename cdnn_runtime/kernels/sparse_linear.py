@@ -1,17 +1,17 @@
 """Sparse fully-connected layer computed straight from CSR + codebook storage.
 
-The weight is [rows, cols] (out_features x in_features) in CSR form: ``row_ptr`` int64[rows+1],
-``cols`` uint16 or int32 column per entry, ``codes`` uint8 per entry and a float32 ``codebook``;
-entry k has the value ``codebook[codes[k]]``, read where it is used. Nothing of size rows*cols
-is ever allocated.
+The weight is [n_rows, n_cols] (out_features x in_features) in CSR form: ``row_ptr``
+int64[n_rows+1], ``col_idx`` uint16 or int32 column per entry, ``codes`` uint8 per entry and a
+float32 ``codebook``; entry k has the value ``codebook[codes[k]]``, read where it is used.
+Nothing of size n_rows*n_cols is ever allocated.
 
 Kernels (all take raw arrays and write into ``out``):
 
 * batch 1: a sparse mat-vec, one output per row (with the AVX2 codebook lookup of
   :mod:`._simd` for codebooks of up to 32 values);
 * batch 2..7: per row, one sparse dot product per sample (the row's entries stay in L1);
-* batch >= 8: ``x`` transposed to [cols, B] so the innermost loop runs over the batch
-  contiguously, into a [rows, B] result that is transposed back.
+* batch >= 8: ``x`` transposed to [n_cols, B] so the innermost loop runs over the batch
+  contiguously, into a [n_rows, B] result that is transposed back.
 
 Each has a parallel variant (rows split across threads) and a serial one for small layers.
 
@@ -24,7 +24,8 @@ size.
 import numpy as np
 from numba import njit, prange
 
-from ._simd import AVX2, LUT_SIZE, LUT_STEP, lut_dot
+from .._jit import jit_cache
+from ..constants import MAX_CODEBOOK_SIZE, MAX_UINT16_COLUMNS
 from ._common import (
     FASTMATH,
     PARALLEL_MIN_WORK,
@@ -34,7 +35,7 @@ from ._common import (
     check_float32,
     parse_activation,
 )
-from .._jit import jit_cache
+from ._simd import AVX2, LUT_SIZE, LUT_STEP, lut_dot
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
@@ -63,8 +64,8 @@ _U4 = np.uint64(4)
 
 
 @njit(cache=_CACHE)
-def _dot_range(x, cols, codes, codebook, k, end):
-    """sum over entries k..end-1 (uint64) of codebook[codes[k]] * x[cols[k]], with four
+def _dot_range(x, col_idx, codes, codebook, k, end):
+    """sum over entries k..end-1 (uint64) of codebook[codes[k]] * x[col_idx[k]], with four
     independent partial sums (the loads of consecutive entries overlap instead of waiting on one
     add chain). No fast-math here: with it LLVM may turn the loop into AVX2 gathers, which are
     slower on the CPUs measured."""
@@ -73,13 +74,13 @@ def _dot_range(x, cols, codes, codebook, k, end):
     a2 = np.float32(0.0)
     a3 = np.float32(0.0)
     while k + _U4 <= end:
-        a0 += codebook[codes[k]] * x[cols[k]]
-        a1 += codebook[codes[k + _U1]] * x[cols[k + _U1]]
-        a2 += codebook[codes[k + _U2]] * x[cols[k + _U2]]
-        a3 += codebook[codes[k + _U3]] * x[cols[k + _U3]]
+        a0 += codebook[codes[k]] * x[col_idx[k]]
+        a1 += codebook[codes[k + _U1]] * x[col_idx[k + _U1]]
+        a2 += codebook[codes[k + _U2]] * x[col_idx[k + _U2]]
+        a3 += codebook[codes[k + _U3]] * x[col_idx[k + _U3]]
         k += _U4
     while k < end:
-        a0 += codebook[codes[k]] * x[cols[k]]
+        a0 += codebook[codes[k]] * x[col_idx[k]]
         k += _U1
     return (a0 + a1) + (a2 + a3)
 
@@ -88,20 +89,22 @@ _LUT_MASK = np.uint64(LUT_STEP - 1)
 
 
 @njit(cache=_CACHE)
-def _dot_range_lut(x, cols, codes, codebook, k, end, lut):
-    """:func:`_dot_range`; with ``lut`` (the codebook padded to LUT_SIZE values, codes below
-    it) on an AVX2 CPU, the whole steps of LUT_STEP entries by the register lookup of
-    :func:`._simd.lut_dot` and the rest by the scalar loop."""
-    if AVX2 and lut:
+def _dot_range_lut(x, col_idx, codes, codebook, k, end, use_register_lookup):
+    """:func:`_dot_range`; with ``use_register_lookup`` (the codebook padded to LUT_SIZE values,
+    codes below it) on an AVX2 CPU, the whole steps of LUT_STEP entries by the register lookup
+    of :func:`._simd.lut_dot` and the rest by the scalar loop."""
+    if AVX2 and use_register_lookup:
         mid = end - ((end - k) & _LUT_MASK)
-        return lut_dot(x, cols, codes, codebook, k, mid) + _dot_range(x, cols, codes, codebook, mid, end)
-    return _dot_range(x, cols, codes, codebook, k, end)
+        return lut_dot(x, col_idx, codes, codebook, k, mid) + \
+            _dot_range(x, col_idx, codes, codebook, mid, end)
+    return _dot_range(x, col_idx, codes, codebook, k, end)
 
 
 @njit(cache=_CACHE)
-def _row_dot(x, row_ptr, cols, codes, codebook, lut, r):
+def _row_dot(x, row_ptr, col_idx, codes, codebook, use_register_lookup, r):
     """One row's sparse dot product."""
-    return _dot_range_lut(x, cols, codes, codebook, np.uint64(row_ptr[r]), np.uint64(row_ptr[r + 1]), lut)
+    return _dot_range_lut(x, col_idx, codes, codebook, np.uint64(row_ptr[r]),
+                          np.uint64(row_ptr[r + 1]), use_register_lookup)
 
 
 @njit(cache=_CACHE)
@@ -112,182 +115,160 @@ def _bias_of(bias, has_bias, r):
 
 
 @njit(cache=_CACHE, parallel=True)
-def spmv_parallel(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
-    """out[r] = act(sum_k codebook[codes[k]] * x[cols[k]] + bias[r]) for every row r; ``lut``:
-    the codebook is padded to LUT_SIZE values (see :func:`_dot_range_lut`)."""
+def spmv_parallel(x, row_ptr, col_idx, codes, codebook, use_register_lookup, bias, has_bias, act,
+                  act_param, out):
+    """out[r] = act(sum_k codebook[codes[k]] * x[col_idx[k]] + bias[r]) for every row r;
+    ``use_register_lookup``: the codebook is padded to LUT_SIZE values (see
+    :func:`_dot_range_lut`)."""
     for r in prange(row_ptr.shape[0] - 1):
-        v = _row_dot(x, row_ptr, cols, codes, codebook, lut, r) + _bias_of(bias, has_bias, r)
+        v = _row_dot(x, row_ptr, col_idx, codes, codebook, use_register_lookup, r) + \
+            _bias_of(bias, has_bias, r)
         out[r] = apply_activation(v, act, act_param)
 
 
 @njit(cache=_CACHE)
-def spmv_serial(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
+def spmv_serial(x, row_ptr, col_idx, codes, codebook, use_register_lookup, bias, has_bias, act,
+                act_param, out):
     """Serial :func:`spmv_parallel`."""
     for r in range(row_ptr.shape[0] - 1):
-        v = _row_dot(x, row_ptr, cols, codes, codebook, lut, r) + _bias_of(bias, has_bias, r)
+        v = _row_dot(x, row_ptr, col_idx, codes, codebook, use_register_lookup, r) + \
+            _bias_of(bias, has_bias, r)
         out[r] = apply_activation(v, act, act_param)
 
 
 @njit(cache=_CACHE, parallel=True)
-def spmm_rows_parallel(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
-    """Batched: x [B, cols] -> out [B, rows]; one sparse dot product per (row, sample)."""
+def spmm_rows_parallel(x, row_ptr, col_idx, codes, codebook, use_register_lookup, bias, has_bias,
+                       act, act_param, out):
+    """Batched: x [B, n_cols] -> out [B, n_rows]; one sparse dot product per (row, sample)."""
     n_batch = x.shape[0]
     for r in prange(row_ptr.shape[0] - 1):
         b_r = _bias_of(bias, has_bias, r)
         for b in range(n_batch):
-            v = _row_dot(x[b], row_ptr, cols, codes, codebook, lut, r) + b_r
+            v = _row_dot(x[b], row_ptr, col_idx, codes, codebook, use_register_lookup, r) + b_r
             out[b, r] = apply_activation(v, act, act_param)
 
 
 @njit(cache=_CACHE)
-def spmm_rows_serial(x, row_ptr, cols, codes, codebook, lut, bias, has_bias, act, act_param, out):
+def spmm_rows_serial(x, row_ptr, col_idx, codes, codebook, use_register_lookup, bias, has_bias,
+                     act, act_param, out):
     """Serial :func:`spmm_rows_parallel`."""
     n_batch = x.shape[0]
     for r in range(row_ptr.shape[0] - 1):
         b_r = _bias_of(bias, has_bias, r)
         for b in range(n_batch):
-            v = _row_dot(x[b], row_ptr, cols, codes, codebook, lut, r) + b_r
+            v = _row_dot(x[b], row_ptr, col_idx, codes, codebook, use_register_lookup, r) + b_r
             out[b, r] = apply_activation(v, act, act_param)
 
 
 @njit(cache=_CACHE, fastmath=FASTMATH)
-def _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t, r):
-    """out_t[r, :] = act(sum_k w_k * xt[cols[k], :] + bias[r]); four entries per pass over the
-    output row, so that it is loaded and stored once per four multiply-adds."""
-    o = out_t[r]
+def _row_axpy_batch(xt, col_idx, codes, codebook, k, end, b_r, act, act_param, o):
+    """o[:] = act(sum over entries k..end-1 of w_k * xt[col_idx[k], :] + b_r), o one row of
+    the transposed output; four entries per pass over it, so that it is loaded and stored once
+    per four multiply-adds."""
     n_batch = o.shape[0]
     for b in range(n_batch):
         o[b] = 0.0
-    k = row_ptr[r]
-    end = row_ptr[r + 1]
     while k + 4 <= end:
         w0 = codebook[codes[k]]
         w1 = codebook[codes[k + 1]]
         w2 = codebook[codes[k + 2]]
         w3 = codebook[codes[k + 3]]
-        x0 = xt[cols[k]]
-        x1 = xt[cols[k + 1]]
-        x2 = xt[cols[k + 2]]
-        x3 = xt[cols[k + 3]]
+        x0 = xt[col_idx[k]]
+        x1 = xt[col_idx[k + 1]]
+        x2 = xt[col_idx[k + 2]]
+        x3 = xt[col_idx[k + 3]]
         for b in range(n_batch):
             o[b] += (w0 * x0[b] + w1 * x1[b]) + (w2 * x2[b] + w3 * x3[b])
         k += 4
     while k < end:
         w = codebook[codes[k]]
-        xr = xt[cols[k]]
+        xr = xt[col_idx[k]]
         for b in range(n_batch):
             o[b] += w * xr[b]
         k += 1
-    b_r = _bias_of(bias, has_bias, r)
     for b in range(n_batch):
         o[b] = apply_activation(o[b] + b_r, act, act_param)
 
 
 @njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
-def spmm_t_parallel(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t):
-    """Batched on the transposed input: xt [cols, B] -> out_t [rows, B]."""
+def spmm_t_parallel(xt, row_ptr, col_idx, codes, codebook, bias, has_bias, act, act_param, out_t):
+    """Batched on the transposed input: xt [n_cols, B] -> out_t [n_rows, B]."""
     for r in prange(row_ptr.shape[0] - 1):
-        _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t, r)
+        _row_axpy_batch(xt, col_idx, codes, codebook, row_ptr[r], row_ptr[r + 1],
+                        _bias_of(bias, has_bias, r), act, act_param, out_t[r])
 
 
 @njit(cache=_CACHE, fastmath=FASTMATH)
-def spmm_t_serial(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t):
+def spmm_t_serial(xt, row_ptr, col_idx, codes, codebook, bias, has_bias, act, act_param, out_t):
     """Serial :func:`spmm_t_parallel`."""
     for r in range(row_ptr.shape[0] - 1):
-        _row_axpy_batch(xt, row_ptr, cols, codes, codebook, bias, has_bias, act, act_param, out_t, r)
+        _row_axpy_batch(xt, col_idx, codes, codebook, row_ptr[r], row_ptr[r + 1],
+                        _bias_of(bias, has_bias, r), act, act_param, out_t[r])
 
 
 # ---------------------------------------------------------------------------------------------
 # Chains of sparse linear layers in one call
 # ---------------------------------------------------------------------------------------------
-# A chain's layers share concatenated arrays: ``row_ptr`` (each layer's own, from 0), ``cols``,
-# ``codes``, ``codebooks`` [L, 256] (zero-padded) and ``bias``; ``meta`` [L, 8] int64 holds per
-# layer rows, cols, entry offset, row_ptr offset, bias offset (-1: none), activation code,
-# whether to run threaded and whether it uses the register lookup (every code below LUT_SIZE);
-# ``params`` [L] float32 the activation parameters.
+# A chain's layers share concatenated arrays: ``row_ptr`` (each layer's own, from 0),
+# ``col_idx``, ``codes``, ``codebooks`` [L, MAX_CODEBOOK_SIZE] (zero-padded) and ``bias``;
+# ``meta`` [L, 8] int64 holds per layer n_rows, n_cols, entry offset, row_ptr offset, bias
+# offset (-1: none), activation code, whether to run threaded and whether it uses the register
+# lookup (every code below LUT_SIZE); ``params`` [L] float32 the activation parameters.
 
-M_ROWS, M_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR, M_LUT = range(8)
-
-
-@njit(cache=_CACHE)
-def _chain_row_dot(x, row_ptr, rp, eo, cols, codes, codebook, lut, r):
-    return _dot_range_lut(x, cols, codes, codebook, np.uint64(eo + row_ptr[rp + r]),
-                          np.uint64(eo + row_ptr[rp + r + 1]), lut)
+M_N_ROWS, M_N_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR, M_REGISTER_LOOKUP = range(8)
 
 
-@njit(cache=_CACHE, fastmath=FASTMATH)
-def _chain_row_t(xt, row_ptr, rp, eo, cols, codes, codebook, bval, act, param, o, r):
-    n_batch = o.shape[0]
-    for b in range(n_batch):
-        o[b] = 0.0
-    k = eo + row_ptr[rp + r]
-    end = eo + row_ptr[rp + r + 1]
-    while k + 4 <= end:
-        w0 = codebook[codes[k]]
-        w1 = codebook[codes[k + 1]]
-        w2 = codebook[codes[k + 2]]
-        w3 = codebook[codes[k + 3]]
-        x0 = xt[cols[k]]
-        x1 = xt[cols[k + 1]]
-        x2 = xt[cols[k + 2]]
-        x3 = xt[cols[k + 3]]
-        for b in range(n_batch):
-            o[b] += (w0 * x0[b] + w1 * x1[b]) + (w2 * x2[b] + w3 * x3[b])
-        k += 4
-    while k < end:
-        w = codebook[codes[k]]
-        xr = xt[cols[k]]
-        for b in range(n_batch):
-            o[b] += w * xr[b]
-        k += 1
-    for b in range(n_batch):
-        o[b] = apply_activation(o[b] + bval, act, param)
+@njit(cache=_CACHE, inline="always")
+def _chain_row_vec(x, row_ptr, rp, eo, col_idx, codes, codebook, use_register_lookup, bias, bo,
+                   act, param, r):
+    """Output r of one chain layer at batch 1: act(row r's dot product + its bias)."""
+    v = _dot_range_lut(x, col_idx, codes, codebook, np.uint64(eo + row_ptr[rp + r]),
+                       np.uint64(eo + row_ptr[rp + r + 1]), use_register_lookup)
+    if bo >= 0:
+        v += bias[bo + r]
+    return apply_activation(v, act, param)
 
 
 @njit(cache=_CACHE, parallel=True)
-def chain_vec(x, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out):
-    """Batch 1 through every layer of a chain: x [cols of layer 0] -> out [rows of the last];
-    buf [2, widest] holds the intermediate vectors. Each layer runs threaded or serially as
-    its ``meta`` row says."""
+def chain_vec(x, row_ptr, col_idx, codes, codebooks, bias, meta, params, buf, out):
+    """Batch 1 through every layer of a chain: x [n_cols of layer 0] -> out [n_rows of the
+    last]; buf [2, widest] holds the intermediate vectors. Each layer runs threaded or serially
+    as its ``meta`` row says."""
     n_layers = meta.shape[0]
     src = x
     for li in range(n_layers):
-        n_rows = meta[li, M_ROWS]
+        n_rows = meta[li, M_N_ROWS]
         eo = meta[li, M_ENTRY]
         rp = meta[li, M_RP]
         bo = meta[li, M_BIAS]
         act = meta[li, M_ACT]
         param = params[li]
         codebook = codebooks[li]
-        lut = meta[li, M_LUT] != 0
+        use_register_lookup = meta[li, M_REGISTER_LOOKUP] != 0
         if li == n_layers - 1:
             dst = out
         else:
             dst = buf[li & 1, :n_rows]
         if meta[li, M_PAR]:
             for r in prange(n_rows):
-                v = _chain_row_dot(src, row_ptr, rp, eo, cols, codes, codebook, lut, r)
-                if bo >= 0:
-                    v += bias[bo + r]
-                dst[r] = apply_activation(v, act, param)
+                dst[r] = _chain_row_vec(src, row_ptr, rp, eo, col_idx, codes, codebook,
+                                        use_register_lookup, bias, bo, act, param, r)
         else:
             for r in range(n_rows):
-                v = _chain_row_dot(src, row_ptr, rp, eo, cols, codes, codebook, lut, r)
-                if bo >= 0:
-                    v += bias[bo + r]
-                dst[r] = apply_activation(v, act, param)
+                dst[r] = _chain_row_vec(src, row_ptr, rp, eo, col_idx, codes, codebook,
+                                        use_register_lookup, bias, bo, act, param, r)
         src = dst
 
 
 @njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
-def chain_t(xt, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out_t):
+def chain_t(xt, row_ptr, col_idx, codes, codebooks, bias, meta, params, buf, out_t):
     """A batch through every layer of a chain in the transposed layout [features, B], the
-    batch the contiguous inner loop: xt [cols of layer 0, B] -> out_t [rows of the last, B];
+    batch the contiguous inner loop: xt [n_cols of layer 0, B] -> out_t [n_rows of the last, B];
     buf [2, widest, B] holds the intermediate activations."""
     n_layers = meta.shape[0]
     src = xt
     for li in range(n_layers):
-        n_rows = meta[li, M_ROWS]
+        n_rows = meta[li, M_N_ROWS]
         eo = meta[li, M_ENTRY]
         rp = meta[li, M_RP]
         bo = meta[li, M_BIAS]
@@ -301,11 +282,13 @@ def chain_t(xt, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out_t)
         if meta[li, M_PAR]:
             for r in prange(n_rows):
                 bval = bias[bo + r] if bo >= 0 else np.float32(0.0)
-                _chain_row_t(src, row_ptr, rp, eo, cols, codes, codebook, bval, act, param, dst[r], r)
+                _row_axpy_batch(src, col_idx, codes, codebook, eo + row_ptr[rp + r],
+                                eo + row_ptr[rp + r + 1], bval, act, param, dst[r])
         else:
             for r in range(n_rows):
                 bval = bias[bo + r] if bo >= 0 else np.float32(0.0)
-                _chain_row_t(src, row_ptr, rp, eo, cols, codes, codebook, bval, act, param, dst[r], r)
+                _row_axpy_batch(src, col_idx, codes, codebook, eo + row_ptr[rp + r],
+                                eo + row_ptr[rp + r + 1], bval, act, param, dst[r])
         src = dst
 
 
@@ -316,20 +299,21 @@ def chain_t(xt, row_ptr, cols, codes, codebooks, bias, meta, params, buf, out_t)
 _NO_BIAS = np.zeros(1, np.float32)
 
 
-def check_linear_weights(row_ptr, cols, codes, codebook, bias, in_features, full=True):
+def check_linear_weights(row_ptr, col_idx, codes, codebook, bias, in_features, full=True):
     """Check a sparse linear layer's arrays: shapes, dtypes, contiguity, row_ptr ends;
     with ``full`` also every value (row_ptr monotonic, columns in range and strictly
     increasing within a row, codes below the codebook size), O(E), meant for once at load."""
     if not isinstance(row_ptr, np.ndarray) or row_ptr.ndim != 1 or row_ptr.shape[0] < 1:
         raise KernelArgumentError("row_ptr must be a 1-D numpy array of out_features+1 entries")
-    check_csr(row_ptr, cols, codes, codebook, row_ptr.shape[0] - 1, int(in_features), bias=bias, full=full)
+    check_csr(row_ptr, col_idx, codes, codebook, row_ptr.shape[0] - 1, int(in_features), bias=bias,
+              full=full)
 
 
-def lookup_table(codebook, codes):
-    """(table, lut): the first LUT_SIZE codebook values (zero-padded) and True when the AVX2
-    register lookup can use them (see :mod:`._simd`): every code is below LUT_SIZE (a file's
-    codebook may hold one more value, for the gap fillers, that no stored entry uses). Else
-    the codebook itself and False."""
+def register_lookup_table(codebook, codes):
+    """(lookup_table, use_register_lookup): the first LUT_SIZE codebook values (zero-padded)
+    and True when the AVX2 register lookup can use them (see :mod:`._simd`): every code is
+    below LUT_SIZE (a file's codebook may hold one more value, for the gap fillers, that no
+    stored entry uses). Else the codebook itself and False."""
     if AVX2 and (codebook.shape[0] <= LUT_SIZE or (codes.shape[0] and int(codes.max()) < LUT_SIZE)):
         table = np.zeros(LUT_SIZE, np.float32)
         n = min(LUT_SIZE, codebook.shape[0])
@@ -338,9 +322,11 @@ def lookup_table(codebook, codes):
     return codebook, False
 
 
-def run_linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=None, lut=False):
-    """Pick and run a kernel; arguments already checked, ``act`` an Activation; ``lut``: the
-    codebook is a table from :func:`lookup_table` that allows the register lookup."""
+def run_linear(x, row_ptr, col_idx, codes, codebook, bias, act, parallel=None,
+               use_register_lookup=False):
+    """Pick and run a kernel; arguments already checked, ``act`` an Activation;
+    ``use_register_lookup``: the codebook is a table from :func:`register_lookup_table` that
+    allows the register lookup."""
     n_batch = x.shape[0]
     n_rows = row_ptr.shape[0] - 1
     has_bias = bias is not None
@@ -348,22 +334,24 @@ def run_linear(x, row_ptr, cols, codes, codebook, bias, act, parallel=None, lut=
     if n_batch == 0 or n_rows == 0:
         return np.empty((n_batch, n_rows), np.float32)
     if parallel is None:
-        work = (cols.shape[0] + n_rows) * n_batch
+        work = (col_idx.shape[0] + n_rows) * n_batch
         parallel = work >= (PARALLEL_MIN_WORK_B1 if n_batch == 1 else PARALLEL_MIN_WORK)
     if n_batch == 1:
         out = np.empty((1, n_rows), np.float32)
         kern = spmv_parallel if parallel else spmv_serial
-        kern(x[0], row_ptr, cols, codes, codebook, lut, b_arr, has_bias, act.code, act.param, out[0])
+        kern(x[0], row_ptr, col_idx, codes, codebook, use_register_lookup, b_arr, has_bias,
+             act.code, act.param, out[0])
         return out
     if n_batch < TRANSPOSED_MIN_BATCH:
         out = np.empty((n_batch, n_rows), np.float32)
         kern = spmm_rows_parallel if parallel else spmm_rows_serial
-        kern(x, row_ptr, cols, codes, codebook, lut, b_arr, has_bias, act.code, act.param, out)
+        kern(x, row_ptr, col_idx, codes, codebook, use_register_lookup, b_arr, has_bias,
+             act.code, act.param, out)
         return out
     xt = np.ascontiguousarray(x.T)
     out_t = np.empty((n_rows, n_batch), np.float32)
     kern = spmm_t_parallel if parallel else spmm_t_serial
-    kern(xt, row_ptr, cols, codes, codebook, b_arr, has_bias, act.code, act.param, out_t)
+    kern(xt, row_ptr, col_idx, codes, codebook, b_arr, has_bias, act.code, act.param, out_t)
     return np.ascontiguousarray(out_t.T)
 
 
@@ -378,56 +366,54 @@ class SparseLinear:
 
     Built by :func:`prepare_linear`. ``layer(x, activation="none")`` returns float32
     [B, out_features] for float32 [B, in_features] ``x``; only ``x`` is checked per call.
+    ``lookup_table`` is what the kernels read the values from: the codebook, or its first
+    LUT_SIZE values when ``use_register_lookup`` (batches 1 to 7 take the AVX2 codebook lookup
+    of :mod:`._simd`).
     """
 
-    __slots__ = ("row_ptr", "cols", "codes", "codebook", "bias", "in_features", "out_features", "_table",
-                 "_lut")
+    __slots__ = ("row_ptr", "col_idx", "codes", "codebook", "bias", "in_features", "out_features",
+                 "lookup_table", "use_register_lookup")
 
-    def __init__(self, row_ptr, cols, codes, codebook, bias, in_features, check_values=True):
+    def __init__(self, row_ptr, col_idx, codes, codebook, bias, in_features, check_values=True):
         in_features = int(in_features)
         if in_features < 0:
             raise KernelArgumentError(f"in_features must be >= 0, got {in_features}")
-        check_linear_weights(row_ptr, cols, codes, codebook, bias, in_features, full=check_values)
-        self.row_ptr = row_ptr
-        self.cols = cols
-        self.codes = codes
-        self.codebook = codebook
-        self.bias = bias
+        check_linear_weights(row_ptr, col_idx, codes, codebook, bias, in_features,
+                             full=check_values)
+        self.row_ptr, self.col_idx, self.codes = row_ptr, col_idx, codes
+        self.codebook, self.bias = codebook, bias
         self.in_features = in_features
         self.out_features = row_ptr.shape[0] - 1
-        self._table, self._lut = lookup_table(codebook, codes)
+        self.lookup_table, self.use_register_lookup = register_lookup_table(codebook, codes)
 
     @property
     def nnz(self):
-        return self.cols.shape[0]
-
-    @property
-    def register_lookup(self):
-        """True when batches 1 to 7 use the AVX2 codebook lookup (see :mod:`._simd`)."""
-        return self._lut
+        return self.col_idx.shape[0]
 
     def __call__(self, x, activation="none", *, parallel=None):
         _check_x(x, self.in_features)
-        return run_linear(x, self.row_ptr, self.cols, self.codes, self._table, self.bias,
-                          parse_activation(activation), parallel, self._lut)
+        return run_linear(x, self.row_ptr, self.col_idx, self.codes, self.lookup_table, self.bias,
+                          parse_activation(activation), parallel, self.use_register_lookup)
 
 
-def prepare_linear(row_ptr, cols, codes, codebook, bias=None, *, in_features, check_values=True):
+def prepare_linear(row_ptr, col_idx, codes, codebook, bias=None, *, in_features,
+                   check_values=True):
     """Check a sparse linear layer once (every value, O(E)) and return a :class:`SparseLinear`.
 
     ``check_values=False`` checks shapes and dtypes only: for arrays whose values are already
     known good (the reader's ``CdnnFile.sparse`` checks every column, the order within each
     row and every code as it builds them)."""
-    return SparseLinear(row_ptr, cols, codes, codebook, bias, in_features, check_values)
+    return SparseLinear(row_ptr, col_idx, codes, codebook, bias, in_features, check_values)
 
 
-def linear(x, row_ptr, cols, codes, codebook, bias=None, activation="none", *, check_values=True, parallel=None):
+def linear(x, row_ptr, col_idx, codes, codebook, bias=None, activation="none", *,
+           check_values=True, parallel=None):
     """Sparse fully-connected layer: ``act(x @ W.T + bias)``, W read from CSR + codebook.
 
     x: float32 [B, in_features], C-contiguous (B may be 0).
-    row_ptr: int64[out_features + 1]. cols: uint16 (allowed when in_features <= 65536) or int32,
-    one column per entry. codes: uint8 per entry. codebook: float32[1..256].
-    bias: float32[out_features] or None.
+    row_ptr: int64[out_features + 1]. col_idx: uint16 (allowed when in_features <=
+    MAX_UINT16_COLUMNS) or int32, one column per entry. codes: uint8 per entry.
+    codebook: float32[1..MAX_CODEBOOK_SIZE]. bias: float32[out_features] or None.
     activation: "none", "relu", "relu6", "leaky_relu[:slope]", "sigmoid", "tanh",
     a (name, param) pair or an ``Activation``; applied with the bias in the kernel's epilogue.
     check_values: check every CSR value too (O(E)); pass False when the arrays were already
@@ -437,9 +423,10 @@ def linear(x, row_ptr, cols, codes, codebook, bias=None, activation="none", *, c
     Returns float32 [B, out_features], C-contiguous.
     """
     check_float32("x", x, ndim=2)
-    check_linear_weights(row_ptr, cols, codes, codebook, bias, x.shape[1], full=check_values)
-    table, lut = lookup_table(codebook, codes)
-    return run_linear(x, row_ptr, cols, codes, table, bias, parse_activation(activation), parallel, lut)
+    check_linear_weights(row_ptr, col_idx, codes, codebook, bias, x.shape[1], full=check_values)
+    table, use_register_lookup = register_lookup_table(codebook, codes)
+    return run_linear(x, row_ptr, col_idx, codes, table, bias, parse_activation(activation),
+                      parallel, use_register_lookup)
 
 
 class LinearChain:
@@ -459,28 +446,28 @@ class LinearChain:
             if a.out_features != b.in_features:
                 raise KernelArgumentError(f"chain layers do not fit: {a.out_features} outputs "
                                           f"into {b.in_features} inputs")
-        wide = any(lay.in_features > 65536 for lay, _ in self.layers)
+        wide = any(lay.in_features > MAX_UINT16_COLUMNS for lay, _ in self.layers)
         col_dtype = np.int32 if wide else np.uint16
         n = len(self.layers)
         self.meta = np.zeros((n, 8), np.int64)
         self.params = np.zeros(n, np.float32)
-        self.codebooks = np.zeros((n, 256), np.float32)
+        self.codebooks = np.zeros((n, MAX_CODEBOOK_SIZE), np.float32)
         eo = rp = bo = 0
         biases = []
         for i, (lay, act) in enumerate(self.layers):
-            nnz = lay.cols.shape[0]
             self.meta[i] = (lay.out_features, lay.in_features, eo, rp,
-                            bo if lay.bias is not None else -1, act.code, 0, lay._lut)
+                            bo if lay.bias is not None else -1, act.code, 0,
+                            lay.use_register_lookup)
             self.params[i] = act.param
             self.codebooks[i, :lay.codebook.shape[0]] = lay.codebook
             if lay.bias is not None:
                 biases.append(lay.bias)
                 bo += lay.out_features
-            eo += nnz
+            eo += lay.nnz
             rp += lay.out_features + 1
         self.row_ptr = np.concatenate([lay.row_ptr for lay, _ in self.layers])
-        self.cols = np.concatenate([lay.cols.astype(col_dtype, copy=False)
-                                    for lay, _ in self.layers])
+        self.col_idx = np.concatenate([lay.col_idx.astype(col_dtype, copy=False)
+                                       for lay, _ in self.layers])
         self.codes = np.concatenate([lay.codes for lay, _ in self.layers])
         self.bias = np.concatenate(biases) if biases else np.zeros(1, np.float32)
         # the layers, run one by one for batches 2..7, as views of the concatenated arrays
@@ -488,14 +475,14 @@ class LinearChain:
         views = []
         for i, (lay, act) in enumerate(self.layers):
             rows, _, eo, rp = self.meta[i, :4]
-            nnz = lay.cols.shape[0]
-            views.append((self.row_ptr[rp:rp + rows + 1], self.cols[eo:eo + nnz],
-                          self.codes[eo:eo + nnz], lay._table, lay.bias, act, lay._lut))
+            views.append((self.row_ptr[rp:rp + rows + 1], self.col_idx[eo:eo + lay.nnz],
+                          self.codes[eo:eo + lay.nnz], lay.lookup_table, lay.bias, act,
+                          lay.use_register_lookup))
         self._views = views
         self.in_features = self.layers[0][0].in_features
         self.out_features = self.layers[-1][0].out_features
         self.width = max([lay.out_features for lay, _ in self.layers[:-1]] + [1])
-        self._work = np.array([lay.cols.shape[0] + lay.out_features for lay, _ in self.layers])
+        self._work = np.array([lay.nnz + lay.out_features for lay, _ in self.layers])
         self.layers = [(lay.in_features, lay.out_features, act) for lay, act in self.layers]
         self._meta_vec = self._meta_for(1)
 
@@ -517,16 +504,17 @@ class LinearChain:
         n_batch = x.shape[0]
         if n_batch == 1:
             out = np.empty((1, self.out_features), np.float32)
-            chain_vec(x[0], self.row_ptr, self.cols, self.codes, self.codebooks, self.bias,
+            chain_vec(x[0], self.row_ptr, self.col_idx, self.codes, self.codebooks, self.bias,
                       self._meta_vec, self.params, np.empty((2, self.width), np.float32), out[0])
             return out
         if n_batch < TRANSPOSED_MIN_BATCH:
-            for row_ptr, cols, codes, table, bias, act, lut in self._views:
-                x = run_linear(x, row_ptr, cols, codes, table, bias, act, lut=lut)
+            for row_ptr, col_idx, codes, table, bias, act, use_register_lookup in self._views:
+                x = run_linear(x, row_ptr, col_idx, codes, table, bias, act,
+                               use_register_lookup=use_register_lookup)
             return x
         xt = np.ascontiguousarray(x.T)
         out_t = np.empty((self.out_features, n_batch), np.float32)
         buf = np.empty((2, self.width, n_batch), np.float32)
-        chain_t(xt, self.row_ptr, self.cols, self.codes, self.codebooks, self.bias,
+        chain_t(xt, self.row_ptr, self.col_idx, self.codes, self.codebooks, self.bias,
                 self._meta_for(n_batch), self.params, buf, out_t)
         return np.ascontiguousarray(out_t.T)

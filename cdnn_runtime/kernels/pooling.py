@@ -1,0 +1,325 @@
+"""2-D pooling as torch.nn.functional computes it (max, average, adaptive average), NaN and Inf
+included. Inputs are float32 [N, C, H, W] or [C, H, W] in any layout; every function returns a
+new C-contiguous float32 array. The kernels work on [planes, H, W], one plane per thread.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._jit import jit_cache
+from ._common import KernelArgumentError, as_pair, check_float32, elementwise_threaded
+
+_CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
+
+#: Work (outputs x window size) from which max pooling runs threaded.
+POOL_PARALLEL_MIN = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Window parameters
+# ---------------------------------------------------------------------------------------------
+
+
+def pool_output_size(size, kernel, stride, pad, dilation, ceil_mode):
+    """PyTorch's pooling output size: floor (or ceil) division, and with ceil_mode the last
+    window must start inside the input or the left padding."""
+    eff = dilation * (kernel - 1) + 1
+    num = size + 2 * pad - eff + ((stride - 1) if ceil_mode else 0)
+    out = num // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _check_planes(x, name):
+    check_float32("x", x, contiguous=False)
+    if x.ndim not in (3, 4):
+        raise KernelArgumentError(
+            f"{name} expects x of shape [N, C, H, W] or [C, H, W], got {x.shape}")
+
+
+def _window(kernel_size, stride, padding, dilation, name):
+    """(kernel, stride, padding, dilation) as pairs; stride None (or empty) is the kernel."""
+    k = as_pair("kernel_size", kernel_size, 1)
+    no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    s = k if no_stride else as_pair("stride", stride, 1)
+    p = as_pair("padding", padding, 0)
+    d = as_pair("dilation", dilation, 1)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise KernelArgumentError(f"{name}: padding {p} must be at most half the kernel size {k}")
+    return k, s, p, d
+
+
+def _output_hw(h, w, k, s, p, d, ceil_mode, name):
+    ho = pool_output_size(h, k[0], s[0], p[0], d[0], ceil_mode)
+    wo = pool_output_size(w, k[1], s[1], p[1], d[1], ceil_mode)
+    if ho < 1 or wo < 1:
+        raise KernelArgumentError(f"{name}: input {h}x{w} too small for kernel {k}, padding {p}, "
+                                  f"dilation {d}")
+    return ho, wo
+
+
+def _planes_and_out(x, ho, wo):
+    """x as C-contiguous planes [P, H, W] and an empty output [P, Ho, Wo]."""
+    planes = np.ascontiguousarray(x).reshape((-1,) + x.shape[-2:])
+    return planes, np.empty((planes.shape[0], ho, wo), np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Max pooling
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=_CACHE)
+def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst):
+    h, w = src.shape
+    ho, wo = dst.shape
+    for oy in range(ho):
+        y0 = oy * sh - ph
+        for ox in range(wo):
+            x0 = ox * sw - pw
+            m = np.float32(-np.inf)
+            for ky in range(kh):
+                iy = y0 + ky * dh
+                if iy < 0 or iy >= h:
+                    continue
+                for kx in range(kw):
+                    ix = x0 + kx * dw
+                    if ix < 0 or ix >= w:
+                        continue
+                    v = src[iy, ix]
+                    if v > m or np.isnan(v):
+                        m = v
+            dst[oy, ox] = m
+
+
+@njit(cache=_CACHE, parallel=True)
+def max_pool_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    """x [P, H, W] -> out [P, Ho, Wo]: max over each window (NaN wins, padding ignored)."""
+    for p in prange(x.shape[0]):
+        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
+
+
+@njit(cache=_CACHE)
+def max_pool_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    """Serial :func:`max_pool_parallel`."""
+    for p in range(x.shape[0]):
+        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
+
+
+@njit(cache=_CACHE)
+def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
+    """_max_pool_plane when every window lies inside the plane: tap by tap over whole output
+    rows (plain loops that LLVM vectorizes); NaN wins as in _max_pool_plane."""
+    ho, wo = dst.shape
+    for oy in range(ho):
+        drow = dst[oy]
+        first = src[oy * sh]
+        for ox in range(wo):
+            drow[ox] = first[ox * sw]
+        for ky in range(kh):
+            srow = src[oy * sh + ky * dh]
+            for kx in range(kw):
+                if ky == 0 and kx == 0:
+                    continue
+                off = kx * dw
+                for ox in range(wo):
+                    v = srow[ox * sw + off]
+                    m = drow[ox]
+                    drow[ox] = v if (v > m or v != v) else m
+
+
+@njit(cache=_CACHE, parallel=True)
+def max_pool_inside_parallel(x, kh, kw, sh, sw, dh, dw, out):
+    """max_pool_parallel for windows that all lie inside the planes (no padding reached)."""
+    for p in prange(x.shape[0]):
+        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+
+
+@njit(cache=_CACHE)
+def max_pool_inside_serial(x, kh, kw, sh, sw, dh, dw, out):
+    """Serial :func:`max_pool_inside_parallel`."""
+    for p in range(x.shape[0]):
+        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+
+
+class MaxPool2d:
+    """max_pool2d with its parameters checked once: ``pool(x)`` as
+    ``max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        self.k, self.s, self.p, self.d = _window(kernel_size, stride, padding, dilation,
+                                                 "max_pool2d")
+        self.ceil_mode = bool(ceil_mode)
+        self._sizes = {}
+
+    def _size(self, h, w):
+        """(Ho, Wo, whether every window lies inside the input) for an input of h x w."""
+        got = self._sizes.get((h, w))
+        if got is None:
+            k, s, p, d = self.k, self.s, self.p, self.d
+            ho, wo = _output_hw(h, w, k, s, p, d, self.ceil_mode, "max_pool2d")
+            inside = p == (0, 0) and (ho - 1) * s[0] + (k[0] - 1) * d[0] < h and \
+                (wo - 1) * s[1] + (k[1] - 1) * d[1] < w
+            got = (ho, wo, inside)
+            if len(self._sizes) >= 8:
+                self._sizes.clear()
+            self._sizes[(h, w)] = got
+        return got
+
+    def __call__(self, x):
+        if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim not in (3, 4):
+            _check_planes(x, "max_pool2d")
+        h, w = x.shape[-2], x.shape[-1]
+        ho, wo, inside = self._size(h, w)
+        planes, out = _planes_and_out(x, ho, wo)
+        if out.size:
+            k, s, p, d = self.k, self.s, self.p, self.d
+            par = out.size * k[0] * k[1] >= POOL_PARALLEL_MIN and planes.shape[0] > 1
+            if inside:
+                kern = max_pool_inside_parallel if par else max_pool_inside_serial
+                kern(planes, k[0], k[1], s[0], s[1], d[0], d[1], out)
+            else:
+                kern = max_pool_parallel if par else max_pool_serial
+                kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out)
+        return out.reshape(x.shape[:-2] + (ho, wo))
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """torch.nn.functional.max_pool2d: x float32 [N, C, H, W] (or [C, H, W]).
+
+    kernel_size, stride (default: kernel_size), padding (at most half the kernel),
+    dilation: int or (h, w). A NaN in a window gives NaN.
+    """
+    _check_planes(x, "max_pool2d")
+    return MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Average pooling
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=_CACHE)
+def _avg_pool_plane(src, kh, kw, sh, sw, ph, pw, include_pad, divisor, dst):
+    h, w = src.shape
+    ho, wo = dst.shape
+    for oy in range(ho):
+        y0 = oy * sh - ph
+        y1 = min(y0 + kh, h + ph)
+        for ox in range(wo):
+            x0 = ox * sw - pw
+            x1 = min(x0 + kw, w + pw)
+            pool_size = (y1 - y0) * (x1 - x0)
+            ya = max(y0, 0)
+            xa = max(x0, 0)
+            yb = min(y1, h)
+            xb = min(x1, w)
+            if ya >= yb or xa >= xb:
+                dst[oy, ox] = 0.0
+                continue
+            acc = np.float32(0.0)
+            for iy in range(ya, yb):
+                for ix in range(xa, xb):
+                    acc += src[iy, ix]
+            if divisor > 0:
+                div = divisor
+            elif include_pad:
+                div = pool_size
+            else:
+                div = (yb - ya) * (xb - xa)
+            dst[oy, ox] = acc / np.float32(div)
+
+
+@njit(cache=_CACHE, parallel=True)
+def avg_pool_parallel(x, kh, kw, sh, sw, ph, pw, include_pad, divisor, out):
+    """x [P, H, W] -> out [P, Ho, Wo]: PyTorch's avg_pool2d window means."""
+    for p in prange(x.shape[0]):
+        _avg_pool_plane(x[p], kh, kw, sh, sw, ph, pw, include_pad, divisor, out[p])
+
+
+@njit(cache=_CACHE)
+def avg_pool_serial(x, kh, kw, sh, sw, ph, pw, include_pad, divisor, out):
+    """Serial :func:`avg_pool_parallel`."""
+    for p in range(x.shape[0]):
+        _avg_pool_plane(x[p], kh, kw, sh, sw, ph, pw, include_pad, divisor, out[p])
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """torch.nn.functional.avg_pool2d: x float32 [N, C, H, W] (or [C, H, W]).
+
+    The divisor is the window size clipped to the padded input (count_include_pad), or the
+    number of input pixels in the window, or divisor_override when given.
+    """
+    _check_planes(x, "avg_pool2d")
+    k, s, p, d = _window(kernel_size, stride, padding, 1, "avg_pool2d")
+    ho, wo = _output_hw(x.shape[-2], x.shape[-1], k, s, p, d, bool(ceil_mode), "avg_pool2d")
+    if divisor_override is None:
+        divisor = 0
+    elif isinstance(divisor_override, (int, np.integer)) \
+            and not isinstance(divisor_override, bool) and divisor_override > 0:
+        divisor = int(divisor_override)
+    else:
+        raise KernelArgumentError(
+            f"divisor_override must be a positive int or None, got {divisor_override!r}")
+    planes, out = _planes_and_out(x, ho, wo)
+    if out.size:
+        work = out.size * k[0] * k[1]
+        threaded = elementwise_threaded(work) and planes.shape[0] > 1
+        kern = avg_pool_parallel if threaded else avg_pool_serial
+        kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], bool(count_include_pad), divisor, out)
+    return out.reshape(x.shape[:-2] + (ho, wo))
+
+
+@njit(cache=_CACHE)
+def _adaptive_avg_plane(src, dst):
+    h, w = src.shape
+    ho, wo = dst.shape
+    for oy in range(ho):
+        y0 = (oy * h) // ho
+        y1 = -((-(oy + 1) * h) // ho)
+        for ox in range(wo):
+            x0 = (ox * w) // wo
+            x1 = -((-(ox + 1) * w) // wo)
+            acc = np.float32(0.0)
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    acc += src[iy, ix]
+            dst[oy, ox] = acc / np.float32((y1 - y0) * (x1 - x0))
+
+
+@njit(cache=_CACHE, parallel=True)
+def adaptive_avg_pool_parallel(x, out):
+    """x [P, H, W] -> out [P, Ho, Wo], window [floor(o*I/O), ceil((o+1)*I/O))."""
+    for p in prange(x.shape[0]):
+        _adaptive_avg_plane(x[p], out[p])
+
+
+@njit(cache=_CACHE)
+def adaptive_avg_pool_serial(x, out):
+    """Serial :func:`adaptive_avg_pool_parallel`."""
+    for p in range(x.shape[0]):
+        _adaptive_avg_plane(x[p], out[p])
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """torch.nn.functional.adaptive_avg_pool2d: x float32 [N, C, H, W] (or [C, H, W]);
+    output_size an int or (h, w), None in a place keeping the input size."""
+    _check_planes(x, "adaptive_avg_pool2d")
+    h, w = x.shape[-2], x.shape[-1]
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        ho = h if output_size[0] is None else output_size[0]
+        wo = w if output_size[1] is None else output_size[1]
+        ho, wo = as_pair("output_size", (ho, wo), 1)
+    else:
+        ho, wo = as_pair("output_size", output_size, 1)
+    if h < 1 or w < 1:
+        raise KernelArgumentError(
+            f"adaptive_avg_pool2d: input planes must not be empty, got {h}x{w}")
+    planes, out = _planes_and_out(x, ho, wo)
+    if out.size:
+        threaded = elementwise_threaded(planes.size) and planes.shape[0] > 1
+        kern = adaptive_avg_pool_parallel if threaded else adaptive_avg_pool_serial
+        kern(planes, out)
+    return out.reshape(x.shape[:-2] + (ho, wo))
