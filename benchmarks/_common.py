@@ -11,6 +11,11 @@ SHAPES = {"lenet-300-100": (1, 28, 28), "lenet-5": (1, 28, 28), "alexnet": (3, 2
           "vgg16": (3, 224, 224)}
 
 
+def log(*a):
+    """Print at once (a benchmark's progress, while it runs)."""
+    print(*a, flush=True)
+
+
 def stats(seconds):
     """{median_ms, min_ms, max_ms, n} of durations in seconds."""
     return {**summarize(seconds), "n": len(seconds)}

@@ -9,15 +9,11 @@ import sys
 import tempfile
 import time
 
-from _common import SHAPES, stats
+from _common import SHAPES, log, stats
 
 CHILDREN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_children")
 CDNN_CHILD = os.path.join(CHILDREN, "cdnn_session.py")
 TORCH_CHILD = os.path.join(CHILDREN, "torch_model.py")
-
-
-def log(*a):
-    print(*a, flush=True)
 
 
 def run_child(script, argv, cache_dir, threads, pycache=None):

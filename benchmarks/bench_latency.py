@@ -55,17 +55,13 @@ from dataclasses import dataclass
 import numpy as np
 
 import _peers
-from _common import RESULTS, SHAPES, build, stats
+from _common import RESULTS, SHAPES, build, log, stats
 from _fc_bound import call_overhead, fc_layers
 from _fresh_process import subprocess_part
 from _latency_report import LABEL, NAMES, cell, write
 from _machine import (cpu_model, cpu_snapshot, llc_bytes, loadavg, measure_bandwidth,
                       others_cores, sum_kernel, versions)
 from _rounds import REWARM_BELOW_S, compare, round_robin, warm_up
-
-
-def log(*a):
-    print(*a, flush=True)
 
 
 @dataclass
@@ -75,9 +71,9 @@ class Plan:
     threads: int
     quick: bool
     max_rounds: int
-    deepsparse_python: str
-    ort_why: str = None
-    ds_why: str = None
+    deepsparse_python: str | None
+    ort_why: str | None = None
+    ds_why: str | None = None
 
     def rounds(self, batch, round_s):
         """Rounds for one model and batch: as many as fit in the time budget (seconds of timed
