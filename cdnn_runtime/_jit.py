@@ -15,18 +15,108 @@ with compiled kernels therefore asks :func:`jit_cache` for its ``cache=`` flag:
 
 The choice is made once per source directory, when the module is imported; 1 and 3 set
 ``numba.config.CACHE_DIR`` (and ``NUMBA_CACHE_DIR``) for the whole process.
+
+Numba checks a cached function against the hash of its own source file only, but the kernels
+inline helpers from other files (``kernels/_common.py``'s ``apply_activation``, ``_simd.py``'s
+``lut_dot``, ``bitpack.py``'s bit writer): an edit there would leave stale compiled kernels. So
+functions defined in :data:`KERNEL_SOURCES` are cached through locators (numba's own, subclassed
+and put first in its list) whose source stamp is one hash of all those files: any edit to any of
+them recompiles every kernel.
 """
 
+import functools
+import glob
+import hashlib
 import os
 import stat
 import tempfile
 import warnings
 
 import numba
+from numba.core import caching
 from numba.core.caching import FunctionCache
 
 #: Environment variable naming the directory for compiled kernels.
 ENV_CACHE_DIR = "CDNN_CACHE_DIR"
+
+#: The sources of the runtime's compiled code, as patterns relative to the package: every module
+#: that defines numba functions or intrinsics, and this one. A module that gets compiled code
+#: joins this list (tests/test_jit_cache.py checks that every module calling jit_cache is in it).
+KERNEL_SOURCES = ("_jit.py", "bitpack.py", "huffman.py", "sparse.py", "kernels/*.py")
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_source_files():
+    """The absolute paths matched by KERNEL_SOURCES, sorted (listed once per process)."""
+    found = set()
+    for pattern in KERNEL_SOURCES:
+        found.update(glob.glob(os.path.join(_PACKAGE_DIR, pattern)))
+    return tuple(sorted(found))
+
+
+def sources_stamp(paths):
+    """SHA-256 over the names and bytes of the files ``paths`` (re-read when one of them
+    changes size or modification time)."""
+    key = []
+    for p in paths:
+        st = os.stat(p)
+        key.append((p, st.st_mtime_ns, st.st_size))
+    return _hash_files(tuple(key))
+
+
+@functools.lru_cache(maxsize=16)
+def _hash_files(key):
+    h = hashlib.sha256()
+    for path, _, _ in key:
+        with open(path, "rb") as f:
+            data = f.read()
+        h.update(os.path.relpath(path, _PACKAGE_DIR).encode() + b"\0")
+        h.update(len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+class _KernelSourcesStamp:
+    """Numba cache locator mixin: applies to functions defined in the kernel sources only, and
+    stamps their cache with the hash of all of them instead of their own file's."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.abspath(py_file) not in kernel_source_files():
+            return None
+        return super().from_function(py_func, py_file)
+
+    def get_source_stamp(self):
+        return sources_stamp(kernel_source_files())
+
+
+class KernelSourcesUserProvidedLocator(_KernelSourcesStamp, caching.UserProvidedCacheLocator):
+    """numba.config.CACHE_DIR (CDNN_CACHE_DIR, NUMBA_CACHE_DIR, the private temporary one)."""
+
+
+class KernelSourcesInTreeLocator(_KernelSourcesStamp, caching.InTreeCacheLocator):
+    """``__pycache__`` beside the sources."""
+
+
+class KernelSourcesUserWideLocator(_KernelSourcesStamp, caching.UserWideCacheLocator):
+    """The user's cache directory."""
+
+
+_KERNEL_LOCATORS = [KernelSourcesUserProvidedLocator, KernelSourcesInTreeLocator,
+                    KernelSourcesUserWideLocator]
+
+
+def _register_locators():
+    """Put the kernel-source locators first in numba's list (once): they answer for the kernel
+    sources only, in numba's own order of places, and leave every other function to numba."""
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    classes = impl._locator_classes
+    if classes[:len(_KERNEL_LOCATORS)] != _KERNEL_LOCATORS:
+        classes[:0] = _KERNEL_LOCATORS
+
+
+_register_locators()
 
 _by_dir = {}
 _state = {"dir_set": False, "env_tried": False}
@@ -45,7 +135,8 @@ def _private_temp_dir():
     """A cache directory under the temporary directory that only this user can write, or
     None."""
     uid = os.getuid() if hasattr(os, "getuid") else None
-    path = os.path.join(tempfile.gettempdir(), f"cdnn-numba-cache-{uid if uid is not None else 'user'}")
+    owner = uid if uid is not None else "user"
+    path = os.path.join(tempfile.gettempdir(), f"cdnn-numba-cache-{owner}")
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.lstat(path)

@@ -2,8 +2,12 @@
 read-only home still imports and runs, falling back to a private temporary directory and, when
 nothing is writable, to no cache at all."""
 
+import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
 
 import numba
 import pytest
@@ -99,3 +103,81 @@ def test_runtime_modules_take_their_cache_flag_from_jit_cache():
     for mod in (cdnn_runtime.bitpack, cdnn_runtime.huffman, cdnn_runtime.sparse, SL):
         assert mod._CACHE is True  # this checkout is writable
     assert SL.spmv_parallel._cache.__class__.__name__ == "FunctionCache"  # not NullCache
+
+
+# ---------------------------------------------------------------------------------------------
+# One source stamp for every kernel: an edit to any kernel source recompiles them all
+# ---------------------------------------------------------------------------------------------
+
+PACKAGE = os.path.dirname(os.path.abspath(_jit.__file__))
+
+
+def test_every_module_with_compiled_code_is_a_kernel_source():
+    sources = set(_jit.kernel_source_files())
+    assert os.path.join(PACKAGE, "kernels", "_common.py") in sources
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
+            path = os.path.join(root, name)
+            if name.endswith(".py") and "jit_cache(__file__)" in open(path).read():
+                assert path in sources, f"{path} caches compiled code but is not in KERNEL_SOURCES"
+
+
+def test_sources_stamp_changes_with_any_file(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    before = _jit.sources_stamp([str(a), str(b)])
+    assert _jit.sources_stamp([str(a), str(b)]) == before
+    b.write_text("y = 3\n")
+    assert _jit.sources_stamp([str(a), str(b)]) != before
+
+
+def test_kernels_are_stamped_with_all_kernel_sources():
+    import cdnn_runtime.huffman
+    import cdnn_runtime.kernels.elementwise as E
+    stamp = _jit.sources_stamp(_jit.kernel_source_files())
+    for kernel in (E.activation_serial, cdnn_runtime.huffman._decode_serial):
+        locator = kernel._cache._impl.locator
+        assert isinstance(locator, _jit._KernelSourcesStamp)
+        assert locator.get_source_stamp() == stamp
+
+
+_CHILD = r"""
+import json, sys
+import numpy as np
+import cdnn_runtime
+from cdnn_runtime.kernels import elementwise
+
+assert cdnn_runtime.__file__.startswith(sys.argv[1]), cdnn_runtime.__file__
+y = elementwise.relu(np.array([-2.0, 3.0], np.float32))  # two values: the serial kernel
+stats = elementwise.activation_serial.stats
+print(json.dumps({"y": y.tolist(), "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def test_editing_an_inlined_helper_recompiles_the_kernels_that_use_it(tmp_path):
+    """elementwise.activation_serial inlines _common.apply_activation from another file: after
+    an edit of _common.py a new process must recompile it, not load the cached one."""
+    root = tmp_path / "copy"
+    shutil.copytree(PACKAGE, root / "cdnn_runtime",
+                    ignore=shutil.ignore_patterns("__pycache__", "testing"))
+    env = dict(os.environ, PYTHONPATH=str(root), CDNN_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.pop("NUMBA_DISABLE_JIT", None)
+
+    def run():
+        res = subprocess.run([sys.executable, "-c", _CHILD, str(root)], cwd=str(root), env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    first = run()
+    assert first == {"y": [0.0, 3.0], "hits": 0, "misses": 1}
+    assert run() == {"y": [0.0, 3.0], "hits": 1, "misses": 0}  # cached
+    common = root / "cdnn_runtime" / "kernels" / "_common.py"
+    text = common.read_text()
+    relu = "        return np.float32(0.0) if v < 0 else v\n"
+    assert text.count(relu) == 1
+    common.write_text(text.replace(relu, "        return np.float32(0.0) if v < 0 else v + 1\n"))
+    assert run() == {"y": [0.0, 4.0], "hits": 0, "misses": 1}  # recompiled with the new helper

@@ -13,10 +13,10 @@ an optional float32 ``bias``; the value of entry k is ``codebook[codes[k]]``. Ba
 :class:`KernelArgumentError` (a ValueError and a CdnnError).
 
 Kernels are compiled on first use and cached on disk by numba (``cache=_CACHE``, where
-:func:`cdnn_runtime._jit.jit_cache` decides, so that a read-only installation works). Numba keys
-that cache on each kernel's own source file only: after editing ``_common.py`` (for instance
-``apply_activation``), delete ``cdnn_runtime/kernels/__pycache__`` so that kernels of the
-other modules are recompiled.
+:func:`cdnn_runtime._jit.jit_cache` decides, so that a read-only installation works). The cache
+is stamped with one hash of every kernel source (``cdnn_runtime._jit.KERNEL_SOURCES``), not of
+each kernel's own file only: an edit to a helper that other modules' kernels inline, such as
+``apply_activation`` in ``_common.py``, recompiles every kernel on next use.
 """
 
 from . import dense_linear, elementwise, norms, pooling, shape, sparse_conv, sparse_linear
