@@ -42,7 +42,8 @@ BIT_SETTINGS = {"preset (conv 8, fc 5)": None, "3 bits": 3, "2 bits": 2}
 #: Training images seen by one centroid fine-tuning pass (None: the whole training split).
 FINE_TUNE_IMAGES = 10_000
 
-#: Epochs and learning rates (reproduce.py's, with one retraining epoch per pruning step).
+#: Epochs and learning rates of the nets this script trains and prunes when run on its own
+#: (within `make paper`, reproduce.py hands over the nets it pruned).
 RECIPES = {
     "lenet-300-100": {"dense_epochs": 10, "prune_steps": 3, "retrain_epochs": 1,
                       "fine_tune_epochs": 1, "lr": 1e-3, "retrain_lr": 5e-4},
