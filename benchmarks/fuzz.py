@@ -1,4 +1,4 @@
-"""Mutation fuzzing of .cdnn loading, decoding and running (see tests/fuzzlib.py).
+"""Mutation fuzzing of .cdnn loading, decoding and running (see cdnn_runtime.testing.fuzz).
 
 Usage::
 
@@ -22,12 +22,9 @@ import platform
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+from cdnn_runtime.testing import fuzz
 
-import fuzzlib  # noqa: E402
-
-RESULTS = HERE / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None):
@@ -50,7 +47,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.replay:
-        res = fuzzlib.replay(args.replay, save=args.save, use_session=not args.no_session)
+        res = fuzz.replay(args.replay, save=args.save, use_session=not args.no_session)
         return 0 if res["outcome"] in ("ok", "rejected") else 1
 
     last = [0.0]
@@ -59,13 +56,13 @@ def main(argv=None):
         if elapsed - last[0] < args.progress and s.cases < args.cases:
             return
         last[0] = elapsed
-        counts = " ".join(f"{o}={s.outcomes.get(o, 0)}" for o in fuzzlib.OUTCOMES)
+        counts = " ".join(f"{o}={s.outcomes.get(o, 0)}" for o in fuzz.OUTCOMES)
         print(f"[{s.cases}/{args.cases}] {elapsed:6.0f} s {s.cases / max(elapsed, 1e-9):5.0f}/s "
               f"{counts}", flush=True)
 
     print(f"fuzzing {args.cases} cases from {args.seed}-{args.start} with {args.jobs} "
           f"worker(s), {args.timeout:g} s timeout", flush=True)
-    summary = fuzzlib.fuzz(args.seed, args.cases, jobs=args.jobs, timeout=args.timeout,
+    summary = fuzz.fuzz(args.seed, args.cases, jobs=args.jobs, timeout=args.timeout,
                            start=args.start, progress=progress,
                            use_session=not args.no_session)
     print(summary.table())

@@ -1,16 +1,15 @@
 """Mutation fuzzing: loading, decoding and running a damaged or hostile file either works
 (with a self-consistent result) or raises a CdnnError, and never crashes, hangs or raises
-anything else. The generator and runner live in tests/fuzzlib.py; `python benchmarks/fuzz.py`
-runs longer campaigns and replays a case by id (`--replay SEED-INDEX`)."""
-
-import os
-import sys
+anything else. The generator and runner live in cdnn_runtime.testing.fuzz; `python
+benchmarks/fuzz.py` runs longer campaigns and replays a case by id (`--replay SEED-INDEX`)."""
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import fuzzlib  # noqa: E402
+from cdnn_runtime.graph import OPS
+from cdnn_runtime.huffman import PARALLEL_MIN_SYMBOLS
+from cdnn_runtime.reader import read
+from cdnn_runtime.testing import fuzz
 
 FUZZ_SEED = 20261128
 CASES = 2000
@@ -18,12 +17,12 @@ CASES = 2000
 
 @pytest.fixture(scope="module")
 def seeds():
-    return fuzzlib.build_seeds()
+    return fuzz.build_seeds()
 
 
 @pytest.fixture(scope="module")
 def summary(seeds):
-    return fuzzlib.fuzz(FUZZ_SEED, CASES, jobs=2, timeout=10.0, seeds=seeds)
+    return fuzz.fuzz(FUZZ_SEED, CASES, jobs=2, timeout=10.0, seeds=seeds)
 
 
 def _describe(failures, limit=25):
@@ -68,22 +67,20 @@ def test_cases_reach_the_deep_checks(summary):
     for deep in ("reader._validate_sparse", "streams.decode_stream", "sparse.gaps_to_csr",
                  "reader.entries", "graph.validate_graph", "reader._check_zero"):
         assert deep in sites, f"no case was rejected by {deep}:\n{summary.table()}"
-    assert len(summary.by_kind) >= 0.9 * len(fuzzlib.MUTATORS), summary.table()
+    assert len(summary.by_kind) >= 0.9 * len(fuzz.MUTATORS), summary.table()
 
 
 def test_cases_are_reproducible_from_their_id(seeds):
     for index in (0, 1, 77, 1234):
-        a = fuzzlib.make_case(seeds, FUZZ_SEED, index)
-        b = fuzzlib.make_case(seeds, *fuzzlib.parse_case_id(a.id))
+        a = fuzz.make_case(seeds, FUZZ_SEED, index)
+        b = fuzz.make_case(seeds, *fuzz.parse_case_id(a.id))
         assert (a.data, a.kinds, a.detail, a.seed) == (b.data, b.kinds, b.detail, b.seed)
-    datas = {fuzzlib.make_case(seeds, FUZZ_SEED, i).data for i in range(20)}
+    datas = {fuzz.make_case(seeds, FUZZ_SEED, i).data for i in range(20)}
     assert len(datas) >= 18
 
 
 def test_seeds_load_and_exercise_the_parallel_decoder(seeds):
-    from cdnn_runtime.huffman import PARALLEL_MIN_SYMBOLS
-    from cdnn_runtime.reader import read
-    ex = fuzzlib.Executor(seeds, use_session=False)
+    ex = fuzz.Executor(seeds, use_session=False)
     for name, data in seeds.items():
         assert ex.execute(data)["outcome"] == "ok", name
     f = read(seeds["big_parallel"])
@@ -92,23 +89,21 @@ def test_seeds_load_and_exercise_the_parallel_decoder(seeds):
     assert codes["count"] > codes["chunk_symbols"]
     g = read(seeds["graph_ops"])
     ops = {n["op"] for n in g.graph["nodes"]}
-    from cdnn_runtime.graph import OPS
     assert ops == set(OPS)
     fc1 = g.tensor("fc1.weight").desc
     assert fc1["entries"] >= 1000 and fc1["codes"]["coding"] == "huffman"
 
 
 def test_session_runs_the_seed_graphs(seeds):
-    cls, why = fuzzlib.session_class()
+    cls, why = fuzz.session_class()
     if cls is None:
         pytest.skip(why)
     for name, data in seeds.items():
-        from cdnn_runtime.reader import read
         f = read(data)
         if f.graph is None:
             continue
         sess = cls(data)
-        outs = sess.run(None, fuzzlib._feed(f.graph))
+        outs = sess.run(None, fuzz.feed(f.graph))
         assert len(outs) == len(f.graph["outputs"]), name
         assert all(np.all(np.isfinite(o)) for o in outs), name
 
@@ -118,7 +113,7 @@ def test_runner_counts_crashes_and_hangs_and_goes_on(seeds):
     msgs = [(("selftest", "segfault"), "segfault"), (("case", 5, 0), "5-0"),
             (("selftest", "hang"), "hang"), (("case", 5, 1), "5-1"),
             (("selftest", "abort"), "abort"), (("case", 5, 2), "5-2")]
-    with fuzzlib.Runner(small, jobs=1, timeout=3.0, use_session=False) as r:
+    with fuzz.Runner(small, jobs=1, timeout=3.0, use_session=False) as r:
         results = {res["id"]: res for res in r.run(iter(msgs))}
         assert r.restarts == 3
     assert results["segfault"]["outcome"] == "crash"

@@ -16,7 +16,6 @@ from cdnn.compress import compress
 from cdnn_runtime import CdnnFormatError
 from cdnn_runtime.session import InferenceSession, load
 
-sys.path.insert(0, os.path.dirname(__file__))
 from test_compress import EveryOp, trained_bn  # noqa: E402
 
 

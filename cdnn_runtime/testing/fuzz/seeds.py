@@ -1,0 +1,166 @@
+"""The seed files every case starts from: the golden vectors, and three built here that
+reach what they do not (every op of the graph, packed and Huffman streams side by side, a
+stream large enough for the parallel Huffman decoder)."""
+
+import numpy as np
+
+from ...huffman import PARALLEL_MIN_SYMBOLS
+from ...sparse import csr_from_dense
+from ...writer import Writer
+from ..craft import vector
+
+VECTOR_NAMES = ("raw_tensors", "sparse_huffman", "sparse_fillers", "chunked_huffman",
+                "conv_weight", "tiny_graph")
+
+#: Seed files and how often each is drawn.
+SEED_WEIGHTS = {"raw_tensors": 1.0, "sparse_huffman": 1.0, "sparse_fillers": 1.0,
+                "chunked_huffman": 1.0, "conv_weight": 1.0, "tiny_graph": 1.5,
+                "graph_ops": 2.5, "mixed_streams": 1.5, "big_parallel": 0.4}
+
+
+def _codes(rng, rows, n_cols, density, k, skew=False):
+    """A [rows, n_cols] matrix of codes in 1..k-1 at random positions, 0 elsewhere."""
+    mask = rng.random((rows, n_cols)) < density
+    vals = rng.integers(1, k, (rows, n_cols))
+    if skew:
+        vals = np.minimum(vals, rng.integers(1, k, (rows, n_cols)))
+    return np.where(mask, vals, 0)
+
+
+def _add_sparse(w, name, shape, codes2d, codebook, **kw):
+    row_ptr, col_idx, codes = csr_from_dense(codes2d)
+    w.add_sparse_codebook(name, shape, row_ptr, col_idx, codes, codebook, **kw)
+
+
+def _node(name, op, inputs, out, params=None, attrs=None):
+    n = {"name": name, "op": op, "inputs": inputs, "outputs": [out]}
+    if params is not None:
+        n["params"] = params
+    if attrs is not None:
+        n["attrs"] = attrs
+    return n
+
+
+def seed_graph_ops():
+    """A graph touching every op of the format, two inputs, sparse conv and linear weights
+    (the linear one with 1,200+ entries in Huffman chunks of 64 symbols)."""
+    rng = np.random.default_rng(11)
+    w = Writer(metadata={"producer": "cdnn fuzz seeds", "producer_version": "1"})
+    cb = np.array([0.0, -0.5, -0.25, -0.125, 0.125, 0.25, 0.5, 1.0], np.float32)
+    _add_sparse(w, "c1.weight", (8, 3, 3, 3), _codes(rng, 8, 27, 0.5, 8), cb, gap_bits=2)
+    w.add_raw("c1.bias", rng.standard_normal(8).astype(np.float32) / 4)
+    w.add_raw("bn1.mean", rng.standard_normal(8).astype(np.float32) / 8)
+    w.add_raw("bn1.var", (rng.random(8) + 0.5).astype(np.float32))
+    w.add_raw("bn1.weight", (rng.random(8) + 0.5).astype(np.float32))
+    w.add_raw("bn1.bias", rng.standard_normal(8).astype(np.float32) / 8)
+    w.add_raw("c2.weight", (rng.integers(-4, 5, (8, 4, 3, 3)) / 8).astype(np.float32))
+    w.add_raw("prelu.weight", np.linspace(0.05, 0.4, 8).astype(np.float32))
+    cb2 = np.linspace(-1, 1, 16).astype(np.float32)
+    cb2[7] = 0.0625
+    _add_sparse(w, "fc1.weight", (64, 32), _codes(rng, 64, 32, 0.6, 16, skew=True), cb2,
+                gap_bits=3, coding="huffman", chunk_symbols=64)
+    w.add_raw("fc1.bias", rng.standard_normal(64).astype(np.float32) / 8)
+    w.add_raw("scale", (rng.random(64) + 0.5).astype(np.float32))
+    w.add_raw("fc2.weight", (rng.standard_normal((10, 128)) / 8).astype(np.float32))
+    w.add_raw("fc2.bias", np.zeros(10, np.float32))
+    node = _node
+    w.set_graph({
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 3, 8, 8]},
+                   {"name": "y", "dtype": "float32", "shape": [None, 10]}],
+        "nodes": [
+            node("c1", "conv2d", ["x"], "c1", {"weight": "c1.weight", "bias": "c1.bias"},
+                 {"padding": [1, 1]}),
+            node("bn1", "batch_norm", ["c1"], "bn1", {"mean": "bn1.mean", "var": "bn1.var",
+                                                    "weight": "bn1.weight",
+                                                    "bias": "bn1.bias"}, {"eps": 1e-5}),
+            node("r1", "relu", ["bn1"], "r1"),
+            node("p1", "max_pool2d", ["r1"], "p1", attrs={"kernel_size": [2, 2]}),
+            node("c2", "conv2d", ["p1"], "c2", {"weight": "c2.weight"},
+                 {"padding": [1, 1], "groups": 2}),
+            node("lr", "leaky_relu", ["c2"], "lr", attrs={"negative_slope": 0.1}),
+            node("res", "add", ["p1", "lr"], "res"),
+            node("lrn", "local_response_norm", ["res"], "lrn", attrs={"size": 3}),
+            node("ap", "avg_pool2d", ["lrn"], "ap",
+                 attrs={"kernel_size": [2, 2], "stride": [1, 1], "padding": [1, 1],
+                        "count_include_pad": False}),
+            node("aap", "adaptive_avg_pool2d", ["ap"], "aap", attrs={"output_size": [2, 2]}),
+            node("pr", "prelu", ["aap"], "pr", {"weight": "prelu.weight"}),
+            node("fl", "flatten", ["pr"], "fl"),
+            node("fc1", "linear", ["fl"], "fc1", {"weight": "fc1.weight", "bias": "fc1.bias"}),
+            node("g", "gelu", ["fc1"], "g", attrs={"approximate": "tanh"}),
+            node("do", "dropout", ["g"], "do0", attrs={"p": 0.2}),
+            node("g2", "gelu", ["do0"], "do", attrs={"approximate": "none"}),
+            node("scale", "mul", ["do"], "scale", {"other": "scale"}),
+            node("rs", "reshape", ["scale"], "rs", attrs={"shape": [4, 16]}),
+            node("tp", "transpose", ["rs"], "tp", attrs={"dim0": 1, "dim1": 2}),
+            node("pm", "permute", ["tp"], "pm", attrs={"dims": [0, 2, 1]}),
+            node("sg", "sigmoid", ["pm"], "sg"),
+            node("th", "tanh", ["rs"], "th"),
+            node("cat", "cat", ["sg", "th"], "cat", attrs={"dim": 1}),
+            node("fl2", "flatten", ["cat"], "fl2", attrs={"start_dim": 1, "end_dim": -1}),
+            node("fc2", "linear", ["fl2"], "fc2", {"weight": "fc2.weight", "bias": "fc2.bias"}),
+            node("r6", "relu6", ["fc2"], "r6"),
+            node("id", "identity", ["r6"], "id"),
+            node("plus", "add", ["id", "y"], "plus"),
+            node("sm", "softmax", ["plus"], "probs", attrs={"dim": 1}),
+            node("lsm", "log_softmax", ["plus"], "logp", attrs={"dim": -1}),
+        ],
+        "outputs": [{"name": "probs"}, {"name": "logp"}, {"name": "fc1"}],
+    })
+    return w.to_bytes()
+
+
+def seed_mixed_streams():
+    """Packed and Huffman streams side by side: fillers at gap_bits 1, one-symbol chunks,
+    an all-pruned tensor, a rank-3 sparse tensor, empty rows, integer raw tensors."""
+    rng = np.random.default_rng(12)
+    w = Writer(metadata={"producer": "cdnn fuzz seeds", "recipe": {"prune": 0.9, "bits": 4}})
+    cb = np.array([0.0, 0.5, -0.5, 1.5], np.float32)
+    codes = _codes(rng, 5, 50, 0.1, 4)
+    codes[2] = 0
+    _add_sparse(w, "fillers", (5, 50), codes, cb, gap_bits=1, coding="packed")
+    _add_sparse(w, "one_symbol_chunks", (4, 3, 5), _codes(rng, 4, 15, 0.5, 4, skew=True),
+                cb, gap_bits=2, coding="huffman", chunk_symbols=1)
+    _add_sparse(w, "pruned", (3, 7), np.zeros((3, 7), np.int64), cb, gap_bits=3)
+    cb2 = np.array([0.25, -1.0], np.float32)
+    _add_sparse(w, "no_zero_centroid", (6, 9), _codes(rng, 6, 9, 0.7, 2) * 0 +
+                np.where(rng.random((6, 9)) < 0.6, 1, 0), np.array([0.0, 0.25], np.float32),
+                gap_bits=4, coding="huffman", chunk_symbols=5)
+    _add_sparse(w, "dense_row", (2, 300), np.ones((2, 300), np.int64), cb2[::-1].copy(),
+                gap_bits=8, coding="auto")
+    w.add_raw("ids", np.arange(-3, 9, dtype=np.int64).reshape(3, 4))
+    w.add_raw("bytes", np.arange(256, dtype=np.uint8))
+    w.add_raw("half", np.linspace(-2, 2, 7).astype(np.float16))
+    return w.to_bytes()
+
+
+def seed_big_parallel():
+    """A 1350 x 280 sparse weight with ~300,000 entries (rows of fewer than 256, so that
+    row counts Huffman-code too) in chunks of 8,192 symbols: its streams take the parallel
+    decoder; a graph runs it as a linear layer (large enough for the threaded kernels)."""
+    rng = np.random.default_rng(13)
+    w = Writer(metadata={"producer": "cdnn fuzz seeds"})
+    cb = np.array([0.0, 0.1, -0.1, 0.2, -0.2, 0.4, -0.4, 0.8], np.float32)
+    codes = _codes(rng, 1350, 280, 0.8, 8, skew=True)
+    assert np.count_nonzero(codes) > PARALLEL_MIN_SYMBOLS
+    assert np.count_nonzero(codes, axis=1).max() < 250
+    _add_sparse(w, "big.weight", (1350, 280), codes, cb, gap_bits=2, coding="huffman",
+                chunk_symbols=8192)
+    w.add_raw("big.bias", np.linspace(-1, 1, 1350).astype(np.float32))
+    w.set_graph({
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 280]}],
+        "nodes": [{"name": "big", "op": "linear", "inputs": ["x"], "outputs": ["h"],
+                   "params": {"weight": "big.weight", "bias": "big.bias"}},
+                  {"name": "act", "op": "tanh", "inputs": ["h"], "outputs": ["out"]}],
+        "outputs": [{"name": "out"}],
+    })
+    return w.to_bytes()
+
+
+def build_seeds():
+    """{name: bytes} of every seed file: the golden vectors and three built here."""
+    seeds = {name: vector(name) for name in VECTOR_NAMES}
+    seeds["graph_ops"] = seed_graph_ops()
+    seeds["mixed_streams"] = seed_mixed_streams()
+    seeds["big_parallel"] = seed_big_parallel()
+    return seeds
