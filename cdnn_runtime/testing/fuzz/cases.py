@@ -5,9 +5,7 @@ the mutators and seed files are unchanged)."""
 import random
 from dataclasses import dataclass
 
-# The mutator modules register in this order, which is the order cases draw from.
-from . import mut_bytes, mut_header, mut_sections, mut_tensors, mut_streams  # noqa: F401
-from . import mut_graph, mut_text  # noqa: F401
+from . import mut_bytes, mut_graph, mut_header, mut_sections, mut_streams, mut_tensors, mut_text
 from .layout import checksums_ok
 from .mutate import MUTATORS, Mut, Skip
 from .seeds import SEED_WEIGHTS
@@ -15,6 +13,13 @@ from .seeds import SEED_WEIGHTS
 #: Probability of each mutation class, then of stacking a second mutation on the first.
 CLASS_WEIGHTS = {"byte": 0.24, "preamble": 0.06, "struct": 0.70}
 STACK_PROBABILITY = 0.15
+
+#: Every mutator, in the order cases draw from: module by module as listed here, each in the
+#: order of its definitions. A case's id names the same case only while this order holds.
+DRAW_ORDER = tuple(mu for module in (mut_bytes, mut_header, mut_sections, mut_tensors,
+                                     mut_streams, mut_graph, mut_text)
+                   for mu in MUTATORS.values() if mu.fn.__module__ == module.__name__)
+assert len(DRAW_ORDER) == len(MUTATORS)
 
 
 @dataclass
@@ -35,7 +40,7 @@ def parse_case_id(case_id):
 
 
 def _pick_mutator(rng, cls=None, first=True):
-    pool = [mu for mu in MUTATORS.values()
+    pool = [mu for mu in DRAW_ORDER
             if (cls is None or mu.cls == cls) and (first or not mu.first_only)]
     return rng.choices(pool, [mu.weight for mu in pool])[0]
 
