@@ -3,11 +3,25 @@
 import numba
 import numpy as np
 
+from ._jit import jit_cache
 from .constants import PACKED_MAX_BITS
 from .errors import CdnnFormatError
-from ._jit import jit_cache
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
+
+
+@numba.njit(cache=_CACHE)
+def flush_bits(acc, nacc, out, pos):
+    """Write the ``nacc`` low bits of the uint64 ``acc`` to ``out[pos:]``, most significant
+    first, the last byte zero-padded; return the position after them."""
+    while nacc >= 8:
+        nacc -= 8
+        out[pos] = np.uint8((acc >> np.uint64(nacc)) & np.uint64(0xFF))
+        pos += 1
+    if nacc > 0:
+        out[pos] = np.uint8((acc << np.uint64(8 - nacc)) & np.uint64(0xFF))
+        pos += 1
+    return pos
 
 
 @numba.njit(cache=_CACHE)
@@ -23,8 +37,7 @@ def _pack(values, bits, out):
             nacc -= 8
             out[pos] = np.uint8((acc >> np.uint64(nacc)) & np.uint64(0xFF))
             pos += 1
-    if nacc > 0:
-        out[pos] = np.uint8((acc << np.uint64(8 - nacc)) & np.uint64(0xFF))
+    flush_bits(acc, nacc, out, pos)
 
 
 @numba.njit(cache=_CACHE)

@@ -34,6 +34,8 @@ import numbers
 import numpy as np
 from numba import njit, prange
 
+from ._jit import jit_cache
+from .bitpack import flush_bits
 from .constants import (
     HUFFMAN_MAX_ALPHABET,
     HUFFMAN_MAX_CODE_LENGTH,
@@ -41,7 +43,6 @@ from .constants import (
     MIN_CHUNK_SYMBOLS,
 )
 from .errors import CdnnFormatError
-from ._jit import jit_cache
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
@@ -96,19 +97,27 @@ def _as_int_array(values, what: str) -> np.ndarray:
     return arr
 
 
-def _checked_lengths(lengths) -> np.ndarray:
-    """Validated code lengths as a fresh contiguous ``uint8`` array."""
-    arr = _as_int_array(lengths, "Huffman code lengths")
-    a = arr.shape[0]
+def _check_alphabet_size(a: int) -> None:
     if not 1 <= a <= HUFFMAN_MAX_ALPHABET:
         raise CdnnFormatError(
             f"Huffman alphabet size {a} is outside 1..{HUFFMAN_MAX_ALPHABET}"
         )
+
+
+def _per_symbol_array(values, what: str, one: str) -> np.ndarray:
+    """``values`` (one per symbol of the alphabet) as a 1-D integer array with no negative
+    entry; ``what`` names the array and ``one`` an entry in messages."""
+    arr = _as_int_array(values, what)
+    _check_alphabet_size(arr.shape[0])
     if arr.min() < 0:
         sym = int(np.argmin(arr))
-        raise CdnnFormatError(
-            f"Huffman code length {int(arr[sym])} < 0 (symbol {sym})"
-        )
+        raise CdnnFormatError(f"{one} {int(arr[sym])} < 0 (symbol {sym})")
+    return arr
+
+
+def _checked_lengths(lengths) -> np.ndarray:
+    """Validated code lengths as a fresh contiguous ``uint8`` array."""
+    arr = _per_symbol_array(lengths, "Huffman code lengths", "Huffman code length")
     if arr.max() > HUFFMAN_MAX_CODE_LENGTH:
         sym = int(np.argmax(arr))
         raise CdnnFormatError(
@@ -159,10 +168,7 @@ def validate_code_lengths(lengths) -> None:
 def symbol_frequencies(symbols, alphabet_size: int) -> np.ndarray:
     """Occurrences of each symbol ``0 .. alphabet_size-1`` in ``symbols`` (int64)."""
     a = _as_int(alphabet_size, "alphabet_size")
-    if not 1 <= a <= HUFFMAN_MAX_ALPHABET:
-        raise CdnnFormatError(
-            f"Huffman alphabet size {a} is outside 1..{HUFFMAN_MAX_ALPHABET}"
-        )
+    _check_alphabet_size(a)
     sym = _checked_symbols(symbols)
     freqs = np.bincount(sym, minlength=HUFFMAN_MAX_ALPHABET).astype(np.int64)
     if np.any(freqs[a:]):
@@ -179,15 +185,8 @@ def code_lengths(freqs, max_length: int = HUFFMAN_MAX_CODE_LENGTH) -> np.ndarray
     are broken by symbol index (a lower symbol never gets a longer code than a higher
     symbol of the same frequency), so the result depends only on the input.
     """
-    arr = _as_int_array(freqs, "Huffman frequencies")
+    arr = _per_symbol_array(freqs, "Huffman frequencies", "Huffman frequency")
     a = arr.shape[0]
-    if not 1 <= a <= HUFFMAN_MAX_ALPHABET:
-        raise CdnnFormatError(
-            f"Huffman alphabet size {a} is outside 1..{HUFFMAN_MAX_ALPHABET}"
-        )
-    if arr.min() < 0:
-        sym = int(np.argmin(arr))
-        raise CdnnFormatError(f"Huffman frequency {int(arr[sym])} < 0 (symbol {sym})")
     lmax = _as_int(max_length, "max_length")
     if not 1 <= lmax <= HUFFMAN_MAX_CODE_LENGTH:
         raise CdnnFormatError(
@@ -359,7 +358,8 @@ def _decode_chunk(payload, table, lmax, out, o0, n, s, e):
                 return DECODE_INVALID_CODE, pos
             if pos + ln > e:
                 return DECODE_PAST_CHUNK_END, pos
-            out[np.uint64(o0 + i)] = np.uint8(entry & np.uint16(0xFF))  # unsigned: no wrap-around check
+            # an unsigned index: no wrap-around check
+            out[np.uint64(o0 + i)] = np.uint8(entry & np.uint16(0xFF))
             buf <<= np.uint64(ln)
             nbits -= ln
             pos += ln
@@ -448,14 +448,7 @@ def _encode_write(symbols, len256, code256, out):
             out[p + 2] = np.uint8((v >> np.uint64(8)) & np.uint64(0xFF))
             out[p + 3] = np.uint8(v & np.uint64(0xFF))
             p += 4
-    while nacc >= 8:
-        nacc -= 8
-        out[p] = np.uint8((acc >> np.uint64(nacc)) & np.uint64(0xFF))
-        p += 1
-    if nacc > 0:
-        out[p] = np.uint8((acc << np.uint64(8 - nacc)) & np.uint64(0xFF))
-        p += 1
-    return p
+    return flush_bits(acc, nacc, out, p)
 
 
 # ----------------------------------------------------------------------------

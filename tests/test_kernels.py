@@ -105,7 +105,8 @@ def test_parse_activation():
     assert parse_activation(("leaky_relu", 0.5)).param == 0.5
     assert parse_activation(a) is a
     assert isinstance(parse_activation("ReLU"), Activation)
-    for bad in ("swish", "relu:1", "leaky_relu:x", ("tanh", 1.0), 3, ("leaky_relu", "x"), "leaky_relu:inf"):
+    for bad in ("swish", "relu:1", "leaky_relu:x", ("tanh", 1.0), 3, ("leaky_relu", "x"),
+                "leaky_relu:inf"):
         with pytest.raises(KernelArgumentError):
             parse_activation(bad)
 
@@ -145,7 +146,8 @@ def _linear_case(name, rng):
     raise AssertionError(name)
 
 
-LINEAR_CASES = ["random", "empty_rows", "all_pruned", "single", "dense", "one_centroid", "int32_cols_small"]
+LINEAR_CASES = ["random", "empty_rows", "all_pruned", "single", "dense", "one_centroid",
+                "int32_cols_small"]
 
 
 @pytest.mark.parametrize("case", LINEAR_CASES)
@@ -193,7 +195,8 @@ def test_linear_int32_columns_beyond_uint16():
     x = rng.standard_normal((2, n_cols)).astype(np.float32)
     bias = rng.standard_normal(3).astype(np.float32)
     for batch in (1, 2):
-        assert_close(linear(x[:batch], row_ptr, col_idx, codes, codebook, bias), F.linear(t(x[:batch]), t(dense), t(bias)))
+        assert_close(linear(x[:batch], row_ptr, col_idx, codes, codebook, bias),
+                     F.linear(t(x[:batch]), t(dense), t(bias)))
     with pytest.raises(KernelArgumentError, match="int32"):
         linear(x, row_ptr, col_idx.astype(np.uint16), codes, codebook, bias)
 
@@ -250,13 +253,15 @@ def test_linear_argument_checks():
     bad = [
         ((x.astype(np.float64), row_ptr, col_idx, codes, codebook), "dtype float32"),
         ((x[:, ::2], row_ptr, col_idx, codes, codebook), "float32|contiguous|features"),
-        ((np.asfortranarray(np.ones((2, 8), np.float32)), row_ptr, col_idx, codes, codebook), "contiguous"),
+        ((np.asfortranarray(np.ones((2, 8), np.float32)), row_ptr, col_idx, codes, codebook),
+         "contiguous"),
         ((x, row_ptr.astype(np.int32), col_idx, codes, codebook), "row_ptr"),
         ((x, row_ptr, col_idx.astype(np.int64), codes, codebook), "col_idx"),
         ((x, row_ptr, col_idx, codes[:-1], codebook), "codes"),
         ((x, row_ptr, col_idx, codes, np.zeros(0, np.float32)), "codebook"),
         ((x, row_ptr, col_idx, codes, np.zeros(257, np.float32)), "codebook"),
-        ((np.ascontiguousarray(x[:, :7]), row_ptr, col_idx[col_idx < 7].copy(), codes, codebook), "entries"),
+        ((np.ascontiguousarray(x[:, :7]), row_ptr, col_idx[col_idx < 7].copy(), codes, codebook),
+         "entries"),
         ((x.reshape(2, 8, 1), row_ptr, col_idx, codes, codebook), "2-D"),
     ]
     for args, msg in bad:
@@ -343,8 +348,8 @@ def test_conv_matches_torch(case, parallel):
     ref = F.conv2d(t(x), t(weight), t(bias), stride=s, padding=p, dilation=d, groups=g)
     y = conv2d(x, row_ptr, col_idx, codes, codebook, bias, k, s, p, d, g, parallel=parallel)
     assert_close(y, ref)
-    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=cin, kernel_size=k, stride=s,
-                         padding=p, dilation=d, groups=g)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=cin, kernel_size=k,
+                         stride=s, padding=p, dilation=d, groups=g)
     assert_close(layer(x, parallel=parallel), F.conv2d(t(x), t(weight), None, s, p, d, g))
 
 
@@ -355,7 +360,8 @@ def test_conv_fused_activations(act):
     weight = dense.reshape(4, 3, 3, 3)
     bias = rng.standard_normal(4).astype(np.float32)
     x = (2 * rng.standard_normal((2, 3, 8, 8))).astype(np.float32)
-    layer = prepare_conv(row_ptr, col_idx, codes, codebook, bias, in_channels=3, kernel_size=3, padding=1)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, bias, in_channels=3, kernel_size=3,
+                         padding=1)
     ref = TORCH_ACT[act](F.conv2d(t(x), t(weight), t(bias), padding=1))
     assert_close(layer(x, act, parallel=False), ref)
     assert_close(layer(x, act, parallel=True), ref)
@@ -365,7 +371,8 @@ def test_conv_larger_layer_auto_parallel_and_reuse():
     rng = np.random.default_rng(32)
     row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 24, 16 * 9, 0.3, k=256)
     weight = dense.reshape(24, 16, 3, 3)
-    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=16, kernel_size=3, padding=1)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=16, kernel_size=3,
+                         padding=1)
     for size in (20, 13, 20):
         x = rng.standard_normal((2, 16, size, size + 3)).astype(np.float32)
         assert_close(layer(x, "relu6"), F.relu6(F.conv2d(t(x), t(weight), padding=1)))
@@ -379,12 +386,14 @@ def test_conv_asymmetric_and_same_padding():
     x = rng.standard_normal((2, 2, 9, 8)).astype(np.float32)
     top, left, bottom, right = 2, 0, 1, 3
     ref = F.conv2d(F.pad(t(x), (left, right, top, bottom)), t(weight), stride=(2, 1))
-    y = conv2d(x, row_ptr, col_idx, codes, codebook, None, (4, 3), (2, 1), (top, left, bottom, right))
+    y = conv2d(x, row_ptr, col_idx, codes, codebook, None, (4, 3), (2, 1),
+               (top, left, bottom, right))
     assert_close(y, ref)
     for d in (1, 2):
         ref = F.conv2d(t(x), t(weight), padding="same", dilation=d)
         assert_close(conv2d(x, row_ptr, col_idx, codes, codebook, None, (4, 3), 1, "same", d), ref)
-    assert_close(conv2d(x, row_ptr, col_idx, codes, codebook, None, (4, 3), 1, "valid"), F.conv2d(t(x), t(weight)))
+    assert_close(conv2d(x, row_ptr, col_idx, codes, codebook, None, (4, 3), 1, "valid"),
+                 F.conv2d(t(x), t(weight)))
 
 
 def test_conv_int32_channel_and_column_indices():
@@ -403,7 +412,8 @@ def test_conv_int32_channel_and_column_indices():
 def test_conv_many_taps():
     rng = np.random.default_rng(35)
     row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 2, 2 * 17 * 17, 0.3)
-    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=2, kernel_size=17, padding=3)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=2, kernel_size=17,
+                         padding=3)
     assert layer.tap_bits == 9 and layer.tap.max() >= 256
     x = rng.standard_normal((1, 2, 20, 19)).astype(np.float32)
     assert_close(layer(x), F.conv2d(t(x), t(dense.reshape(2, 2, 17, 17)), padding=3))
@@ -429,10 +439,11 @@ def test_conv_argument_checks():
     with pytest.raises(KernelArgumentError, match="4-D"):
         layer(x[0])
     with pytest.raises(KernelArgumentError, match="stride"):
-        prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=4, kernel_size=3, groups=2, stride=0)
+        prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=4, kernel_size=3, groups=2,
+                     stride=0)
     with pytest.raises(KernelArgumentError, match="same"):
-        prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=4, kernel_size=3, groups=2, stride=2,
-                     padding="same")
+        prepare_conv(row_ptr, col_idx, codes, codebook, in_channels=4, kernel_size=3, groups=2,
+                     stride=2, padding="same")
     with pytest.raises(KernelArgumentError, match="kernel_size"):
         conv2d(x, row_ptr, col_idx, codes, codebook)
 
@@ -453,8 +464,9 @@ def test_pool_output_size_matches_torch():
                             continue
                         for ceil in (False, True):
                             x = torch.zeros(1, 1, size, 1)
-                            ref = F.max_pool2d(x, (k, 1), (s, 1), (p, 0), (d, 1), ceil_mode=ceil).shape[2]
-                            assert pool_output_size(size, k, s, p, d, ceil) == ref, (size, k, s, p, d, ceil)
+                            ref = F.max_pool2d(x, (k, 1), (s, 1), (p, 0), (d, 1), ceil_mode=ceil)
+                            got = pool_output_size(size, k, s, p, d, ceil)
+                            assert got == ref.shape[2], (size, k, s, p, d, ceil)
 
 
 MAX_POOL_CASES = [
@@ -477,7 +489,8 @@ def test_max_pool2d(case):
     shape, k, s, p, d, ceil = MAX_POOL_CASES[case]
     rng = np.random.default_rng(40 + case)
     x = rng.standard_normal(shape).astype(np.float32)
-    assert_close(pooling.max_pool2d(x, k, s, p, d, ceil), F.max_pool2d(t(x), k, s, p, d, ceil_mode=ceil))
+    assert_close(pooling.max_pool2d(x, k, s, p, d, ceil),
+                 F.max_pool2d(t(x), k, s, p, d, ceil_mode=ceil))
 
 
 def test_max_pool2d_nan_inf_and_large_input():
@@ -487,7 +500,8 @@ def test_max_pool2d_nan_inf_and_large_input():
     x[1, 2, 10, 11] = np.inf
     x[1, 3, :4, :4] = -np.inf
     for ceil in (False, True):
-        assert_close(pooling.max_pool2d(x, 3, 2, 1, ceil_mode=ceil), F.max_pool2d(t(x), 3, 2, 1, ceil_mode=ceil))
+        assert_close(pooling.max_pool2d(x, 3, 2, 1, ceil_mode=ceil),
+                     F.max_pool2d(t(x), 3, 2, 1, ceil_mode=ceil))
     assert_close(pooling.max_pool2d(x, 2), F.max_pool2d(t(x), 2))
 
 
@@ -617,14 +631,14 @@ def test_batch_norm(shape, affine):
     var = rng.random(c).astype(np.float32) + 0.1
     w = rng.standard_normal(c).astype(np.float32) if affine else None
     b = rng.standard_normal(c).astype(np.float32) if affine else None
-    ref = F.batch_norm(t(x), t(mean), t(var), None if w is None else t(w), None if b is None else t(b),
-                       training=False, eps=1e-3)
+    ref = F.batch_norm(t(x), t(mean), t(var), None if w is None else t(w),
+                       None if b is None else t(b), training=False, eps=1e-3)
     assert_close(norms.batch_norm(x, mean, var, w, b, eps=1e-3), ref)
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 5, 6), (3, 4, 9), (1, 16, 13, 13), (0, 3, 4, 4)])
-@pytest.mark.parametrize("size,alpha,beta,k", [(5, 1e-4, 0.75, 2.0), (2, 0.5, 0.6, 1.0), (1, 1e-3, 1.0, 1.0),
-                                               (9, 0.3, 0.75, 0.5)])
+@pytest.mark.parametrize("size,alpha,beta,k", [(5, 1e-4, 0.75, 2.0), (2, 0.5, 0.6, 1.0),
+                                               (1, 1e-3, 1.0, 1.0), (9, 0.3, 0.75, 0.5)])
 def test_local_response_norm(shape, size, alpha, beta, k):
     rng = np.random.default_rng(94)
     x = (3 * rng.standard_normal(shape)).astype(np.float32)
@@ -721,7 +735,8 @@ def _chain_layers(rng, widths, acts, col_dtype=None):
     for (n_in, n_out), act in zip(zip(widths, widths[1:]), acts):
         row_ptr, col_idx, codes, codebook, w = make_csr(rng, n_out, n_in, 0.3, col_dtype=col_dtype)
         bias = rng.standard_normal(n_out).astype(np.float32) if n_out % 2 else None
-        layers.append((prepare_linear(row_ptr, col_idx, codes, codebook, bias, in_features=n_in), act))
+        layer = prepare_linear(row_ptr, col_idx, codes, codebook, bias, in_features=n_in)
+        layers.append((layer, act))
         dense.append((w, bias, act))
     return layers, dense
 
@@ -872,7 +887,8 @@ def test_linear_codebook_sizes_around_the_register_lookup(k, col_dtype):
     mask = np.zeros((rows, n_cols), bool)
     for r in range(rows):
         mask[r, rng.choice(n_cols, r, replace=False)] = True
-    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, rows, n_cols, mask=mask, k=k, col_dtype=col_dtype)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, rows, n_cols, mask=mask, k=k,
+                                                        col_dtype=col_dtype)
     codes[:k] = np.arange(k)  # 820 entries
     dense[:] = 0
     r_of = np.repeat(np.arange(rows), np.diff(row_ptr))

@@ -1,6 +1,5 @@
 """InferenceSession against PyTorch on the decompressed weights: every op, the reference nets."""
 
-import os
 import subprocess
 import sys
 import threading
@@ -238,7 +237,8 @@ def test_profile_times_every_node_once(tmp_path):
     for st in prof["steps"]:
         assert 0 <= st["min_ms"] <= st["median_ms"] <= st["max_ms"]
         assert st["name"] == "+".join(st["nodes"])
-    assert prof["steps"][0]["op"] == "conv2d" and prof["steps"][0]["output_shape"] == [2, 20, 24, 24]
+    assert prof["steps"][0]["op"] == "conv2d"
+    assert prof["steps"][0]["output_shape"] == [2, 20, 24, 24]
     assert prof["steps"][-1]["output_shape"] == [2, 10]
     assert "linear+relu+linear" in prof["steps"][-1]["op"]
     with pytest.raises(ValueError, match="must be float32"):

@@ -72,6 +72,7 @@ def _planes_and_out(x, ho, wo):
 
 @njit(cache=_CACHE)
 def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst):
+    """One plane: the max of each window over the taps inside the input (NaN wins)."""
     h, w = src.shape
     ho, wo = dst.shape
     for oy in range(ho):
@@ -91,20 +92,6 @@ def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst):
                     if v > m or np.isnan(v):
                         m = v
             dst[oy, ox] = m
-
-
-@njit(cache=_CACHE, parallel=True)
-def max_pool_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
-    """x [P, H, W] -> out [P, Ho, Wo]: max over each window (NaN wins, padding ignored)."""
-    for p in prange(x.shape[0]):
-        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
-
-
-@njit(cache=_CACHE)
-def max_pool_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
-    """Serial :func:`max_pool_parallel`."""
-    for p in range(x.shape[0]):
-        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
 
 
 @njit(cache=_CACHE)
@@ -129,18 +116,27 @@ def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
                     drow[ox] = v if (v > m or v != v) else m
 
 
+@njit(cache=_CACHE, inline="always")
+def _max_pool_plane_any(src, kh, kw, sh, sw, ph, pw, dh, dw, inside, dst):
+    if inside:
+        _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst)
+    else:
+        _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst)
+
+
 @njit(cache=_CACHE, parallel=True)
-def max_pool_inside_parallel(x, kh, kw, sh, sw, dh, dw, out):
-    """max_pool_parallel for windows that all lie inside the planes (no padding reached)."""
+def max_pool_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, inside, out):
+    """x [P, H, W] -> out [P, Ho, Wo]: max over each window (NaN wins, padding ignored);
+    ``inside``: every window lies inside the planes (no padding reached), a faster loop."""
     for p in prange(x.shape[0]):
-        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+        _max_pool_plane_any(x[p], kh, kw, sh, sw, ph, pw, dh, dw, inside, out[p])
 
 
 @njit(cache=_CACHE)
-def max_pool_inside_serial(x, kh, kw, sh, sw, dh, dw, out):
-    """Serial :func:`max_pool_inside_parallel`."""
+def max_pool_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, inside, out):
+    """Serial :func:`max_pool_parallel`."""
     for p in range(x.shape[0]):
-        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+        _max_pool_plane_any(x[p], kh, kw, sh, sw, ph, pw, dh, dw, inside, out[p])
 
 
 class MaxPool2d:
@@ -176,12 +172,8 @@ class MaxPool2d:
         if out.size:
             k, s, p, d = self.k, self.s, self.p, self.d
             par = out.size * k[0] * k[1] >= POOL_PARALLEL_MIN and planes.shape[0] > 1
-            if inside:
-                kern = max_pool_inside_parallel if par else max_pool_inside_serial
-                kern(planes, k[0], k[1], s[0], s[1], d[0], d[1], out)
-            else:
-                kern = max_pool_parallel if par else max_pool_serial
-                kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out)
+            kern = max_pool_parallel if par else max_pool_serial
+            kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], inside, out)
         return out.reshape(x.shape[:-2] + (ho, wo))
 
 
@@ -203,11 +195,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 @njit(cache=_CACHE)
 def _avg_pool_plane(src, kh, kw, sh, sw, ph, pw, include_pad, divisor, dst):
     h, w = src.shape
-    ho, wo = dst.shape
-    for oy in range(ho):
+    for oy in range(dst.shape[0]):
         y0 = oy * sh - ph
         y1 = min(y0 + kh, h + ph)
-        for ox in range(wo):
+        for ox in range(dst.shape[1]):
             x0 = ox * sw - pw
             x1 = min(x0 + kw, w + pw)
             pool_size = (y1 - y0) * (x1 - x0)

@@ -13,6 +13,14 @@ def _prod(dims):
     return p
 
 
+def _ints(name, values):
+    """``values`` as a tuple of Python ints (KernelArgumentError when they are not ints)."""
+    try:
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise KernelArgumentError(f"{name} must be a sequence of ints, got {values!r}") from None
+
+
 def cat(xs, axis=1):
     """Concatenate float32 arrays of equal rank along axis (sizes equal on the other axes)."""
     xs = list(xs)
@@ -48,10 +56,7 @@ def flatten(x, start_dim=1, end_dim=-1):
 def reshape(x, shape):
     """Reshape (one -1 allowed, inferred; ambiguous for empty arrays, hence refused there)."""
     x = check_float32_array("x", x)
-    try:
-        shape = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise KernelArgumentError(f"shape must be a sequence of ints, got {shape!r}") from None
+    shape = _ints("shape", shape)
     if any(d < -1 for d in shape) or shape.count(-1) > 1:
         raise KernelArgumentError(f"invalid shape {shape}: sizes must be >= 0 with at most one -1")
     if -1 in shape:
@@ -71,10 +76,7 @@ def reshape(x, shape):
 def permute(x, perm):
     """Axes reordered by perm (a permutation of range(ndim)); returns a C-contiguous copy."""
     x = check_float32_array("x", x)
-    try:
-        perm = tuple(int(p) for p in perm)
-    except (TypeError, ValueError):
-        raise KernelArgumentError(f"perm must be a sequence of ints, got {perm!r}") from None
+    perm = _ints("perm", perm)
     norm = tuple(p % x.ndim if -x.ndim <= p < x.ndim else -1 for p in perm) if x.ndim else perm
     if sorted(norm) != list(range(x.ndim)):
         raise KernelArgumentError(f"perm {perm} is not a permutation of the {x.ndim} axes")

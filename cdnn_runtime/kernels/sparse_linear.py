@@ -219,6 +219,30 @@ M_N_ROWS, M_N_COLS, M_ENTRY, M_RP, M_BIAS, M_ACT, M_PAR, M_REGISTER_LOOKUP = ran
 
 
 @njit(cache=_CACHE, inline="always")
+def _chain_layer(meta, params, codebooks, li):
+    """Layer li of a chain: (n_rows, entry offset, row_ptr offset, bias offset, activation code,
+    activation parameter, codebook)."""
+    return (meta[li, M_N_ROWS], meta[li, M_ENTRY], meta[li, M_RP], meta[li, M_BIAS],
+            meta[li, M_ACT], params[li], codebooks[li])
+
+
+@njit(cache=_CACHE, inline="always")
+def _chain_dst(buf, out, li, n_layers, n_rows):
+    """Where layer li of a chain writes: ``out`` for the last layer, else half of ``buf``."""
+    if li == n_layers - 1:
+        return out
+    return buf[li & 1, :n_rows]
+
+
+@njit(cache=_CACHE, inline="always")
+def _chain_row_t(xt, row_ptr, rp, eo, col_idx, codes, codebook, bias, bo, act, param, dst, r):
+    """Output row r of one chain layer in the transposed layout (see :func:`_row_axpy_batch`)."""
+    bval = bias[bo + r] if bo >= 0 else np.float32(0.0)
+    _row_axpy_batch(xt, col_idx, codes, codebook, eo + row_ptr[rp + r], eo + row_ptr[rp + r + 1],
+                    bval, act, param, dst[r])
+
+
+@njit(cache=_CACHE, inline="always")
 def _chain_row_vec(x, row_ptr, rp, eo, col_idx, codes, codebook, use_register_lookup, bias, bo,
                    act, param, r):
     """Output r of one chain layer at batch 1: act(row r's dot product + its bias)."""
@@ -237,18 +261,9 @@ def chain_vec(x, row_ptr, col_idx, codes, codebooks, bias, meta, params, buf, ou
     n_layers = meta.shape[0]
     src = x
     for li in range(n_layers):
-        n_rows = meta[li, M_N_ROWS]
-        eo = meta[li, M_ENTRY]
-        rp = meta[li, M_RP]
-        bo = meta[li, M_BIAS]
-        act = meta[li, M_ACT]
-        param = params[li]
-        codebook = codebooks[li]
+        n_rows, eo, rp, bo, act, param, codebook = _chain_layer(meta, params, codebooks, li)
         use_register_lookup = meta[li, M_REGISTER_LOOKUP] != 0
-        if li == n_layers - 1:
-            dst = out
-        else:
-            dst = buf[li & 1, :n_rows]
+        dst = _chain_dst(buf, out, li, n_layers, n_rows)
         if meta[li, M_PAR]:
             for r in prange(n_rows):
                 dst[r] = _chain_row_vec(src, row_ptr, rp, eo, col_idx, codes, codebook,
@@ -268,27 +283,16 @@ def chain_t(xt, row_ptr, col_idx, codes, codebooks, bias, meta, params, buf, out
     n_layers = meta.shape[0]
     src = xt
     for li in range(n_layers):
-        n_rows = meta[li, M_N_ROWS]
-        eo = meta[li, M_ENTRY]
-        rp = meta[li, M_RP]
-        bo = meta[li, M_BIAS]
-        act = meta[li, M_ACT]
-        param = params[li]
-        codebook = codebooks[li]
-        if li == n_layers - 1:
-            dst = out_t
-        else:
-            dst = buf[li & 1, :n_rows]
+        n_rows, eo, rp, bo, act, param, codebook = _chain_layer(meta, params, codebooks, li)
+        dst = _chain_dst(buf, out_t, li, n_layers, n_rows)
         if meta[li, M_PAR]:
             for r in prange(n_rows):
-                bval = bias[bo + r] if bo >= 0 else np.float32(0.0)
-                _row_axpy_batch(src, col_idx, codes, codebook, eo + row_ptr[rp + r],
-                                eo + row_ptr[rp + r + 1], bval, act, param, dst[r])
+                _chain_row_t(src, row_ptr, rp, eo, col_idx, codes, codebook, bias, bo, act, param,
+                             dst, r)
         else:
             for r in range(n_rows):
-                bval = bias[bo + r] if bo >= 0 else np.float32(0.0)
-                _row_axpy_batch(src, col_idx, codes, codebook, eo + row_ptr[rp + r],
-                                eo + row_ptr[rp + r + 1], bval, act, param, dst[r])
+                _chain_row_t(src, row_ptr, rp, eo, col_idx, codes, codebook, bias, bo, act, param,
+                             dst, r)
         src = dst
 
 
