@@ -48,19 +48,19 @@ _V8I = ir.VectorType(_I32, 8)
 
 
 @intrinsic
-def lut_dot(typingctx, x, cols, codes, table, k, end):
-    """float32 sum over entries k..end-1 of ``table[codes[i]] * x[cols[i]]``.
+def lut_dot(typingctx, x, col_idx, codes, table, k, end):
+    """float32 sum over entries k..end-1 of ``table[codes[i]] * x[col_idx[i]]``.
 
-    x float32[:], cols an unsigned or non-negative integer array, codes uint8[:] below
+    x float32[:], col_idx an unsigned or non-negative integer array, codes uint8[:] below
     LUT_SIZE, table float32 with at least LUT_SIZE values, k and end uint64 with ``end - k`` a
     multiple of LUT_STEP, all of them in range (the caller's CSR arrays are checked). No bounds
     are checked here."""
     if not (isinstance(x, types.Array) and x.dtype == types.float32
-            and isinstance(cols, types.Array) and isinstance(cols.dtype, types.Integer)
+            and isinstance(col_idx, types.Array) and isinstance(col_idx.dtype, types.Integer)
             and isinstance(codes, types.Array) and codes.dtype == types.uint8
             and isinstance(table, types.Array) and table.dtype == types.float32):
         return None
-    sig = types.float32(x, cols, codes, table, types.uint64, types.uint64)
+    sig = types.float32(x, col_idx, codes, table, types.uint64, types.uint64)
 
     def codegen(context, builder, signature, args):
         xa, ca, da, ta, k0, kend = args
