@@ -226,6 +226,8 @@ class InferenceSession:
     # check their shapes and dtypes only, not the values a second time.
 
     def _linear(self, n, w, bias, act):
+        """A linear layer: a raw weight through numpy's matmul, a sparse one through the CSR
+        kernels (and a candidate for a chain)."""
         if isinstance(w, np.ndarray):  # a raw dense weight: small layers stored as is
             w = np.ascontiguousarray(w, dtype=np.float32)
             return lambda x: linear_dense(x, w, bias, act)
@@ -434,14 +436,14 @@ def _raw_conv_as_csr(w):
     nz = flat != 0
     row_ptr = np.zeros(rows + 1, np.int64)
     np.cumsum(nz.sum(1), out=row_ptr[1:])
-    _, c = np.nonzero(nz)
+    _, col_idx = np.nonzero(nz)
     codebook, codes = np.unique(flat[nz], return_inverse=True)
     if codebook.size > MAX_CODEBOOK_SIZE:  # more distinct values than a codebook holds
         raise CdnnFormatError(f"a raw conv2d weight with more than {MAX_CODEBOOK_SIZE} distinct "
                               "values is not supported; store it as sparse_codebook")
     codebook = codebook.astype(np.float32) if codebook.size else np.zeros(1, np.float32)
     col_dtype = np.uint16 if flat.shape[1] <= MAX_UINT16_COLUMNS else np.int32
-    return row_ptr, c.astype(col_dtype), codes.astype(np.uint8), codebook
+    return row_ptr, col_idx.astype(col_dtype), codes.astype(np.uint8), codebook
 
 
 def _chain_fn(chain, flatten_samples):
