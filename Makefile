@@ -18,7 +18,9 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/cdnn demo
 
+# the linter first (pyflakes, import order, line length: [tool.ruff] in pyproject.toml)
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 vectors: setup

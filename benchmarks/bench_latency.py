@@ -59,8 +59,16 @@ from _common import RESULTS, SHAPES, build, log, stats
 from _fc_bound import call_overhead, fc_layers
 from _fresh_process import subprocess_part
 from _latency_report import LABEL, NAMES, cell, write
-from _machine import (cpu_model, cpu_snapshot, llc_bytes, loadavg, measure_bandwidth,
-                      others_cores, sum_kernel, versions)
+from _machine import (
+    cpu_model,
+    cpu_snapshot,
+    llc_bytes,
+    loadavg,
+    measure_bandwidth,
+    others_cores,
+    sum_kernel,
+    versions,
+)
 from _rounds import REWARM_BELOW_S, compare, round_robin, warm_up
 
 

@@ -22,8 +22,8 @@ from cdnn_runtime.errors import CdnnCaptureError, CdnnError, CdnnUnsupportedErro
 
 from .translate import translate, unsupported
 
-__all__ = ["Captured", "CdnnCaptureError", "FixedBatchWarning", "GraphBuilder", "capture", "export_model",
-           "prepare_for_capture"]
+__all__ = ["Captured", "CdnnCaptureError", "FixedBatchWarning", "GraphBuilder", "capture",
+           "export_model", "prepare_for_capture"]
 
 
 @dataclass
@@ -192,8 +192,9 @@ def export_model(model, example_inputs, dynamic_batch=True):
             where = _where_batch_is_fixed(model, _batch_of_two(example_inputs), exc)
             n = example_inputs[0].shape[0] if isinstance(example_inputs[0], torch.Tensor) \
                 else "?"
+            # one place of issue, so that the default filter shows it once per process
             warnings.warn(f"the model's code fixes the batch size at {where}; the file runs "
-                          f"batches of {n} only", FixedBatchWarning, stacklevel=3)
+                          f"batches of {n} only", FixedBatchWarning, stacklevel=2)
     try:
         return torch.export.export(model, example_inputs), False
     except CdnnError:

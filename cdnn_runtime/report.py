@@ -11,7 +11,6 @@ import numpy as np
 
 from .reader import read
 
-
 STREAM_KEYS = ("codes", "gaps", "row_counts")
 
 

@@ -174,9 +174,8 @@ def test_verify(lenet, capsys):
 
 
 def test_verify_folds_batchnorm_like_compress(tmp_path, capsys):
-    from test_compress import Small, trained_bn
-
     from cdnn.compress import compress
+    from test_compress import Small, trained_bn
     model = trained_bn(models.seeded(Small, 3)).eval()
     torch.save(model.state_dict(), tmp_path / "bn.pt")
     compress(model, torch.randn(2, 1, 8, 8)).save(tmp_path / "bn.cdnn")

@@ -24,7 +24,6 @@ from cdnn_runtime.testing.craft import (
 )
 from cdnn_runtime.writer import Writer, write_atomic
 
-
 # ---- round trips -------------------------------------------------------------------------
 
 def test_raw_round_trip_every_dtype():

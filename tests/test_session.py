@@ -14,8 +14,7 @@ from cdnn import models
 from cdnn.compress import compress
 from cdnn_runtime import CdnnFormatError
 from cdnn_runtime.session import InferenceSession, load
-
-from test_compress import EveryOp, trained_bn  # noqa: E402
+from test_compress import EveryOp, trained_bn
 
 
 def close(got, want, what=""):

@@ -1,7 +1,9 @@
 """Golden .cdnn files for spec/cdnn-format.md, each with its decoded content in a .json beside it.
 
 `python spec/vectors/make_vectors.py` rewrites them; tests check that the reader decodes each to
-its .json exactly and that the writer reproduces each byte for byte.
+its .json exactly and that the writer reproduces each: byte for byte where the header is stored
+plain, and with equal header JSON and sections where it is deflated (DEFLATE's bytes depend on
+the zlib build).
 """
 
 import json
