@@ -43,7 +43,8 @@ class GraphBuilder:
     nodes to it.
 
     `values` maps an fx node to its graph value name, or to ``("param", tensor name)`` for a
-    parameter, buffer or constant, or to ``("sym", dim)`` for a symbolic size.
+    parameter, buffer or constant, ``("sym", dim)`` for a symbolic size, or ``("multi",
+    [value names])`` for the outputs of a node with several.
     """
 
     def __init__(self, state, dynamic=True):
@@ -94,19 +95,22 @@ class GraphBuilder:
             unsupported(node, "an op on constants only")
         return ins, prm
 
-    def emit(self, node, op, inputs, params=None, attrs=None, name=None):
+    def emit(self, node, op, inputs, params=None, attrs=None, name=None, n_outputs=None):
         """Add a graph node computing fx node `node`; its name is `name` (or the fx name),
-        made unique."""
+        made unique. With `n_outputs`, the node has that many outputs (format v3), which the
+        fx node's getitem users pick as ``("multi", [value names])``."""
         base = name or node.name
         nname, i = base, 1
         while nname in self._node_names:
             i += 1
             nname = f"{base}_{i}"
         self._node_names.add(nname)
+        outputs = [node.name] if n_outputs is None else \
+            [f"{node.name}.{k}" for k in range(n_outputs)]
         self.graph["nodes"].append({"name": nname, "op": op, "inputs": inputs,
-                                    "outputs": [node.name], "params": params or {},
+                                    "outputs": outputs, "params": params or {},
                                     "attrs": attrs or {}})
-        self.values[node] = node.name
+        self.values[node] = node.name if n_outputs is None else ("multi", outputs)
 
 
 class FixedBatchWarning(UserWarning):

@@ -93,7 +93,15 @@ def _identity(g, node):
 
 @handles(operator.getitem)
 def _getitem(g, node):
-    g.values[node] = g.values[node.args[0]]
+    """One output of a node with several (split), or the values of max_pool2d_with_indices."""
+    src, index = node.args
+    v = g.values[src]
+    if isinstance(v, tuple) and v[0] == "multi":
+        g.values[node] = v[1][index]
+    elif index == 0:
+        g.values[node] = v
+    else:
+        unsupported(node, f"output {index} of {src.target}")
 
 
 # ---- activations -----------------------------------------------------------------------------
@@ -323,6 +331,32 @@ def _t(g, node):
 def _cat(g, node):
     g.emit(node, "cat", [g.value_name(v) for v in node.args[0]],
            attrs={"dim": int(arg(node, 1, "dim", 0))})
+
+
+def _static_dim(g, node, dim):
+    """`dim` of the node's input as a non-negative axis and its size, which must be known at
+    capture and must not be the batch."""
+    shape = node.args[0].meta["val"].shape
+    axis = dim % len(shape)
+    if axis == 0:
+        unsupported(node, "an op along dim 0, the batch dimension")
+    if not isinstance(shape[axis], int):
+        unsupported(node, f"dim {dim} of a size known only at run time")
+    return axis, int(shape[axis])
+
+
+@handles(aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default)
+def _split(g, node):
+    axis, size = _static_dim(g, node, int(arg(node, 2, "dim", 0)))
+    if node.target == aten.chunk.default:  # torch.chunk's rule: pieces of ceil(size / n)
+        step = -(-size // int(node.args[1]))
+        sizes = [min(step, size - k) for k in range(0, size, step)]
+    else:
+        sizes = node.args[1]
+        if isinstance(sizes, int):
+            sizes = [min(sizes, size - k) for k in range(0, size, sizes)]
+    g.emit(node, "split", [g.value_name(node.args[0])],
+           attrs={"sizes": [int(v) for v in sizes], "dim": axis}, n_outputs=len(sizes))
 
 
 # ---- arithmetic ------------------------------------------------------------------------------

@@ -11,9 +11,12 @@ import numpy as np
 #: 0x1A stops `type` on DOS, the final LF catches LF -> CR LF conversion.
 MAGIC = b"\x89CDN\r\n\x1a\n"
 
-#: Format version written by this implementation, and the versions this reader accepts.
-FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = (2,)
+#: Newest format version this implementation writes, and the versions its reader accepts.
+#: A writer stamps a file with the lowest version that holds all it uses (BASE_VERSION when
+#: no op of a later version appears), so files of older ops stay readable by older readers.
+FORMAT_VERSION = 3
+SUPPORTED_VERSIONS = (2, 3)
+BASE_VERSION = 2
 
 #: Fixed-size binary preamble at offset 0: magic, version, flags, header offset, header length,
 #: file length, header CRC, 16 reserved bytes, preamble CRC (over bytes 0..59).
@@ -46,6 +49,8 @@ MAX_SECTIONS = 4 * MAX_TENSORS
 MAX_NAME_LENGTH = 256
 #: Most inputs of one node (`cat`), and most inputs or outputs of the graph.
 MAX_NODE_INPUTS = 64
+#: Most outputs of one node (`split`, `chunk`, `unbind`; version 3).
+MAX_NODE_OUTPUTS = 64
 #: Most nodes in one graph.
 MAX_GRAPH_NODES = 100_000
 

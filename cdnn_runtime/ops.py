@@ -115,7 +115,12 @@ def _cat(a, p):
     return lambda *xs: shape.cat(list(xs), a["dim"])
 
 
-#: op name -> builder(attrs, params) -> the op's function of its inputs.
+def _split(a, p):
+    return lambda x: shape.split(x, a["sizes"], a["dim"])
+
+
+#: op name -> builder(attrs, params) -> the op's function of its inputs (a list of arrays for
+#: an op with several outputs).
 OPS = {
     "max_pool2d": _max_pool2d,
     "avg_pool2d": _avg_pool2d,
@@ -138,6 +143,7 @@ OPS = {
     "permute": _permute,
     "transpose": _transpose,
     "cat": _cat,
+    "split": _split,
     "dropout": _fixed(_identity),
     "identity": _fixed(_identity),
 }

@@ -292,7 +292,7 @@ class CdnnFile:
         graph = header.get("graph")
         self.graph = None if graph is None else validate_graph(
             graph, {t.name: {"shape": list(t.shape), "encoding": t.encoding,
-                             "dtype": t.dtype} for t in self.tensors}, check)
+                             "dtype": t.dtype} for t in self.tensors}, check, self.version)
         metadata = header.get("metadata", {})
         if not isinstance(metadata, dict):
             raise CdnnFormatError("metadata: expected a JSON object")

@@ -20,6 +20,7 @@ from .kernels.shape import flatten
 from .kernels.sparse_linear import LinearChain, SparseLinear
 from .ops import build_op
 from .reader import read
+from .timing import summarize
 
 #: Numba's default threading layer (workqueue) must not be entered by two threads at once, so
 #: `run` holds this lock while kernels execute: sessions are safe to share between threads,
@@ -51,13 +52,17 @@ class _Step:
     linear layers); `layer` and `activation` are set for a sparse linear layer, which chains
     with its neighbours."""
     __slots__ = ("node", "fn", "inputs", "output", "nodes", "layer", "activation",
-                 "in_slots", "out_slot", "free")
+                 "in_slots", "out_slot", "free", "extra_outputs", "extra_slots")
 
     def __init__(self, node, fn, inputs, output, nodes=None, layer=None, activation=None):
         self.node, self.fn, self.inputs, self.output = node, fn, inputs, output
         self.nodes = nodes if nodes is not None else [node]
         self.layer, self.activation = layer, activation
         self.in_slots, self.out_slot, self.free = (), 0, ()
+        # a node with several outputs (format v3): `fn` returns a sequence whose first value
+        # goes to `output` and the rest to these
+        self.extra_outputs = tuple(node["outputs"][1:]) if node is not None else ()
+        self.extra_slots = ()
 
     @property
     def name(self):
@@ -199,7 +204,8 @@ class InferenceSession:
         for st in steps:
             for v in st.inputs:
                 slots.setdefault(v, len(slots))
-            slots.setdefault(st.output, len(slots))
+            for v in (st.output,) + st.extra_outputs:
+                slots.setdefault(v, len(slots))
         last = {}
         for k, st in enumerate(steps):
             for v in st.inputs:
@@ -207,8 +213,11 @@ class InferenceSession:
         for k, st in enumerate(steps):
             st.in_slots = tuple(slots[v] for v in st.inputs)
             st.out_slot = slots[st.output]
+            st.extra_slots = tuple(slots[v] for v in st.extra_outputs)
+            unused = {slots[v] for v in (st.output,) + st.extra_outputs
+                      if v not in last and v not in outputs}
             st.free = tuple(sorted({slots[v] for v in st.inputs
-                                    if last[v] == k and v not in outputs}))
+                                    if last[v] == k and v not in outputs} | unused))
         self._slots = slots
 
     def _build(self, n, activation):
@@ -284,13 +293,17 @@ class InferenceSession:
             try:
                 if times is None:
                     if len(s.in_slots) == 1:
-                        env[s.out_slot] = s.fn(env[s.in_slots[0]])
+                        y = s.fn(env[s.in_slots[0]])
                     else:
-                        env[s.out_slot] = s.fn(*[env[k] for k in s.in_slots])
+                        y = s.fn(*[env[k] for k in s.in_slots])
                 else:
                     t0 = time.perf_counter()
-                    env[s.out_slot] = s.fn(*[env[k] for k in s.in_slots])
+                    y = s.fn(*[env[k] for k in s.in_slots])
                     times.append(time.perf_counter() - t0)
+                if s.extra_slots:
+                    _store_outputs(env, s, y)
+                else:
+                    env[s.out_slot] = y
             except CdnnError:
                 raise
             except (ValueError, TypeError, IndexError) as exc:
@@ -390,12 +403,10 @@ class InferenceSession:
         shapes = self._step_shapes(feed)
         steps = []
         for st, ts, shape in zip(self._steps, per_step, shapes):
-            ms = np.asarray(ts) * 1e3
             steps.append({"name": st.name, "op": st.op, "nodes": [n["name"] for n in st.nodes],
-                          "output_shape": shape, "median_ms": float(np.median(ms)),
-                          "min_ms": float(ms.min()), "max_ms": float(ms.max())})
+                          "output_shape": shape, **summarize(ts)})
         return {"batch": batch, "repeats": repeats, "steps": steps,
-                "total_ms": float(np.median(totals) * 1e3)}
+                "total_ms": summarize(totals)["median_ms"]}
 
     def _step_shapes(self, feed):
         """Each step's output shape for `feed` (one more run, outputs kept)."""
@@ -405,7 +416,11 @@ class InferenceSession:
         shapes = []
         with _RUN_LOCK:
             for s in self._steps:
-                env[s.out_slot] = s.fn(*[env[k] for k in s.in_slots])
+                y = s.fn(*[env[k] for k in s.in_slots])
+                if s.extra_slots:
+                    _store_outputs(env, s, y)
+                else:
+                    env[s.out_slot] = y
                 shapes.append(list(env[s.out_slot].shape))
                 for k in s.free:
                     env[k] = None
@@ -444,6 +459,16 @@ def _raw_conv_as_csr(w):
     codebook = codebook.astype(np.float32) if codebook.size else np.zeros(1, np.float32)
     col_dtype = np.uint16 if flat.shape[1] <= MAX_UINT16_COLUMNS else np.int32
     return row_ptr, col_idx.astype(col_dtype), codes.astype(np.uint8), codebook
+
+
+def _store_outputs(env, step, values):
+    """Put the values of a node with several outputs into their slots."""
+    if len(values) != 1 + len(step.extra_slots):
+        raise ValueError(f"computed {len(values)} values for {1 + len(step.extra_slots)} "
+                         "outputs")
+    env[step.out_slot] = values[0]
+    for k, v in zip(step.extra_slots, values[1:]):
+        env[k] = v
 
 
 def _chain_fn(chain, flatten_samples):

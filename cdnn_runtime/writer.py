@@ -14,7 +14,6 @@ from .constants import (
     ENCODING_RAW,
     ENCODING_SPARSE_CODEBOOK,
     FLAG_HEADER_DEFLATE,
-    FORMAT_VERSION,
     MAGIC,
     MAX_CHUNK_SYMBOLS,
     MAX_CODEBOOK_SIZE,
@@ -26,6 +25,7 @@ from .constants import (
     RAW_DTYPES,
 )
 from .errors import CdnnArgumentError
+from .graph import graph_version
 from .reader import align, crc32, read
 from .sparse import count_fillers, csr_to_gaps
 
@@ -214,7 +214,8 @@ class Writer:
         for data in self._sections:
             offsets.append(pos)
             pos = align(pos + len(data))
-        header = {"format_version": FORMAT_VERSION, "tensors": self._tensors,
+        version = graph_version(self.graph)
+        header = {"format_version": version, "tensors": self._tensors,
                   "sections": [{"offset": off, "length": len(d), "crc32": crc32(d)}
                                for off, d in zip(offsets, self._sections)],
                   "metadata": self.metadata}
@@ -231,7 +232,7 @@ class Writer:
         out[PREAMBLE_SIZE:PREAMBLE_SIZE + len(head)] = head
         for off, data in zip(offsets, self._sections):
             out[data_start + off:data_start + off + len(data)] = data
-        pre = PREAMBLE.pack(MAGIC, FORMAT_VERSION, flags, PREAMBLE_SIZE, len(head), total,
+        pre = PREAMBLE.pack(MAGIC, version, flags, PREAMBLE_SIZE, len(head), total,
                             crc32(head), b"\0" * 16, 0)
         out[:PREAMBLE_SIZE] = pre[:-4] + crc32(pre[:-4]).to_bytes(4, "little")
         out = bytes(out)

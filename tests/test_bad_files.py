@@ -30,6 +30,7 @@ from cdnn_runtime.testing.craft import (
 GOOD = vector("tiny_graph")
 HUFF = vector("chunked_huffman")
 FILL = vector("sparse_fillers")
+SPLIT = vector("split_graph")  # format version 3
 
 
 def load_all(data, **kw):
@@ -82,10 +83,10 @@ CASES = {
     "text-mode CRLF damage": (GOOD[:4] + b"\r\r\n" + GOOD[6:], CdnnFormatError, "line endings"),
     "high bit stripped": (b"\x09" + GOOD[1:], CdnnFormatError, "7-bit"),
     "preamble checksum": (patch(GOOD, 20, b"\x01"), CdnnChecksumError, "preamble"),
-    "newer version": (with_preamble(GOOD, version=3), CdnnVersionError,
-                      "version 3.*accepts version.*2"),
+    "newer version": (with_preamble(GOOD, version=4), CdnnVersionError,
+                      r"version 4.*accepts version.*2, 3"),
     "older draft version": (with_preamble(GOOD, version=1), CdnnVersionError,
-                            "version 1.*accepts version.*2"),
+                            r"version 1.*accepts version.*2, 3"),
     "unknown flag": (with_preamble(GOOD, flags=3), CdnnFormatError, "unknown flag bits 0x2"),
     "reserved set": (fix_preamble_crc(patch(GOOD, 50, b"\x07")), CdnnFormatError,
                      "reserved bytes"),
@@ -120,8 +121,10 @@ CASES = {
                               "unknown field 'extra'"),
     "missing tensors": (edit(GOOD, lambda h, s: h.pop("tensors")), CdnnFormatError,
                         "missing field 'tensors'"),
-    "format_version differs": (edit(GOOD, lambda h, s: h.update(format_version=3)),
-                               CdnnFormatError, "differs from the preamble"),
+    "format_version differs": (with_preamble(edit(GOOD, lambda h, s: h.update(format_version=3)),
+                                             version=2),
+                               CdnnFormatError, "header: format_version 3 differs from the "
+                                                "preamble's 2"),
     # --- sections ---------------------------------------------------------------------------
     "section misaligned": (edit(GOOD, lambda h, s: h["sections"][1].update(offset=65), False),
                            CdnnFormatError, "section 1: offset 65 is not a multiple of 8"),
@@ -239,6 +242,20 @@ CASES = {
     "conv padding beyond the kernel": (None, CdnnFormatError, "exceeds the dilated kernel"),
     "metadata not an object": (edit(GOOD, lambda h, s: h.update(metadata=[1])),
                                CdnnFormatError, "metadata: expected a JSON object"),
+    # --- version 3: ops of a later version, several outputs ---------------------------------
+    "version 3 op in a version 2 file": (edit(SPLIT, lambda h, s: h.update(format_version=2)),
+                                         CdnnFormatError, r"graph node 1 \('split'\): op "
+                                         r"'split' needs format version 3; the file is version 2"),
+    "split outputs differ from its sizes": (edit(SPLIT, lambda h, s: node(h, "split").update(
+        outputs=["x0", "x1"])), CdnnFormatError, "split into 3 sizes names 2 outputs"),
+    "split along the batch": (edit(SPLIT, lambda h, s: node(h, "split")["attrs"].update(dim=0)),
+                              CdnnFormatError, "split along dim 0, the batch dimension"),
+    "split size zero": (edit(SPLIT, lambda h, s: node(h, "split")["attrs"].update(
+        sizes=[1, 0, 5])), CdnnFormatError, "sizes.*expected a list of 1 to 64 integers >= 1"),
+    "split output defined twice": (edit(SPLIT, lambda h, s: node(h, "split").update(
+        outputs=["x0", "x1", "x0"])), CdnnFormatError, "value 'x0' already defined"),
+    "too many outputs": (edit(SPLIT, lambda h, s: node(h, "split").update(
+        outputs=[f"o{i}" for i in range(65)])), CdnnFormatError, "op 'split' has 1 to 64 outputs"),
 }
 
 

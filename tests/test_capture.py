@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from cdnn import compress
 from cdnn.capture import FixedBatchWarning, capture
-from cdnn_runtime import InferenceSession
+from cdnn_runtime import CdnnUnsupportedError, InferenceSession
 
 
 class _ConvFc(nn.Module):
@@ -71,3 +71,53 @@ def test_a_fixed_batch_converts_with_a_warning_naming_the_line():
     assert sess(example.numpy()).shape == (1, 5)
     with pytest.raises(ValueError, match=r"expected \[1, 2, 8, 8\]"):
         sess(np.zeros((3, 2, 8, 8), np.float32))
+
+
+class _Ghost(nn.Module):
+    """GhostNet-style: a conv, a cheap depthwise conv, cat, then chunk and split."""
+
+    def __init__(self):
+        super().__init__()
+        self.primary = nn.Conv2d(4, 6, 3, padding=1)
+        self.cheap = nn.Conv2d(6, 6, 3, padding=1, groups=6)
+
+    def forward(self, x):
+        y = self.primary(x)
+        a, b = torch.chunk(y, 2, dim=1)
+        p, _, r = torch.split(torch.cat([y, self.cheap(y)], 1), [5, 3, 4], dim=1)
+        return a * torch.sigmoid(b), p + 1, r
+
+
+def test_nodes_with_several_outputs_run_and_stamp_version_3():
+    torch.manual_seed(1)
+    model = _Ghost().eval()
+    packed = compress(model, torch.randn(1, 4, 8, 8), preset="lossless-ish")
+    f = packed.file
+    assert f.version == 3
+    splits = [n for n in f.graph["nodes"] if n["op"] == "split"]
+    assert [n["attrs"]["sizes"] for n in splits] == [[3, 3], [5, 3, 4]]
+    assert [len(n["outputs"]) for n in splits] == [2, 3]
+    sess = InferenceSession(packed.to_bytes())
+    x = torch.randn(3, 4, 8, 8)
+    with torch.no_grad():
+        refs = packed.reference_model()(x)
+    outs = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    assert len(outs) == 3
+    for y, ref in zip(outs, refs):
+        np.testing.assert_allclose(y, ref.numpy(), rtol=0, atol=1e-5 * ref.abs().max().item())
+
+
+def test_a_model_of_version_2_ops_is_written_as_version_2():
+    packed = compress(_model("view_size"), torch.randn(1, 2, 8, 8), preset="lossless-ish")
+    assert packed.file.version == 2
+
+
+def test_a_split_of_the_batch_is_refused_with_its_line():
+    class BatchSplit(nn.Module):
+        def forward(self, x):
+            a, b = torch.split(x, 1, dim=0)
+            return a + b
+
+    with pytest.raises(CdnnUnsupportedError, match=r"aten\.split\.Tensor.*batch dimension.*"
+                                                   r"test_capture\.py"):
+        capture(BatchSplit(), torch.randn(2, 3))

@@ -296,3 +296,21 @@ def test_vectors_cover_the_encodings():
                         t.desc["codes"]["chunk_symbols"]:
                     codings.add("chunked")
     assert codings == {"packed", "huffman", "chunked"} and fillers
+
+
+def test_the_spec_lists_every_op_with_its_version():
+    """Section 7's op table names every op of graph.OPS, with "(since N)" for later ones."""
+    import re
+
+    from cdnn_runtime.constants import BASE_VERSION
+    from cdnn_runtime.graph import OPS
+    text = open(os.path.join(VECTORS, os.pardir, "cdnn-format.md"), encoding="utf-8").read()
+    section = text[text.index("## 7. Graph"):text.index("## 8. Metadata")]
+    listed = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            first = line.split("|")[1]
+            since = re.search(r"\(since (\d+)\)", first)
+            for name in re.findall(r"`([a-z0-9_]+)`", first):
+                listed[name] = int(since.group(1)) if since else BASE_VERSION
+    assert listed == {op: spec.since for op, spec in OPS.items()}

@@ -40,6 +40,17 @@ def cat(xs, axis=1):
     return np.concatenate(xs, axis=ax)
 
 
+def split(x, sizes, axis):
+    """torch.split with explicit sizes: the pieces of x along axis, each contiguous."""
+    check_float32_array("x", x)
+    ax = check_axis(x, axis)
+    if sum(sizes) != x.shape[ax]:
+        raise KernelArgumentError(f"split sizes {list(sizes)} do not add up to axis {ax} of "
+                                  f"shape {list(x.shape)}")
+    bounds = np.cumsum(sizes)[:-1]
+    return [np.ascontiguousarray(piece) for piece in np.split(x, bounds, axis=ax)]
+
+
 def flatten(x, start_dim=1, end_dim=-1):
     """torch.flatten: merge axes start_dim..end_dim (inclusive) into one."""
     x = check_float32_array("x", x)

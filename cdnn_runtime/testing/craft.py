@@ -8,7 +8,14 @@ import zlib
 from importlib import util
 from pathlib import Path
 
-from ..constants import FLAG_HEADER_DEFLATE, FORMAT_VERSION, MAGIC, PREAMBLE, PREAMBLE_SIZE
+from ..constants import (
+    BASE_VERSION,
+    FLAG_HEADER_DEFLATE,
+    MAGIC,
+    PREAMBLE,
+    PREAMBLE_SIZE,
+    SUPPORTED_VERSIONS,
+)
 from ..reader import align, crc32
 from ..writer import deflate_header
 
@@ -101,7 +108,9 @@ def assemble(header, sections, *, header_bytes=None, fix_sections=True, deflate=
         body += b"\0" * (entry["offset"] - len(body))
         body += s
     total = start + len(body)
-    fields = dict(magic=MAGIC, version=FORMAT_VERSION,
+    version = header.get("format_version")  # the preamble agrees with a valid header
+    fields = dict(magic=MAGIC, version=version if version in SUPPORTED_VERSIONS
+                  and type(version) is int else BASE_VERSION,
                   flags=FLAG_HEADER_DEFLATE if deflate else 0, header_offset=PREAMBLE_SIZE,
                   header_length=len(head), file_length=total, header_crc=crc32(head),
                   reserved=b"\0" * 16)

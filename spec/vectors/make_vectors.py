@@ -110,6 +110,25 @@ def conv_weight():
     return w
 
 
+def split_graph():
+    """Format version 3: a node with several outputs (one of them unused)."""
+    w = Writer(metadata=META)
+    w.add_raw("fc.weight", ((np.arange(12, dtype=np.float32) % 7) - 3).reshape(2, 6) / 4)
+    w.set_graph({
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 6]}],
+        "nodes": [
+            {"name": "fc", "op": "linear", "inputs": ["x"], "outputs": ["a"],
+             "params": {"weight": "fc.weight"}},
+            {"name": "split", "op": "split", "inputs": ["x"], "outputs": ["x0", "x1", "x2"],
+             "attrs": {"sizes": [1, 2, 3], "dim": 1}},
+            {"name": "join", "op": "cat", "inputs": ["x2", "a", "x0"], "outputs": ["y"],
+             "attrs": {"dim": 1}},
+        ],
+        "outputs": [{"name": "y"}, {"name": "x2"}],
+    })
+    return w
+
+
 VECTORS = {
     "raw_tensors": raw_tensors,
     "sparse_huffman": sparse_huffman,
@@ -117,6 +136,7 @@ VECTORS = {
     "tiny_graph": tiny_graph,
     "chunked_huffman": chunked,
     "conv_weight": conv_weight,
+    "split_graph": split_graph,
 }
 
 
@@ -153,8 +173,12 @@ def expected_content(data):
     return out
 
 
-def main():
+def main(names=None):
+    """Write the golden files named (all by default): `make_vectors.py NAME ...` adds a new one
+    without rewriting the others."""
     for name, make in VECTORS.items():
+        if names and name not in names:
+            continue
         data = make().to_bytes()
         with open(os.path.join(HERE, name + ".cdnn"), "wb") as fh:
             fh.write(data)
@@ -165,4 +189,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -165,7 +165,7 @@ def graph_topo_same(m):
         defined.add(n["outputs"][0])
     g["nodes"] = order
     for n in order:
-        spec = OPS[n["op"]][3]
+        spec = OPS[n["op"]].attrs
         if m.rng.random() < 0.3:
             attrs = n.setdefault("attrs", {})
             for a, (kind, default) in spec.items():
@@ -215,7 +215,7 @@ def _node_edit(m, h, n, op, spec):
         n.setdefault("attrs", {})[m.choice(["alpha", "kernel", "stride", "foo", "dim",
                                             "groups", "axis"])] = 1
     elif op == "attr-value":
-        names = sorted(spec[3]) if spec else []
+        names = sorted(spec.attrs) if spec else []
         if not names:
             raise Skip("op has no attributes")
         a = m.choice(names)
@@ -256,9 +256,9 @@ def graph_semantics(m):
     h, secs = m.split()
     g = m.graph(h)
     cands = [n for n in g["nodes"] if isinstance(n.get("op"), str) and OPS.get(n["op"])
-             and OPS[n["op"]][3]]
+             and OPS[n["op"]].attrs]
     n = m.choice(cands)
-    specs = OPS[n["op"]][3]
+    specs = OPS[n["op"]].attrs
     changed = []
     for _ in range(m.choice([1, 1, 2])):
         a = m.choice(sorted(specs))
@@ -278,7 +278,8 @@ def graph_semantics(m):
                             "local_response_norm", "cat"])
         u["attrs"] = {a: copy.deepcopy(m.choice(KIND_VALUES[k[0]] if isinstance(k[0], str)
                                                  else k[0][1]))
-                      for a, k in OPS[u["op"]][3].items() if k[1] is None or m.rng.random() < 0.5}
+                      for a, k in OPS[u["op"]].attrs.items()
+                      if k[1] is None or m.rng.random() < 0.5}
         changed.append(f"{u['name']} -> {u['op']} {short(u['attrs'])}")
     m.note(f"graph node {n['name']!r} ({n['op']}): {', '.join(changed)}")
     return m.pack(h, secs)
