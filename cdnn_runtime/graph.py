@@ -78,6 +78,14 @@ def _check_pool(node, attrs, tensors, where):
 def _check_reshape(node, attrs, tensors, where):
     if sum(1 for v in attrs["shape"] if v == -1) > 1:
         raise _bad(where, "reshape shape has more than one -1")
+    if any(v < -1 for v in attrs["shape"]):
+        raise _bad(where, f"reshape shape {attrs['shape']} has a size below -1")
+
+
+def _check_permute(node, attrs, tensors, where):
+    dims = attrs["dims"]
+    if sorted(d + len(dims) if d < 0 else d for d in dims) != list(range(len(dims))):
+        raise _bad(where, f"permute dims {dims} are not a permutation of 0..{len(dims) - 1}")
 
 
 def _check_binary(node, attrs, tensors, where):
@@ -104,9 +112,140 @@ def _check_split(node, attrs, tensors, where):
         raise _bad(where, "split along dim 0, the batch dimension")
 
 
+# ---- shape ops (version 3)
+
+def _check_not_batch(node, attrs, tensors, where):
+    """A shape op's `dim` never names the batch (dim 0)."""
+    if attrs["dim"] == 0:
+        raise _bad(where, f"{node['op']} along dim 0, the batch dimension")
+
+
+def _check_squeeze(node, attrs, tensors, where):
+    dims = attrs["dims"]
+    if not dims or 0 in dims or len(set(dims)) != len(dims):
+        raise _bad(where, f"squeeze dims {dims} must be one or more distinct dims, not 0 "
+                          "(the batch dimension)")
+
+
+def _check_expand(node, attrs, tensors, where):
+    if any(v < 1 and v != -1 for v in attrs["shape"]):
+        raise _bad(where, f"expand shape {attrs['shape']} has a size below 1 other than -1")
+
+
+def _check_pad(node, attrs, tensors, where):
+    pads = attrs["pads"]
+    if not pads or len(pads) % 2 or min(pads) < 0:
+        raise _bad(where, f"pads {pads} must be one or more (before, after) pairs of ints >= 0")
+
+
+# ---- elementwise, activations, reductions (version 3)
+
+def _check_ordered_binary(node, attrs, tensors, where):
+    """sub and div: `reverse` puts param 'other' first, so it needs one."""
+    _check_binary(node, attrs, tensors, where)
+    if attrs["reverse"] and "other" not in node["params"]:
+        raise _bad(where, f"{node['op']} with reverse needs param 'other'")
+
+
+def _check_reduction(node, attrs, tensors, where):
+    """A reduction names one or more distinct dims, counted from 0, never the batch (0)."""
+    dims, op = attrs["dims"], node["op"]
+    if not dims:
+        raise _bad(where, f"{op} over no dims")
+    if 0 in dims:
+        raise _bad(where, f"{op} over dim 0, the batch dimension")
+    if min(dims) < 0 or len(set(dims)) != len(dims):
+        raise _bad(where, f"{op} dims {dims} must be distinct and counted from 0 (no "
+                          "negative dims)")
+
+
+_UNARY = OpSpec(since=3)
+_BINARY = OpSpec(inputs=(1, 2), params={"other": False}, since=3, check=_check_binary)
+_ORDERED_BINARY = OpSpec(inputs=(1, 2), params={"other": False},
+                         attrs={"reverse": ("bool", False)}, since=3,
+                         check=_check_ordered_binary)
+_REDUCTION = OpSpec(attrs={"dims": ("ints", None), "keepdim": ("bool", False)}, since=3,
+                    check=_check_reduction)
+
+
+# ---- normalisation, resizing, pooling (version 3)
+
+def _check_layer_norm(node, attrs, tensors, where):
+    """normalized_shape: the trailing dims normalised (never the batch), which shape the
+    optional weight and bias."""
+    shape = attrs["normalized_shape"]
+    if not 1 <= len(shape) < MAX_RANK or min(shape) < 1:
+        raise _bad(where, f"layer_norm normalized_shape {shape} must be 1 to {MAX_RANK - 1} "
+                          "sizes >= 1")
+    for role, name in sorted(node["params"].items()):
+        if tensors[name]["shape"] != shape:
+            raise _bad(where, f"layer_norm {role} shape {tensors[name]['shape']} differs from "
+                              f"normalized_shape {shape}")
+
+
+def _check_group_norm(node, attrs, tensors, where):
+    shapes = [tensors[name]["shape"] for _, name in sorted(node["params"].items())]
+    if any(len(s) != 1 for s in shapes) or len({tuple(s) for s in shapes}) > 1:
+        raise _bad(where, f"group_norm weight and bias must be 1-D of one size, got {shapes}")
+    if shapes and shapes[0][0] % attrs["num_groups"]:
+        raise _bad(where, f"{shapes[0][0]} channels do not split into {attrs['num_groups']} "
+                          "groups")
+
+
+def _check_interpolate2d(node, attrs, tensors, where):
+    if attrs["align_corners"] and attrs["mode"] != "bilinear":
+        raise _bad(where, f"align_corners applies to mode bilinear only, not {attrs['mode']!r}")
+    if attrs["scale_h"] < 0 or attrs["scale_w"] < 0:
+        raise _bad(where, f"scales {attrs['scale_h']}, {attrs['scale_w']} must be >= 0 "
+                          "(0: from the sizes)")
+
+
+def _check_pool1d(node, attrs, tensors, where):
+    if not 0 <= 2 * attrs["padding"] <= attrs["kernel_size"]:
+        raise _bad(where, f"padding {attrs['padding']} must be from 0 to half the kernel size "
+                          f"{attrs['kernel_size']}")
+
+
+# ---- convolutions (version 3)
+
+def _check_conv1d(node, attrs, tensors, where):
+    """conv1d: bias per output, output channels in whole groups, stride and dilation within
+    the pairs' bound, each side's padding within the dilated kernel's reach."""
+    _check_bias(node, attrs, tensors, where)
+    cout, _, k = tensors[node["params"]["weight"]]["shape"]
+    if max(attrs["stride"], attrs["dilation"]) > 2**20:
+        raise _bad(where, f"stride {attrs['stride']} or dilation {attrs['dilation']} above "
+                          f"{2**20}")
+    reach = attrs["dilation"] * (k - 1)
+    if max(attrs["padding"]) > reach:
+        raise _bad(where, f"padding {attrs['padding']} exceeds the dilated kernel's reach "
+                          f"{reach} (outputs would see only padding)")
+    if cout % attrs["groups"]:
+        raise _bad(where, f"{cout} output channels do not split into {attrs['groups']} groups")
+
+
+def _check_conv_transpose2d(node, attrs, tensors, where):
+    """conv_transpose2d: weight [Cin, Cout/groups, kh, kw]; input channels in whole groups,
+    bias per output channel, output_padding below the stride or the dilation (PyTorch's
+    rule: more would add outputs that no input reaches)."""
+    p = node["params"]
+    cin, cout_g = tensors[p["weight"]]["shape"][:2]
+    if cin % attrs["groups"]:
+        raise _bad(where, f"{cin} input channels do not split into {attrs['groups']} groups")
+    if "bias" in p and tensors[p["bias"]]["shape"] != [cout_g * attrs["groups"]]:
+        raise _bad(where, f"bias shape {tensors[p['bias']]['shape']} does not match "
+                          f"{cout_g * attrs['groups']} outputs")
+    if any(op >= max(s, d) for op, s, d in zip(attrs["output_padding"], attrs["stride"],
+                                                attrs["dilation"])):
+        raise _bad(where, f"output_padding {attrs['output_padding']} is not below the stride "
+                          f"{attrs['stride']} or the dilation {attrs['dilation']}")
+
 _POOL = {"kernel_size": ("pair+", None), "stride": ("pair+", "kernel_size"),
          "padding": ("pair0", [0, 0]), "ceil_mode": ("bool", False)}
 _LAYER = {"weight": True, "bias": False}
+# 1-D pooling: ints; the stride is always written (no default copying an int attribute)
+_POOL1D = {"kernel_size": ("posint", None), "stride": ("posint", None), "padding": ("int", 0),
+           "ceil_mode": ("bool", False)}
 
 #: The vocabulary: op name -> OpSpec. A new op is one entry here (with `since` the version that
 #: adds it), one row in the spec's op table, and its builders in cdnn/translate.py and ops.py.
@@ -130,7 +269,7 @@ OPS = {
     "log_softmax": OpSpec(attrs={"dim": ("int", None)}),
     "flatten": OpSpec(attrs={"start_dim": ("int", 1), "end_dim": ("int", -1)}),
     "reshape": OpSpec(attrs={"shape": ("ints", None)}, check=_check_reshape),
-    "permute": OpSpec(attrs={"dims": ("ints", None)}),
+    "permute": OpSpec(attrs={"dims": ("ints", None)}, check=_check_permute),
     "transpose": OpSpec(attrs={"dim0": ("int", None), "dim1": ("int", None)}),
     "add": OpSpec(inputs=(1, 2), params={"other": False}, check=_check_binary),
     "mul": OpSpec(inputs=(1, 2), params={"other": False}, check=_check_binary),
@@ -144,6 +283,66 @@ OPS = {
     # ---- version 3 --------------------------------------------------------------------------
     "split": OpSpec(attrs={"sizes": ("sizes", None), "dim": ("int", None)},
                     outputs=(1, MAX_NODE_OUTPUTS), since=3, check=_check_split),
+    # ---- shape ops (version 3)
+    "unsqueeze": OpSpec(attrs={"dim": ("int", None)}, since=3, check=_check_not_batch),
+    "squeeze": OpSpec(attrs={"dims": ("ints", None)}, since=3, check=_check_squeeze),
+    "expand": OpSpec(attrs={"shape": ("ints", None)}, since=3, check=_check_expand),
+    "slice": OpSpec(attrs={"dim": ("int", None), "start": ("int", 0), "end": ("int", None),
+                           "step": ("posint", 1)}, since=3, check=_check_not_batch),
+    "select": OpSpec(attrs={"dim": ("int", None), "index": ("int", None)}, since=3,
+                     check=_check_not_batch),
+    "unbind": OpSpec(attrs={"dim": ("int", None)}, outputs=(1, MAX_NODE_OUTPUTS), since=3,
+                     check=_check_not_batch),
+    "pad": OpSpec(attrs={"pads": ("ints", None),
+                         "mode": (("enum", ("constant", "reflect", "replicate")), "constant"),
+                         "value": ("float", 0.0)}, since=3, check=_check_pad),
+    "pixel_shuffle": OpSpec(attrs={"upscale_factor": ("posint", None)}, since=3),
+    "pixel_unshuffle": OpSpec(attrs={"downscale_factor": ("posint", None)}, since=3),
+    "channel_shuffle": OpSpec(attrs={"groups": ("posint", None)}, since=3),
+    # ---- elementwise, activations, reductions (version 3)
+    "sub": _ORDERED_BINARY,
+    "div": _ORDERED_BINARY,
+    "minimum": _BINARY,
+    "maximum": _BINARY,
+    **{op: _UNARY for op in ("neg", "abs", "exp", "log", "sqrt", "rsqrt", "erf", "silu",
+                             "hardswish", "hardsigmoid", "mish")},
+    "pow": OpSpec(attrs={"exponent": ("float", None)}, since=3),
+    "clamp": OpSpec(attrs={"min": ("float", None), "max": ("float", None)}, since=3),
+    "clamp_min": OpSpec(attrs={"min": ("float", None)}, since=3),
+    "clamp_max": OpSpec(attrs={"max": ("float", None)}, since=3),
+    "elu": OpSpec(attrs={"alpha": ("float", 1.0), "scale": ("float", 1.0),
+                         "input_scale": ("float", 1.0)}, since=3),
+    "softplus": OpSpec(attrs={"beta": ("float", 1.0), "threshold": ("float", 20.0)}, since=3),
+    **{op: _REDUCTION for op in ("mean", "sum", "amax", "amin")},
+    # ---- normalisation, resizing, pooling (version 3)
+    "layer_norm": OpSpec(params={"weight": False, "bias": False},
+                         attrs={"normalized_shape": ("ints", None), "eps": ("float", 1e-5)},
+                         since=3, check=_check_layer_norm),
+    "group_norm": OpSpec(params={"weight": False, "bias": False},
+                         attrs={"num_groups": ("posint", None), "eps": ("float", 1e-5)},
+                         since=3, check=_check_group_norm),
+    "interpolate2d": OpSpec(attrs={"size": ("pair+", None),
+                                   "mode": (("enum", ("nearest", "nearest-exact", "bilinear")),
+                                            "nearest"),
+                                   "align_corners": ("bool", False), "scale_h": ("float", 0.0),
+                                   "scale_w": ("float", 0.0)},
+                            since=3, check=_check_interpolate2d),
+    "max_pool1d": OpSpec(attrs={**_POOL1D, "dilation": ("posint", 1)}, since=3,
+                         check=_check_pool1d),
+    "avg_pool1d": OpSpec(attrs={**_POOL1D, "count_include_pad": ("bool", True)}, since=3,
+                         check=_check_pool1d),
+    "adaptive_avg_pool1d": OpSpec(attrs={"output_size": ("posint", None)}, since=3),
+    "adaptive_max_pool1d": OpSpec(attrs={"output_size": ("posint", None)}, since=3),
+    "adaptive_max_pool2d": OpSpec(attrs={"output_size": ("pair+", None)}, since=3),
+    # ---- convolutions (version 3)
+    "conv1d": OpSpec(params=_LAYER, weights={"weight": 3}, since=3, check=_check_conv1d,
+                     attrs={"stride": ("posint", 1), "padding": ("pair0", [0, 0]),
+                            "dilation": ("posint", 1), "groups": ("posint", 1)}),
+    "conv_transpose2d": OpSpec(params=_LAYER, weights={"weight": 4}, since=3,
+                               check=_check_conv_transpose2d,
+                               attrs={"stride": ("pair+", [1, 1]), "padding": ("pair0", [0, 0]),
+                                      "output_padding": ("pair0", [0, 0]),
+                                      "dilation": ("pair+", [1, 1]), "groups": ("posint", 1)}),
 }
 
 

@@ -8,6 +8,7 @@ graph, metadata. Decoding a tensor then checks what only decoding can reveal.
 
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 
@@ -101,17 +102,37 @@ class _Check:
 check = _Check()
 
 
-def _json_depth_ok(value):
+_SHA256 = re.compile("[0-9a-f]{64}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_json_tree(value):
+    """Depth (the top value at 1, every value inside a container one deeper, scalars
+    included) and strings without lone surrogates (which only a `\\ud800` escape can give)."""
     stack = [(value, 1)]
     while stack:
         v, d = stack.pop()
         if d > MAX_JSON_DEPTH:
-            return False
+            raise CdnnFormatError(f"header: JSON nested deeper than {MAX_JSON_DEPTH}")
         if isinstance(v, dict):
+            stack.extend((k, d + 1) for k in v)
             stack.extend((x, d + 1) for x in v.values())
         elif isinstance(v, list):
             stack.extend((x, d + 1) for x in v)
-    return True
+        elif isinstance(v, str) and _SURROGATE.search(v):
+            raise CdnnFormatError(f"header: string {v!r:.60} holds a lone surrogate escape "
+                                  "(not a Unicode character)")
+
+
+def _finite_number(text, value):
+    """A JSON number that rounds to infinity as a binary64 is refused, as NaN is."""
+    try:
+        finite = abs(float(value)) != float("inf")
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise CdnnFormatError(f"header: JSON number {text:.40} overflows a binary64")
+    return value
 
 
 def _inflate_header(stored):
@@ -154,15 +175,18 @@ def _parse_header(raw):
         raise CdnnFormatError(f"header: not valid UTF-8 at byte {PREAMBLE_SIZE + exc.start}") \
             from None
     try:
-        header = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+        header = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant,
+                            parse_float=lambda s: _finite_number(s, float(s)),
+                            parse_int=lambda s: _finite_number(s, int(s)))
+    except CdnnFormatError:
+        raise
     except json.JSONDecodeError as exc:
         raise CdnnFormatError(f"header: invalid JSON at character {exc.pos}: {exc.msg}") from None
     except RecursionError:
         raise CdnnFormatError(f"header: JSON nested deeper than {MAX_JSON_DEPTH}") from None
     except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
         raise CdnnFormatError(f"header: unreadable JSON value ({exc})") from None
-    if not _json_depth_ok(header):
-        raise CdnnFormatError(f"header: JSON nested deeper than {MAX_JSON_DEPTH}")
+    _check_json_tree(header)
     return header
 
 
@@ -190,6 +214,13 @@ class TensorInfo:
         return self.desc.get("nnz")
 
 
+def _check_dense(name, shape, need, limit):
+    if need > limit:
+        raise CdnnLimitError(f"tensor {name!r}: a dense copy of shape {list(shape)} would take "
+                             f"{need} bytes, more than the {max(limit, 0)} bytes the "
+                             "decoded-size limit leaves")
+
+
 @dataclass
 class SparseTensor:
     """A decoded sparse_codebook tensor: CSR with per-entry codes into a float32 codebook."""
@@ -201,6 +232,8 @@ class SparseTensor:
     col_idx: np.ndarray  # int32[nnz], or uint16 when read with narrow=True
     codes: np.ndarray  # uint8[nnz]
     codebook: np.ndarray  # float32[K]
+    #: bytes a dense copy may take: what the reader's decoded-size limit leaves (spec section 5)
+    dense_limit: int = field(default=DEFAULT_MAX_DECODED_BYTES, repr=False)
 
     @property
     def nnz(self):
@@ -211,7 +244,9 @@ class SparseTensor:
         return self.codebook[self.codes]
 
     def to_dense(self):
-        """Dense float32 copy in the original shape, for checking and tests only."""
+        """Dense float32 copy in the original shape, for checking and tests only; refused
+        (CdnnLimitError) when it would take more than `dense_limit` bytes."""
+        _check_dense(self.name, self.shape, 4 * self.rows * self.n_cols, self.dense_limit)
         dense = np.zeros((self.rows, self.n_cols), dtype=np.float32)
         rows = np.repeat(np.arange(self.rows), np.diff(self.row_ptr))
         dense[rows, self.col_idx] = self.values()
@@ -289,9 +324,9 @@ class CdnnFile:
                                   f"differs from the preamble's {self.version}")
         self._validate_sections(header)
         self._validate_tensors(header)
-        graph = header.get("graph")
-        self.graph = None if graph is None else validate_graph(
-            graph, {t.name: {"shape": list(t.shape), "encoding": t.encoding,
+        # an absent graph is no graph; `"graph": null` is not a graph object, so an error
+        self.graph = None if "graph" not in header else validate_graph(
+            header["graph"], {t.name: {"shape": list(t.shape), "encoding": t.encoding,
                              "dtype": t.dtype} for t in self.tensors}, check, self.version)
         metadata = header.get("metadata", {})
         if not isinstance(metadata, dict):
@@ -299,6 +334,9 @@ class CdnnFile:
         for key in ("producer", "producer_version", "source_model", "source_sha256"):
             if key in metadata and not isinstance(metadata[key], str):
                 raise CdnnFormatError(f"metadata: {key} must be a string")
+        if "source_sha256" in metadata and not _SHA256.fullmatch(metadata["source_sha256"]):
+            raise CdnnFormatError(f"metadata: source_sha256 {metadata['source_sha256']!r:.80} "
+                                  "is not 64 lower-case hex digits (a SHA-256 digest)")
         self.metadata = metadata
 
     def _validate_sections(self, header):
@@ -405,6 +443,7 @@ class CdnnFile:
         unused = sorted(set(range(len(self.sections))) - set(used))
         if unused:
             raise CdnnFormatError(f"section {unused[0]} is not used by any tensor")
+        self.decoded_bytes = decoded  # charged against max_decoded_bytes (spec section 5)
 
     def _validate_sparse(self, t, shape, numel, where, section):
         check.keys(t, where, required={"name", "encoding", "shape", "rows", "cols", "nnz",
@@ -519,6 +558,26 @@ class CdnnFile:
                                   f"{d['gap_bits']} bits")
         return row_counts, gaps.astype(np.uint8, copy=False), codes.astype(np.uint8, copy=False)
 
+    def _check_fillers(self, t, gaps, codes, where):
+        """Fillers have the widest gap; no other entry has a value of 0.0 (spec 3.2)."""
+        d = t.desc
+        filler = d["filler_code"]
+        if filler is not None:
+            short = np.flatnonzero((codes == filler) & (gaps != (1 << d["gap_bits"]) - 1))
+            if short.size:
+                k = int(short[0])
+                raise CdnnFormatError(f"{where}: filler at entry {k} has gap {int(gaps[k])}, "
+                                      f"not {(1 << d['gap_bits']) - 1} (2^gap_bits - 1)")
+        zero = np.flatnonzero(self.codebook(t.name) == 0.0)
+        zero = zero[zero != filler] if filler is not None else zero
+        if zero.size:
+            bad = np.flatnonzero(np.isin(codes, zero))
+            if bad.size:
+                k = int(bad[0])
+                raise CdnnFormatError(f"{where}: entry {k} has code {int(codes[k])}, whose "
+                                      "centroid is 0.0, and is not a filler (a zero weight is a "
+                                      "pruned weight, not stored)")
+
     def sparse(self, name, *, parallel=True, narrow=False):
         """Decode a sparse_codebook tensor to CSR, fillers dropped, every index checked.
 
@@ -526,24 +585,25 @@ class CdnnFile:
         runtime's layout)."""
         t = self._sparse_info(name)
         d = t.desc
-        row_counts, gaps, codes = self.entries(name, parallel=parallel)
+        row_counts, gaps, stored_codes = self.entries(name, parallel=parallel)
         col_dtype = np.uint16 if narrow and d["cols"] <= MAX_UINT16_COLUMNS else np.int32
-        row_ptr, col_idx, codes = gaps_to_csr(row_counts, gaps, codes, d["cols"],
+        row_ptr, col_idx, codes = gaps_to_csr(row_counts, gaps, stored_codes, d["cols"],
                                               d["filler_code"], d["nnz"], f"tensor {name!r}",
                                               col_dtype=col_dtype)
-        del row_counts, gaps
+        self._check_fillers(t, gaps, stored_codes, f"tensor {name!r}")
+        del row_counts, gaps, stored_codes
         return SparseTensor(name, t.shape, d["rows"], d["cols"], row_ptr, col_idx, codes,
-                            self.codebook(name))
+                            self.codebook(name), self._dense_limit())
+
+    def _dense_limit(self):
+        return self.max_decoded_bytes - self.decoded_bytes
 
     def dense(self, name):
         """Any tensor as a dense float array (sparse ones densified: for checking only)."""
         t = self.tensor(name)
         if t.encoding == ENCODING_RAW:
             return self.raw(name)
-        need = 4 * t.desc["rows"] * t.desc["cols"]
-        if need > self.max_decoded_bytes:
-            raise CdnnLimitError(f"tensor {name!r}: a dense copy would take {need} bytes, more "
-                                 f"than the limit of {self.max_decoded_bytes}")
+        _check_dense(name, t.shape, 4 * t.desc["rows"] * t.desc["cols"], self._dense_limit())
         return self.sparse(name).to_dense()
 
     def __repr__(self):

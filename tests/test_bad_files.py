@@ -199,8 +199,8 @@ CASES = {
     "chunk offsets decreasing": (None, CdnnFormatError, "chunk"),
     "payload padding bits": (None, CdnnFormatError, "padding bits"),
     # --- graph ------------------------------------------------------------------------------
-    "unknown op": (edit(GOOD, lambda h, s: node(h, "relu").update(op="hardswish")),
-                   CdnnFormatError, "unknown op 'hardswish'"),
+    "unknown op": (edit(GOOD, lambda h, s: node(h, "relu").update(op="hardshrink")),
+                   CdnnFormatError, "unknown op 'hardshrink'"),
     "cycle": (edit(GOOD, lambda h, s: node(h, "fc1").update(inputs=["h.relu"])),
               CdnnFormatError, "input 'h.relu' is not a graph input or the output of an earlier"),
     "value defined twice": (edit(GOOD, lambda h, s: node(h, "relu").update(outputs=["h"])),
@@ -238,7 +238,7 @@ CASES = {
                      CdnnFormatError, "unknown op"),
     "float attribute overflows": (edit(GOOD, lambda h, s: node(h, "relu").update(
         op="leaky_relu", attrs={"negative_slope": 10**400})), CdnnFormatError,
-        "expected a finite number"),
+        "header: JSON number 1000.* overflows a binary64"),  # refused anywhere in the header
     "conv padding beyond the kernel": (None, CdnnFormatError, "exceeds the dilated kernel"),
     "metadata not an object": (edit(GOOD, lambda h, s: h.update(metadata=[1])),
                                CdnnFormatError, "metadata: expected a JSON object"),
@@ -257,6 +257,270 @@ CASES = {
     "too many outputs": (edit(SPLIT, lambda h, s: node(h, "split").update(
         outputs=[f"o{i}" for i in range(65)])), CdnnFormatError, "op 'split' has 1 to 64 outputs"),
 }
+
+
+# ---- shape ops (version 3): the split node of SPLIT made into another op
+def _shape_op(op, attrs, n_outputs=1, version=3):
+    def fn(h, s):
+        node(h, "split").update(op=op, attrs=attrs, outputs=[f"x{k}" for k in range(n_outputs)])
+        h.update(format_version=version)
+    return edit(SPLIT, fn)
+
+
+_AT = r"graph node 1 \('split'\)"
+CASES.update({
+    "shape op in a version 2 file": (_shape_op("slice", {"dim": 1, "end": 2}, version=2),
+                                     CdnnFormatError, f"{_AT}: op 'slice' needs format "
+                                                      "version 3; the file is version 2"),
+    "unsqueeze before the batch": (_shape_op("unsqueeze", {"dim": 0}), CdnnFormatError,
+                                   f"{_AT}: unsqueeze along dim 0, the batch dimension"),
+    "slice of the batch": (_shape_op("slice", {"dim": 0, "end": 1}), CdnnFormatError,
+                           f"{_AT}: slice along dim 0, the batch dimension"),
+    "slice without an end": (_shape_op("slice", {"dim": 1}), CdnnFormatError,
+                             f"{_AT}: op 'slice' needs attribute 'end'"),
+    "slice step 0": (_shape_op("slice", {"dim": 1, "end": 2, "step": 0}), CdnnFormatError,
+                     f"{_AT} attribute 'step': expected a positive integer, got 0"),
+    "select of the batch": (_shape_op("select", {"dim": 0, "index": 0}), CdnnFormatError,
+                            f"{_AT}: select along dim 0, the batch dimension"),
+    "unbind of the batch": (_shape_op("unbind", {"dim": 0}, n_outputs=2), CdnnFormatError,
+                            f"{_AT}: unbind along dim 0, the batch dimension"),
+    "squeeze of no dims": (_shape_op("squeeze", {"dims": []}), CdnnFormatError,
+                           rf"{_AT}: squeeze dims \[\] must be one or more distinct dims"),
+    "squeeze of the batch": (_shape_op("squeeze", {"dims": [1, 0]}), CdnnFormatError,
+                             r"squeeze dims \[1, 0\] must be .*not 0 \(the batch dimension\)"),
+    "squeeze of a dim twice": (_shape_op("squeeze", {"dims": [1, 1]}), CdnnFormatError,
+                               r"squeeze dims \[1, 1\] must be one or more distinct dims"),
+    "expand to size 0": (_shape_op("expand", {"shape": [0]}), CdnnFormatError,
+                         rf"{_AT}: expand shape \[0\] has a size below 1 other than -1"),
+    "pad of no dims": (_shape_op("pad", {"pads": []}), CdnnFormatError,
+                       rf"{_AT}: pads \[\] must be one or more \(before, after\) pairs"),
+    "pad odd": (_shape_op("pad", {"pads": [1, 1, 1]}), CdnnFormatError,
+                r"pads \[1, 1, 1\] must be one or more \(before, after\) pairs of ints >= 0"),
+    "pad negative": (_shape_op("pad", {"pads": [1, -1]}), CdnnFormatError,
+                     r"pads \[1, -1\] must be one or more \(before, after\) pairs"),
+    "pad of five dims": (_shape_op("pad", {"pads": [1] * 10}), CdnnFormatError,
+                         f"{_AT} attribute 'pads': expected a list of at most 8 integers"),
+    "pad mode circular": (_shape_op("pad", {"pads": [1, 1], "mode": "circular"}),
+                          CdnnFormatError, f"{_AT} attribute 'mode': expected one of"),
+    "pixel_shuffle factor 0": (_shape_op("pixel_shuffle", {"upscale_factor": 0}),
+                               CdnnFormatError, "attribute 'upscale_factor': expected a "
+                                                "positive integer"),
+    "channel_shuffle without groups": (_shape_op("channel_shuffle", {}), CdnnFormatError,
+                                       "op 'channel_shuffle' needs attribute 'groups'"),
+})
+
+
+# ---- convolutions (version 3): conv_weight's [4, 2, 3, 3] weight and [4] bias in one layer
+def _conv_layer(op, attrs, weight_shape=(4, 2, 3, 3), input_shape=(4, 5, 5)):
+    def fn(h, s):
+        tensor(h, "conv.weight").update(shape=list(weight_shape))  # same [4, 18] 2-D view
+        h.update(format_version=3, graph={
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [None, *input_shape]}],
+            "nodes": [{"name": "c", "op": op, "inputs": ["x"], "outputs": ["y"],
+                       "params": {"weight": "conv.weight", "bias": "conv.bias"},
+                       "attrs": attrs}],
+            "outputs": [{"name": "y"}]})
+    return edit(vector("conv_weight"), fn)
+
+
+def _conv1d(attrs, weight_shape=(4, 2, 9)):
+    return _conv_layer("conv1d", {"groups": 2, **attrs}, weight_shape, (4, 16))
+
+
+_C = r"graph node 0 \('c'\)"
+CASES.update({
+    "conv1d weight of rank 4": (_conv1d({}, (4, 2, 3, 3)), CdnnFormatError,
+                                rf"{_C} param 'weight' \('conv.weight'\): conv1d weight must "
+                                r"have rank 3, has shape \[4, 2, 3, 3\]"),
+    "conv1d stride above 2**20": (_conv1d({"stride": 2**20 + 1}), CdnnFormatError,
+                                  rf"{_C}: stride 1048577 or dilation 1 above 1048576"),
+    "conv1d padding beyond the kernel": (_conv1d({"padding": [0, 9]}), CdnnFormatError,
+                                         rf"{_C}: padding \[0, 9\] exceeds the dilated "
+                                         r"kernel's reach 8"),
+    "conv1d padding an int": (_conv1d({"padding": 1}), CdnnFormatError,
+                              r"attribute 'padding': expected two integers >= 0, got 1"),
+    "conv1d groups": (_conv1d({"groups": 3}), CdnnFormatError,
+                      rf"{_C}: 4 output channels do not split into 3 groups"),
+    "conv_transpose2d groups": (_conv_layer("conv_transpose2d", {"groups": 3}),
+                                CdnnFormatError, rf"{_C}: 4 input channels do not split into "
+                                                 "3 groups"),
+    "conv_transpose2d bias": (_conv_layer("conv_transpose2d", {}), CdnnFormatError,
+                              rf"{_C}: bias shape \[4\] does not match 2 outputs"),
+    "conv_transpose2d output_padding": (_conv_layer("conv_transpose2d", {
+        "groups": 2, "stride": [2, 2], "output_padding": [2, 0]}), CdnnFormatError,
+        rf"{_C}: output_padding \[2, 0\] is not below the stride \[2, 2\] or the dilation "
+        r"\[1, 1\]"),
+    "conv_transpose2d in a version 2 file": (edit(_conv_layer("conv_transpose2d", {
+        "groups": 2}), lambda h, s: h.update(format_version=2)), CdnnFormatError,
+        rf"{_C}: op 'conv_transpose2d' needs format version 3; the file is version 2"),
+})
+
+# ---- normalisation, resizing, pooling (version 3): a node of a golden vector made into one of
+# these ops (SPLIT's fc.weight is [2, 6], GOOD's fc1.bias is [8])
+def _norm_op(op, attrs, params=None, base=SPLIT, at="split", version=3):
+    def fn(h, s):
+        n = node(h, at)
+        n.update(op=op, attrs=attrs, params=params or {}, outputs=n["outputs"][:1])
+        h.update(format_version=version)
+    return edit(base, fn)
+
+
+_N = r"graph node 1 \('split'\)"
+CASES.update({
+    "group_norm in a version 2 file": (_norm_op("group_norm", {"num_groups": 1}, version=2),
+                                       CdnnFormatError, f"{_N}: op 'group_norm' needs format "
+                                                        "version 3; the file is version 2"),
+    "layer_norm over no dims": (_norm_op("layer_norm", {"normalized_shape": []}),
+                                CdnnFormatError, rf"{_N}: layer_norm normalized_shape \[\] must "
+                                                 "be 1 to 7 sizes >= 1"),
+    "layer_norm over a dim of size 0": (_norm_op("layer_norm", {"normalized_shape": [6, 0]}),
+                                        CdnnFormatError, r"normalized_shape \[6, 0\] must be 1 "
+                                                         "to 7 sizes >= 1"),
+    "layer_norm weight of another shape": (_norm_op("layer_norm", {"normalized_shape": [6]},
+                                                    {"weight": "fc.weight"}), CdnnFormatError,
+                                           rf"{_N}: layer_norm weight shape \[2, 6\] differs "
+                                           r"from normalized_shape \[6\]"),
+    "group_norm weight of rank 2": (_norm_op("group_norm", {"num_groups": 1},
+                                             {"weight": "fc.weight"}), CdnnFormatError,
+                                    rf"{_N}: group_norm weight and bias must be 1-D of one "
+                                    r"size, got \[\[2, 6\]\]"),
+    "group_norm groups not dividing the channels": (
+        _norm_op("group_norm", {"num_groups": 3}, {"bias": "fc1.bias"}, GOOD, "relu"),
+        CdnnFormatError, r"graph node 2 \('relu'\): 8 channels do not split into 3 groups"),
+    "interpolate2d without a size": (_norm_op("interpolate2d", {"mode": "bilinear"}),
+                                     CdnnFormatError, f"{_N}: op 'interpolate2d' needs "
+                                                      "attribute 'size'"),
+    "interpolate2d align_corners with nearest": (
+        _norm_op("interpolate2d", {"size": [2, 2], "align_corners": True}), CdnnFormatError,
+        f"{_N}: align_corners applies to mode bilinear only, not 'nearest'"),
+    "interpolate2d negative scale": (
+        _norm_op("interpolate2d", {"size": [2, 2], "mode": "bilinear", "scale_w": -2.0}),
+        CdnnFormatError, rf"{_N}: scales 0.0, -2.0 must be >= 0 \(0: from the sizes\)"),
+    "max_pool1d without a stride": (_norm_op("max_pool1d", {"kernel_size": 3}),
+                                    CdnnFormatError, "op 'max_pool1d' needs attribute 'stride'"),
+    "max_pool1d padding beyond half the kernel": (
+        _norm_op("max_pool1d", {"kernel_size": 3, "stride": 1, "padding": 2}), CdnnFormatError,
+        f"{_N}: padding 2 must be from 0 to half the kernel size 3"),
+    "avg_pool1d negative padding": (
+        _norm_op("avg_pool1d", {"kernel_size": 3, "stride": 1, "padding": -1}),
+        CdnnFormatError, f"{_N}: padding -1 must be from 0 to half the kernel size 3"),
+    "adaptive_max_pool2d output size 0": (
+        _norm_op("adaptive_max_pool2d", {"output_size": [0, 2]}), CdnnFormatError,
+        f"{_N} attribute 'output_size': expected two integers >= 1"),
+})
+
+# ---- elementwise, activations, reductions (version 3): SPLIT's split node made into these ops
+# (with _shape_op above)
+CASES.update({
+    "reduction in a version 2 file": (_shape_op("mean", {"dims": [1]}, version=2),
+                                      CdnnFormatError, f"{_AT}: op 'mean' needs format "
+                                                       "version 3; the file is version 2"),
+    "reduction over the batch": (_shape_op("mean", {"dims": [1, 0]}), CdnnFormatError,
+                                 f"{_AT}: mean over dim 0, the batch dimension"),
+    "reduction over no dims": (_shape_op("amax", {"dims": []}), CdnnFormatError,
+                               f"{_AT}: amax over no dims"),
+    "reduction over a negative dim": (_shape_op("sum", {"dims": [-1]}), CdnnFormatError,
+                                      rf"{_AT}: sum dims \[-1\] must be distinct and counted "
+                                      r"from 0 \(no negative dims\)"),
+    "reduction over a dim twice": (_shape_op("amin", {"dims": [1, 1]}), CdnnFormatError,
+                                   rf"{_AT}: amin dims \[1, 1\] must be distinct"),
+    "sub reversed without other": (edit(SPLIT, lambda h, s: node(h, "split").update(
+        op="sub", inputs=["x", "x"], outputs=["x0"], attrs={"reverse": True})),
+        CdnnFormatError, f"{_AT}: sub with reverse needs param 'other'"),
+    "maximum of one input": (_shape_op("maximum", {}), CdnnFormatError,
+                             f"{_AT}: maximum takes two inputs, or one input and param 'other'"),
+    "pow without an exponent": (_shape_op("pow", {}), CdnnFormatError,
+                                f"{_AT}: op 'pow' needs attribute 'exponent'"),
+    "clamp bound not a number": (_shape_op("clamp", {"min": 0, "max": "6"}), CdnnFormatError,
+                                 f"{_AT} attribute 'max': expected a finite number"),
+})
+
+
+# ---- the spec's edge cases (issue 20): JSON, null, fillers, node rules, metadata, dense copies
+def _retext(data, old, new):
+    """The file with its header's JSON text edited (for what json.dumps cannot write)."""
+    h, s = split(data)
+    text = json.dumps(h, sort_keys=True, separators=(",", ":")).encode()
+    assert text.count(old) == 1
+    return assemble(h, s, header_bytes=text.replace(old, new))
+
+
+def _fill_streams(gaps=None, codes=None, codebook=None, **fields):
+    """sparse_fillers.cdnn (row 0: gaps 0 3 3 0 3 3 3 3 3, codes 1 0 0 2 0 0 0 0 1, filler
+    code 0; row 2: gaps 3 0, codes 2 2; 30 columns) with other streams or centroids."""
+    def fn(h, s):
+        t = tensor(h, "w")
+        t.update(fields)
+        for key, values in (("gaps", gaps), ("codes", codes)):
+            if values is not None:
+                s[t[key]["section"]] = pack(np.array(values, np.uint32), 2).tobytes()
+        if codebook is not None:
+            s[t["codebook"]["section"]] = np.array(codebook, "<f4").tobytes()
+    return edit(FILL, fn)
+
+
+def _to_op(op, inputs=("h",), params=None, **attrs):
+    """tiny_graph.cdnn with its relu node made into another op."""
+    def fn(h, s):
+        node(h, "relu").update(op=op, inputs=list(inputs), attrs=attrs)
+        if params is not None:
+            node(h, "relu")["params"] = params
+    return edit(GOOD, fn)
+
+
+def _half_weight(h, s):
+    t = tensor(h, "fc2.weight")
+    s[t["section"]] = np.frombuffer(s[t["section"]], "<f4").astype("<f2").tobytes()
+    t["dtype"] = "float16"
+
+
+CASES.update({
+    "byte-order mark": (raw_header(b"\xef\xbb\xbf" + json.dumps(split(GOOD)[0]).encode()),
+                        CdnnFormatError, "invalid JSON at character 0: Unexpected UTF-8 BOM"),
+    "number overflowing a binary64": (_retext(GOOD, b'"metadata":{', b'"metadata":{"x":1e400,'),
+                                      CdnnFormatError, "JSON number 1e400 overflows a binary64"),
+    "lone surrogate escape": (_retext(GOOD, b'"tiny-mlp"', b'"tiny\\ud800"'), CdnnFormatError,
+                              "string 'tiny\\\\ud800' holds a lone surrogate escape"),
+    "integer written 3.0": (retensor(GOOD, "fc1.weight", gap_bits=3.0), CdnnFormatError,
+                            r"gap_bits must be an integer in \[1, 8\], got 3.0"),
+    "graph null": (edit(GOOD, lambda h, s: h.update(graph=None)), CdnnFormatError,
+                   "^graph: expected a JSON object$"),
+    "graph output as a bare string": (edit(GOOD, lambda h, s: h["graph"].update(
+        outputs=["probs"])), CdnnFormatError, "^graph output 0: expected a JSON object$"),
+    "node attrs null": (edit(GOOD, lambda h, s: node(h, "softmax").update(attrs=None)),
+                        CdnnFormatError, r"graph node 4 \('softmax'\): attrs must be an object"),
+    "attribute null": (edit(GOOD, lambda h, s: node(h, "softmax").update(attrs={"dim": None})),
+                       CdnnFormatError, "attribute 'dim': expected an integer, got None"),
+    "filler_code absent": (edit(FILL, lambda h, s: tensor(h, "w").pop("filler_code")),
+                           CdnnFormatError, "tensor 'w': missing field 'filler_code'"),
+    "filler with a short gap": (_fill_streams(gaps=[0, 2, 3, 0, 3, 3, 3, 3, 3, 3, 0]),
+                                CdnnFormatError, r"^tensor 'w': filler at entry 1 has gap 2, not "
+                                                 r"3 \(2\^gap_bits - 1\)$"),
+    "filler past the last column": (_fill_streams(gaps=[0, 3, 3, 1, 3, 3, 3, 3, 3, 3, 0],
+                                                  codes=[1, 0, 0, 2, 0, 0, 0, 0, 0, 2, 2], nnz=4),
+                                    CdnnFormatError, "row 0 has a column index at or past the "
+                                                     "column count 30"),
+    "stored entry of value -0.0": (_fill_streams(codebook=[0.0, 0.5, -0.0]), CdnnFormatError,
+                                   "^tensor 'w': entry 3 has code 2, whose centroid is 0.0, and "
+                                   "is not a filler"),
+    "add of two inputs and other": (_to_op("add", ("h", "h"), {"other": "fc1.bias"}),
+                                    CdnnFormatError, "add takes two inputs, or one input and "
+                                                     "param 'other'"),
+    "float16 linear weight": (edit(GOOD, _half_weight), CdnnFormatError,
+                              r"param 'weight' \('fc2.weight'\): linear weight must be float32 "
+                              "or sparse_codebook"),
+    "reshape size below -1": (_to_op("reshape", shape=[-2, 4]), CdnnFormatError,
+                              r"reshape shape \[-2, 4\] has a size below -1"),
+    "permute dims not a permutation": (_to_op("permute", dims=[0, -2]), CdnnFormatError,
+                                       r"permute dims \[0, -2\] are not a permutation of 0..1"),
+    "source_sha256 in upper case": (edit(GOOD, lambda h, s: h["metadata"].update(
+        source_sha256="AB" * 32)), CdnnFormatError, "^metadata: source_sha256 'ABAB.* is not "
+                                                     r"64 lower-case hex digits"),
+    "dense copy over the limit": (retensor(FILL, "w", shape=[3, 10**12], cols=10**12),
+                                  CdnnLimitError, r"^tensor 'w': a dense copy of shape "
+                                                  r"\[3, 1000000000000\] would take "
+                                                  "12000000000000 bytes, more than the "),
+})
 
 
 def _fill_computed_cases():

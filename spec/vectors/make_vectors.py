@@ -129,6 +129,25 @@ def split_graph():
     return w
 
 
+def huffman_skipped_lengths():
+    """Canonical Huffman codes across lengths no symbol has: the codes stream gets lengths 1 and
+    4 only (one frequent code, eight rare ones), so the running code shifts three times between
+    them (spec 4.2: codes 0, 1000, 1001, ...)."""
+    rng = np.random.default_rng(6)
+    codebook = np.array([0.0, 0.5, -0.25, 0.125, -0.125, 0.375, -0.375, 0.75, -0.75, 1.0],
+                        dtype=np.float32)
+    codes = np.array([1] * 32 + [c for c in range(2, 10) for _ in range(3)])
+    rng.shuffle(codes)
+    grid = np.zeros(8 * 16, dtype=np.int64)
+    grid[np.sort(rng.choice(grid.size, codes.size, replace=False))] = codes
+    w = Writer(metadata=META)
+    _add_sparse(w, "w", (8, 16), grid.reshape(8, 16), codebook, gap_bits=3, coding="huffman")
+    desc = w._tensors[-1]["codes"]
+    lengths = w._sections[desc["section"]][:desc["alphabet_size"]]
+    assert list(lengths) == [0, 1] + [4] * 8, list(lengths)
+    return w
+
+
 VECTORS = {
     "raw_tensors": raw_tensors,
     "sparse_huffman": sparse_huffman,
@@ -137,6 +156,7 @@ VECTORS = {
     "chunked_huffman": chunked,
     "conv_weight": conv_weight,
     "split_graph": split_graph,
+    "huffman_skipped_lengths": huffman_skipped_lengths,
 }
 
 
