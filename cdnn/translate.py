@@ -6,11 +6,13 @@
 entry: a function decorated with ``@handles(overload, ...)``.
 """
 
+import math
 import operator
 import os
 
 import torch
 
+from cdnn_runtime.constants import MAX_NODE_OUTPUTS, MAX_RANK
 from cdnn_runtime.errors import CdnnUnsupportedError
 
 aten = torch.ops.aten
@@ -121,9 +123,8 @@ def _activation(g, node):
 
 @handles(aten.hardtanh.default, aten.hardtanh_.default)
 def _hardtanh(g, node):
-    if (arg(node, 1, "min_val", -1.0), arg(node, 2, "max_val", 1.0)) != (0.0, 6.0):
-        unsupported(node, "hardtanh other than relu6")
-    g.emit(node, "relu6", [g.value_name(node.args[0])])
+    """relu6 for hardtanh(0, 6), clamp for other bounds."""
+    _emit_clamp(g, node, arg(node, 1, "min_val", -1.0), arg(node, 2, "max_val", 1.0))
 
 
 @handles(aten.leaky_relu.default, aten.leaky_relu_.default)
@@ -191,6 +192,52 @@ def _conv2d(g, node):
            {"stride": stride, "padding": pair(padding), "dilation": dilation,
             "groups": int(arg(node, 6, "groups", 1))}, name=_module_name(prm["weight"]))
 
+
+# ---- convolutions (version 3)
+
+def _one(v):
+    """A 1-D conv argument (an int or a list of one int) as an int."""
+    return int(v[0]) if isinstance(v, (list, tuple)) else int(v)
+
+
+def _layer_input(g, node, rank):
+    """The input value of a conv layer, which must have the batch dim (rank `rank`)."""
+    if len(node.args[0].meta["val"].shape) != rank:
+        unsupported(node, f"an input without a batch dimension (rank {rank - 1})")
+    return [g.value_name(node.args[0])]
+
+
+@handles(aten.conv1d.default, aten.conv1d.padding)
+def _conv1d(g, node):
+    """conv1d; padding "same" as [left, right] (the odd zero on the right, as PyTorch pads)."""
+    prm = _weight_and_bias(g, node)
+    stride, dilation = _one(arg(node, 3, "stride", 1)), _one(arg(node, 5, "dilation", 1))
+    reach = dilation * (int(node.args[1].meta["val"].shape[2]) - 1)
+    padding = arg(node, 4, "padding", 0)
+    if padding == "same":
+        padding = [reach // 2, reach - reach // 2]
+    elif padding == "valid":
+        padding = [0, 0]
+    else:
+        padding = [_one(padding)] * 2
+    if max(padding) > reach:
+        unsupported(node, f"padding {padding[0]} beyond the dilated kernel's reach {reach}")
+    g.weights[prm["weight"]] = "conv1d"
+    g.emit(node, "conv1d", _layer_input(g, node, 3), prm,
+           {"stride": stride, "padding": padding, "dilation": dilation,
+            "groups": int(arg(node, 6, "groups", 1))}, name=_module_name(prm["weight"]))
+
+
+@handles(aten.conv_transpose2d.input)
+def _conv_transpose2d(g, node):
+    prm = _weight_and_bias(g, node)
+    g.weights[prm["weight"]] = "conv_transpose2d"
+    g.emit(node, "conv_transpose2d", _layer_input(g, node, 4), prm,
+           {"stride": pair(arg(node, 3, "stride", 1)),
+            "padding": pair(arg(node, 4, "padding", 0)),
+            "output_padding": pair(arg(node, 5, "output_padding", 0)),
+            "groups": int(arg(node, 6, "groups", 1)),
+            "dilation": pair(arg(node, 7, "dilation", 1))}, name=_module_name(prm["weight"]))
 
 @handles(aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default)
 def _batch_norm(g, node):
@@ -359,6 +406,171 @@ def _split(g, node):
            attrs={"sizes": [int(v) for v in sizes], "dim": axis}, n_outputs=len(sizes))
 
 
+# ---- shape ops (version 3)
+
+@handles(aten.unsqueeze.default, aten.unsqueeze_.default)
+def _unsqueeze(g, node):
+    rank = len(node.args[0].meta["val"].shape) + 1
+    axis = int(node.args[1]) % rank
+    if axis == 0:
+        unsupported(node, "a new dim before the batch dimension")
+    g.emit(node, "unsqueeze", [g.value_name(node.args[0])], attrs={"dim": axis})
+
+
+@handles(aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze_.default,
+         aten.squeeze_.dim, aten.squeeze_.dims)
+def _squeeze(g, node):
+    """The dims of size 1 among those given (all by default); torch leaves the others."""
+    shape = node.args[0].meta["val"].shape
+    dims = arg(node, 1, "dim")
+    dims = range(len(shape)) if dims is None else [dims] if isinstance(dims, int) else dims
+    axes = sorted({int(d) % len(shape) for d in dims})
+    if 0 in axes and not (isinstance(shape[0], int) and shape[0] != 1):
+        unsupported(node, "a squeeze of the batch dimension")
+    axes = [a for a in axes if a and isinstance(shape[a], int) and shape[a] == 1]
+    if not axes:
+        return _identity(g, node)
+    g.emit(node, "squeeze", [g.value_name(node.args[0])], attrs={"dims": axes})
+
+
+def _batch_kept(node):
+    """Whether the node's output has its input's batch dim (dim 0)."""
+    a, b = node.args[0].meta["val"].shape[0], node.meta["val"].shape[0]
+    return isinstance(a, int) == isinstance(b, int) and str(a) == str(b)
+
+
+@handles(aten.expand.default, aten.expand_as.default)
+def _expand(g, node):
+    src, out = node.args[0].meta["val"].shape, node.meta["val"].shape
+    if len(out) != len(src) or not _batch_kept(node):
+        unsupported(node, "an expand of the batch dimension or to more dims")
+    if not all(isinstance(d, int) for d in out[1:]):
+        unsupported(node, "an expand to a size known only at run time")
+    g.emit(node, "expand", [g.value_name(node.args[0])],
+           attrs={"shape": [-1 if o == s else int(o) for s, o in zip(src[1:], out[1:])]})
+
+
+def _emit_slice(g, node, dim, start, end, step):
+    """A slice of dim (not the batch) with Python's bounds, as clamped non-negative ones; the
+    input itself when it takes the whole dim."""
+    axis, size = _static_dim(g, node, dim)
+    if not all(isinstance(v, int) for v in (start, end, step)):
+        unsupported(node, "a slice with bounds known only at run time")
+    start, end, step = slice(start, end, step).indices(size)
+    if not range(start, end, step):
+        unsupported(node, "a slice that selects nothing")
+    if (start, end, step) == (0, size, 1):
+        return _identity(g, node)
+    g.emit(node, "slice", [g.value_name(node.args[0])],
+           attrs={"dim": axis, "start": start, "end": end, "step": step})
+
+
+@handles(aten.slice.Tensor)
+def _slice(g, node):
+    shape = node.args[0].meta["val"].shape
+    dim = int(arg(node, 1, "dim", 0))
+    start, end, step = arg(node, 2, "start"), arg(node, 3, "end"), arg(node, 4, "step", 1)
+    if dim % len(shape) == 0:  # x[0:], x[:x.size(0)]: the whole batch
+        whole = end is None or g.values.get(end) == ("sym", 0) or isinstance(end, int) and (
+            end >= 2**62 or isinstance(shape[0], int) and end >= shape[0])
+        if start in (None, 0) and step == 1 and whole:
+            return _identity(g, node)
+        unsupported(node, "a slice of the batch dimension")
+    _emit_slice(g, node, dim, 0 if start is None else start, 2**62 if end is None else end,
+                step)
+
+
+@handles(aten.narrow.default)
+def _narrow(g, node):
+    _, dim, start, length = node.args[:4]
+    if not isinstance(start, int) or not isinstance(length, int):
+        unsupported(node, "a narrow with bounds known only at run time")
+    size = _static_dim(g, node, int(dim))[1]
+    start = start % size if start < 0 else start
+    _emit_slice(g, node, int(dim), start, start + length, 1)
+
+
+@handles(aten.select.int)
+def _select(g, node):
+    axis, size = _static_dim(g, node, int(node.args[1]))
+    index = node.args[2]
+    if not isinstance(index, int) or not -size <= index < size:
+        unsupported(node, f"select of index {index} of a dim of size {size}")
+    g.emit(node, "select", [g.value_name(node.args[0])],
+           attrs={"dim": axis, "index": index % size})
+
+
+@handles(aten.unbind.int)
+def _unbind(g, node):
+    axis, size = _static_dim(g, node, int(arg(node, 1, "dim", 0)))
+    if not 1 <= size <= MAX_NODE_OUTPUTS:
+        unsupported(node, f"unbind of a dim of size {size} (1 to {MAX_NODE_OUTPUTS} outputs)")
+    g.emit(node, "unbind", [g.value_name(node.args[0])], attrs={"dim": axis}, n_outputs=size)
+
+
+@handles(aten.unflatten.int)
+def _unflatten(g, node):
+    _static_dim(g, node, int(node.args[1]))
+    out = node.meta["val"].shape[1:]
+    if not all(isinstance(d, int) for d in out):
+        unsupported(node, "an unflatten to a size known only at run time")
+    g.emit(node, "reshape", [g.value_name(node.args[0])], attrs={"shape": [int(d) for d in out]})
+
+
+_PAD_MODES = {aten.reflection_pad1d.default: "reflect", aten.reflection_pad2d.default: "reflect",
+              aten.reflection_pad3d.default: "reflect",
+              aten.replication_pad1d.default: "replicate",
+              aten.replication_pad2d.default: "replicate",
+              aten.replication_pad3d.default: "replicate"}
+
+
+@handles(aten.pad.default, aten.constant_pad_nd.default, *_PAD_MODES)
+def _pad(g, node):
+    """F.pad over trailing dims (never the batch) with pads >= 0: constant, reflect, replicate."""
+    if node.target == aten.pad.default:
+        mode, value = arg(node, 2, "mode", "constant"), arg(node, 3, "value")
+    elif node.target == aten.constant_pad_nd.default:
+        mode, value = "constant", arg(node, 2, "value", 0.0)
+    else:
+        mode, value = _PAD_MODES[node.target], None
+    pads = list(node.args[1])
+    if mode not in ("constant", "reflect", "replicate"):
+        unsupported(node, f"padding mode {mode!r}")
+    if not all(isinstance(p, int) for p in pads) or len(pads) % 2:
+        unsupported(node, f"pads {pads}, which are not pairs of ints")
+    while pads[-2:] == [0, 0]:  # pairs of zeros for the leading dims pad nothing
+        pads = pads[:-2]
+    if not pads:
+        return _identity(g, node)
+    if len(pads) // 2 >= len(node.args[0].meta["val"].shape):
+        unsupported(node, "padding of the batch dimension")
+    if min(pads) < 0:
+        unsupported(node, "negative padding (a crop: write it as a slice)")
+    value = 0.0 if value is None else float(value)
+    if not math.isfinite(value):
+        unsupported(node, f"padding with the value {value}")
+    if len(pads) > MAX_RANK:
+        unsupported(node, f"padding of more than {MAX_RANK // 2} dims")
+    g.emit(node, "pad", [g.value_name(node.args[0])],
+           attrs={"pads": pads, "mode": mode, "value": value})
+
+
+_SHUFFLES = {aten.pixel_shuffle.default: ("pixel_shuffle", "upscale_factor", 4),
+             aten.pixel_unshuffle.default: ("pixel_unshuffle", "downscale_factor", 4),
+             aten.channel_shuffle.default: ("channel_shuffle", "groups", 3),
+             aten.native_channel_shuffle.default: ("channel_shuffle", "groups", 3)}
+
+
+@handles(*_SHUFFLES)
+def _shuffle(g, node):
+    """pixel_shuffle, pixel_unshuffle, channel_shuffle: one int attribute each."""
+    op, attr, min_rank = _SHUFFLES[node.target]
+    if len(node.args[0].meta["val"].shape) < min_rank:
+        unsupported(node, f"{op} of a value of rank below {min_rank}, whose channels would "
+                          "include the batch dimension")
+    g.emit(node, op, [g.value_name(node.args[0])], attrs={attr: int(node.args[1])})
+
+
 # ---- arithmetic ------------------------------------------------------------------------------
 
 @handles(aten.add.Tensor, aten.add_.Tensor, aten.mul.Tensor, aten.mul_.Tensor)
@@ -368,3 +580,308 @@ def _add_mul(g, node):
         unsupported(node, "add with alpha")
     ins, prm = g.operands(node, node.args[:2])
     g.emit(node, op, ins, prm)
+
+
+# ---- elementwise, activations, reductions (version 3)
+
+#: ATen ops of one tensor and nothing else (and their in-place forms) -> the format's op, all
+#: emitted by _activation.
+_UNARY = {getattr(aten, op + suffix).default: op
+          for op in ("neg", "abs", "exp", "log", "sqrt", "rsqrt", "erf", "silu", "hardswish",
+                     "hardsigmoid", "mish")
+          for suffix in ("", "_")}
+_ACTIVATIONS.update(_UNARY)
+handles(*_UNARY)(_activation)
+
+
+def _is_value(g, v):
+    """Whether operand `v` is a tensor of the graph (not a parameter or a number)."""
+    return isinstance(v, torch.fx.Node) and not isinstance(g.values.get(v), tuple)
+
+
+def _emit_ordered(g, node, op, first, second):
+    """op(first, second) for sub, div, minimum, maximum: graph tensors as inputs in order, a
+    parameter or number as param "other", with `reverse` when it comes first (w - x)."""
+    ins, prm = g.operands(node, [first, second])
+    reverse = bool(prm) and op in ("sub", "div") and not _is_value(g, first)
+    g.emit(node, op, ins, prm, {"reverse": True} if reverse else None)
+
+
+_BINARY = {aten.sub.Tensor: "sub", aten.sub_.Tensor: "sub", aten.div.Tensor: "div",
+           aten.div_.Tensor: "div", aten.div.Tensor_mode: "div", aten.div_.Tensor_mode: "div",
+           aten.true_divide.Tensor: "div", aten.minimum.default: "minimum",
+           aten.maximum.default: "maximum", aten.min.other: "minimum",
+           aten.max.other: "maximum"}
+
+
+@handles(*_BINARY)
+def _binary(g, node):
+    """a - b (an `alpha` folded into a number b), a / b (true division only), minimum and
+    maximum of two tensors."""
+    a, b = node.args[:2]
+    if node.kwargs.get("rounding_mode") is not None:
+        unsupported(node, f"division with rounding_mode={node.kwargs['rounding_mode']!r}")
+    alpha = node.kwargs.get("alpha", 1)
+    if alpha != 1:
+        if not isinstance(b, (int, float)):
+            unsupported(node, "sub with alpha and a tensor operand")
+        b = alpha * b
+    _emit_ordered(g, node, _BINARY[node.target], a, b)
+
+
+@handles(aten.rsub.Scalar, aten.rsub.Tensor)
+def _rsub(g, node):
+    """rsub(x, other) = other - x, what `1 - x` exports to."""
+    if node.kwargs.get("alpha", 1) != 1:
+        unsupported(node, "rsub with alpha")
+    _emit_ordered(g, node, "sub", node.args[1], node.args[0])
+
+
+@handles(aten.reciprocal.default, aten.reciprocal_.default)
+def _reciprocal(g, node):
+    """1 / x, what `2 / x` exports to (with a mul after it)."""
+    _emit_ordered(g, node, "div", 1.0, node.args[0])
+
+
+@handles(aten.pow.Tensor_Scalar, aten.pow_.Scalar, aten.square.default, aten.square_.default)
+def _pow(g, node):
+    exponent = 2.0 if "square" in str(node.target) else node.args[1]
+    if not isinstance(exponent, (int, float)) or not math.isfinite(exponent):
+        unsupported(node, f"pow with the exponent {exponent}, not a finite number")
+    g.emit(node, "pow", [g.value_name(node.args[0])], attrs={"exponent": float(exponent)})
+
+
+def _emit_clamp(g, node, low, high):
+    """clamp of the node's input to [low, high], either bound None (or infinite: no bound);
+    relu for low 0 alone and relu6 for (0, 6), which fuse into the layer before them."""
+    bounds = []
+    for v, unbounded in ((low, -math.inf), (high, math.inf)):
+        if v is not None and not (isinstance(v, (int, float)) and not math.isnan(v)):
+            unsupported(node, f"a clamp bound {v} that is not a number")
+        bounds.append(None if v is None or v == unbounded else float(v))
+    if any(v is not None and math.isinf(v) for v in bounds):
+        unsupported(node, f"a clamp to an infinite bound {bounds}")
+    low, high = bounds
+    x = [g.value_name(node.args[0])]
+    if low is None and high is None:
+        _identity(g, node)
+    elif (low, high) == (0.0, None):
+        g.emit(node, "relu", x)
+    elif (low, high) == (0.0, 6.0):
+        g.emit(node, "relu6", x)
+    elif high is None:
+        g.emit(node, "clamp_min", x, attrs={"min": low})
+    elif low is None:
+        g.emit(node, "clamp_max", x, attrs={"max": high})
+    else:
+        g.emit(node, "clamp", x, attrs={"min": low, "max": high})
+
+
+@handles(aten.clamp.default, aten.clamp_.default)
+def _clamp(g, node):
+    _emit_clamp(g, node, arg(node, 1, "min"), arg(node, 2, "max"))
+
+
+@handles(aten.clamp_min.default, aten.clamp_min_.default)
+def _clamp_min(g, node):
+    _emit_clamp(g, node, node.args[1], None)
+
+
+@handles(aten.clamp_max.default, aten.clamp_max_.default)
+def _clamp_max(g, node):
+    _emit_clamp(g, node, None, node.args[1])
+
+
+def _emit_elu(g, node, alpha, scale=1.0, input_scale=1.0):
+    g.emit(node, "elu", [g.value_name(node.args[0])], attrs={
+        "alpha": float(alpha), "scale": float(scale), "input_scale": float(input_scale)})
+
+
+@handles(aten.elu.default, aten.elu_.default)
+def _elu(g, node):
+    _emit_elu(g, node, arg(node, 1, "alpha", 1.0), arg(node, 2, "scale", 1.0),
+              arg(node, 3, "input_scale", 1.0))
+
+
+@handles(aten.selu.default, aten.selu_.default)
+def _selu(g, node):
+    """selu is elu with its two constants, as PyTorch computes it."""
+    _emit_elu(g, node, 1.6732632423543772848170429916717, 1.0507009873554804934193349852946)
+
+
+@handles(aten.celu.default, aten.celu_.default)
+def _celu(g, node):
+    """celu(x, alpha) is elu(x, alpha, 1, 1 / alpha), as PyTorch computes it."""
+    alpha = float(arg(node, 1, "alpha", 1.0))
+    if alpha == 0:
+        unsupported(node, "celu with alpha 0")
+    _emit_elu(g, node, alpha, 1.0, 1.0 / alpha)
+
+
+@handles(aten.softplus.default)
+def _softplus(g, node):
+    g.emit(node, "softplus", [g.value_name(node.args[0])], attrs={
+        "beta": float(arg(node, 1, "beta", 1.0)),
+        "threshold": float(arg(node, 2, "threshold", 20.0))})
+
+
+_REDUCTIONS = {aten.mean.dim: "mean", aten.sum.dim_IntList: "sum", aten.amax.default: "amax",
+               aten.amin.default: "amin", aten.max.dim: "amax", aten.min.dim: "amin",
+               aten.mean.default: "mean", aten.sum.default: "sum"}
+
+
+@handles(*_REDUCTIONS)
+def _reduction(g, node):
+    """mean, sum, amax, amin over the given dims (all when none are given), never over the
+    batch; of torch.max(x, dim) and torch.min(x, dim) only the values (output 0)."""
+    op = _REDUCTIONS[node.target]
+    dtype = node.kwargs.get("dtype")
+    if dtype not in (None, torch.float32):
+        unsupported(node, f"a {op} computed in {dtype}")
+    rank = len(node.args[0].meta["val"].shape)
+    dims = arg(node, 1, "dim")
+    dims = [dims] if isinstance(dims, int) else list(dims or range(rank))
+    axes = sorted({int(d) % rank for d in dims})
+    if 0 in axes:
+        unsupported(node, f"a {op} over dim 0, the batch dimension")
+    indices = node.target in (aten.max.dim, aten.min.dim)
+    if indices and any(u.target is operator.getitem and u.args[1] != 0 and u.users
+                       for u in node.users):
+        unsupported(node, "the indices of torch.max or torch.min along a dim (an argmax)")
+    g.emit(node, op, [g.value_name(node.args[0])],
+           attrs={"dims": axes, "keepdim": bool(arg(node, 2, "keepdim", False))})
+    if indices:  # (values, indices), the indices unused
+        g.values[node] = ("multi", [node.name, None])
+
+
+# ---- normalisation, resizing, pooling (version 3)
+
+def _first_output_only(g, node, others):
+    """After emitting `node`, whose ATen op returns a tuple: its first value is the node's
+    output; the rest (`others`: statistics, indices) get no graph value and may not be used."""
+    for user in node.users:
+        if user.target is operator.getitem and user.args[1] != 0 and user.users:
+            unsupported(node, f"a use of its {others}")
+    n = len(node.meta["val"]) if isinstance(node.meta.get("val"), (tuple, list)) else 1
+    g.values[node] = ("multi", [g.values[node]] + [None] * (n - 1))
+
+
+def _affine(g, node, weight, bias):
+    """The params of a normalisation's optional weight and bias."""
+    prm = {}
+    if weight is not None:
+        prm["weight"] = g.param(weight, node)
+    if bias is not None:
+        prm["bias"] = g.param(bias, node)
+    return prm
+
+
+@handles(aten.layer_norm.default, aten.native_layer_norm.default)
+def _layer_norm(g, node):
+    x, shape = node.args[0], [int(d) for d in node.args[1]]
+    if len(shape) >= len(x.meta["val"].shape):
+        unsupported(node, "a layer norm over the batch dimension")
+    g.emit(node, "layer_norm", [g.value_name(x)],
+           _affine(g, node, arg(node, 2, "weight"), arg(node, 3, "bias")),
+           {"normalized_shape": shape, "eps": float(arg(node, 4, "eps", 1e-5))})
+    if node.target == aten.native_layer_norm.default:
+        _first_output_only(g, node, "mean and rstd")
+
+
+@handles(aten.group_norm.default, aten.native_group_norm.default)
+def _group_norm(g, node):
+    if node.target == aten.group_norm.default:
+        groups, eps = int(node.args[1]), float(arg(node, 4, "eps", 1e-5))
+        w, b = arg(node, 2, "weight"), arg(node, 3, "bias")
+    else:  # (input, weight, bias, N, C, HxW, group, eps)
+        (w, b), groups, eps = node.args[1:3], int(node.args[6]), float(node.args[7])
+    g.emit(node, "group_norm", [g.value_name(node.args[0])], _affine(g, node, w, b),
+           {"num_groups": groups, "eps": eps})
+    if node.target == aten.native_group_norm.default:
+        _first_output_only(g, node, "mean and rstd")
+
+
+@handles(aten.instance_norm.default)
+def _instance_norm(g, node):
+    """Instance norm: group norm with a group per channel; in eval mode with running
+    statistics (use_input_stats false), the inference batch norm."""
+    x, w, b, mean, var, use_input_stats = node.args[:6]
+    eps = float(arg(node, 7, "eps", 1e-5))
+    if not use_input_stats:
+        prm = {"mean": g.param(mean, node), "var": g.param(var, node), **_affine(g, node, w, b)}
+        g.emit(node, "batch_norm", [g.value_name(x)], prm, {"eps": eps})
+        return
+    shape = x.meta["val"].shape
+    if len(shape) < 3 or not isinstance(shape[1], int):
+        unsupported(node, "instance norm of a value without static channels and spatial dims")
+    g.emit(node, "group_norm", [g.value_name(x)], _affine(g, node, w, b),
+           {"num_groups": int(shape[1]), "eps": eps})
+
+
+_INTERPOLATE_MODES = {
+    aten.upsample_nearest2d.vec: "nearest", aten.upsample_nearest2d.default: "nearest",
+    aten._upsample_nearest_exact2d.vec: "nearest-exact",
+    aten._upsample_nearest_exact2d.default: "nearest-exact",
+    aten.upsample_bilinear2d.vec: "bilinear", aten.upsample_bilinear2d.default: "bilinear"}
+
+
+@handles(*_INTERPOLATE_MODES)
+def _interpolate2d(g, node):
+    """F.interpolate / nn.Upsample on [N, C, H, W]: the output size fixed at capture; the
+    scale factors given, which PyTorch's source coordinates use, kept as scale_h, scale_w."""
+    mode = _INTERPOLATE_MODES[node.target]
+    bilinear = mode == "bilinear"
+    align_corners = bool(arg(node, 2, "align_corners", False)) if bilinear else False
+    first = 3 if bilinear else 2  # where the scales start: (input, output_size, [align,] ...)
+    if str(node.target).endswith(".vec"):
+        scales = arg(node, first, "scale_factors") or [None, None]
+    else:
+        scales = [arg(node, first, "scales_h"), arg(node, first + 1, "scales_w")]
+    scales = [0.0 if v is None else float(v) for v in scales]
+    size = node.meta["val"].shape[2:]
+    if len(size) != 2 or not all(isinstance(d, int) for d in size):
+        unsupported(node, "an output size known only at run time")
+    g.emit(node, "interpolate2d", [g.value_name(node.args[0])], attrs={
+        "size": [int(d) for d in size], "mode": mode, "align_corners": align_corners,
+        "scale_h": scales[0], "scale_w": scales[1]})
+
+
+def _one(v):
+    """An int or a one-element sequence of ints (1-D pooling arguments) as an int."""
+    return int(v) if isinstance(v, int) else int(v[0])
+
+
+@handles(aten.max_pool1d.default, aten.max_pool1d_with_indices.default,
+         aten.avg_pool1d.default)
+def _pool1d(g, node):
+    k = _one(arg(node, 1, "kernel_size"))
+    s = arg(node, 2, "stride", None)
+    attrs = {"kernel_size": k, "stride": _one(s) if s else k,
+             "padding": _one(arg(node, 3, "padding", 0))}
+    if node.target == aten.avg_pool1d.default:
+        attrs.update(ceil_mode=bool(arg(node, 4, "ceil_mode", False)),
+                     count_include_pad=bool(arg(node, 5, "count_include_pad", True)))
+    else:
+        attrs.update(dilation=_one(arg(node, 4, "dilation", 1)),
+                     ceil_mode=bool(arg(node, 5, "ceil_mode", False)))
+    op = "avg_pool1d" if node.target == aten.avg_pool1d.default else "max_pool1d"
+    g.emit(node, op, [g.value_name(node.args[0])], attrs=attrs)
+    if node.target == aten.max_pool1d_with_indices.default:
+        _first_output_only(g, node, "indices")
+
+
+_ADAPTIVE = {aten.adaptive_avg_pool1d.default: "adaptive_avg_pool1d",
+             aten.adaptive_max_pool1d.default: "adaptive_max_pool1d",
+             aten.adaptive_max_pool2d.default: "adaptive_max_pool2d"}
+
+
+@handles(*_ADAPTIVE)
+def _adaptive_pool(g, node):
+    op = _ADAPTIVE[node.target]
+    out = list(node.args[1]) if isinstance(node.args[1], (list, tuple)) else [node.args[1]]
+    if not all(isinstance(v, int) for v in out):
+        unsupported(node, "adaptive pooling with a free output size")
+    size = pair(out) if op.endswith("2d") else _one(out)
+    g.emit(node, op, [g.value_name(node.args[0])], attrs={"output_size": size})
+    if op.startswith("adaptive_max"):
+        _first_output_only(g, node, "indices")

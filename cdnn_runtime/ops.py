@@ -6,7 +6,7 @@ builder and one entry.
 """
 
 from .errors import CdnnUnsupportedError
-from .kernels import elementwise, norms, pooling, shape
+from .kernels import elementwise, norms, pooling, reduce, resize, shape
 
 
 def _identity(x):
@@ -119,6 +119,58 @@ def _split(a, p):
     return lambda x: shape.split(x, a["sizes"], a["dim"])
 
 
+# ---- shape ops (version 3)
+
+def _attrs_of(fn, *names):
+    """The builder of an op computing ``fn(x, *[attrs[n] for n in names])``."""
+    def build(a, p):
+        values = [a[n] for n in names]
+        return lambda x: fn(x, *values)
+    return build
+
+
+# ---- elementwise, activations, reductions (version 3)
+
+def _ordered_binary(fn):
+    """The builder of sub or div: as add's, except that with attribute ``reverse`` the param
+    ``other`` comes first (``other - x``)."""
+    forward = _binary(fn)
+
+    def build(a, p):
+        if a["reverse"]:  # the vocabulary's check: reverse comes with param other
+            other = p["other"]
+            return lambda x: fn(other, x)
+        return forward(a, p)
+    return build
+
+
+def _clamp_max(a, p):
+    high = a["max"]
+    return lambda x: elementwise.clamp(x, None, high)
+
+
+# ---- normalisation, resizing, pooling (version 3)
+
+def _layer_norm(a, p):
+    return lambda x: norms.layer_norm(x, a["normalized_shape"], p.get("weight"), p.get("bias"),
+                                      a["eps"])
+
+
+def _group_norm(a, p):
+    return lambda x: norms.group_norm(x, a["num_groups"], p.get("weight"), p.get("bias"),
+                                      a["eps"])
+
+
+def _interpolate2d(a, p):
+    return resize.Interpolate2d(a["size"], a["mode"], a["align_corners"],
+                                (a["scale_h"], a["scale_w"]))
+
+
+def _max_pool1d(a, p):
+    return pooling.MaxPool1d(a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                             a["ceil_mode"])
+
+
 #: op name -> builder(attrs, params) -> the op's function of its inputs (a list of arrays for
 #: an op with several outputs).
 OPS = {
@@ -144,6 +196,53 @@ OPS = {
     "transpose": _transpose,
     "cat": _cat,
     "split": _split,
+    # ---- shape ops (version 3)
+    "unsqueeze": _attrs_of(shape.unsqueeze, "dim"),
+    "squeeze": _attrs_of(shape.squeeze, "dims"),
+    "expand": _attrs_of(shape.expand, "shape"),
+    "slice": _attrs_of(shape.slice_axis, "dim", "start", "end", "step"),
+    "select": _attrs_of(shape.select, "dim", "index"),
+    "unbind": _attrs_of(shape.unbind, "dim"),
+    "pad": _attrs_of(shape.pad, "pads", "mode", "value"),
+    "pixel_shuffle": _attrs_of(shape.pixel_shuffle, "upscale_factor"),
+    "pixel_unshuffle": _attrs_of(shape.pixel_unshuffle, "downscale_factor"),
+    "channel_shuffle": _attrs_of(shape.channel_shuffle, "groups"),
+    # ---- elementwise, activations, reductions (version 3)
+    "sub": _ordered_binary(elementwise.sub),
+    "div": _ordered_binary(elementwise.div),
+    "minimum": _binary(elementwise.minimum),
+    "maximum": _binary(elementwise.maximum),
+    "neg": _fixed(elementwise.neg),
+    "abs": _fixed(elementwise.absolute),
+    "exp": _fixed(elementwise.exp),
+    "log": _fixed(elementwise.log),
+    "sqrt": _fixed(elementwise.sqrt),
+    "rsqrt": _fixed(elementwise.rsqrt),
+    "erf": _fixed(elementwise.erf),
+    "pow": _attrs_of(elementwise.power, "exponent"),
+    "clamp": _attrs_of(elementwise.clamp, "min", "max"),
+    "clamp_min": _attrs_of(elementwise.clamp, "min"),
+    "clamp_max": _clamp_max,
+    "silu": _fixed(elementwise.silu),
+    "hardswish": _fixed(elementwise.hardswish),
+    "hardsigmoid": _fixed(elementwise.hardsigmoid),
+    "mish": _fixed(elementwise.mish),
+    "elu": _attrs_of(elementwise.elu, "alpha", "scale", "input_scale"),
+    "softplus": _attrs_of(elementwise.softplus, "beta", "threshold"),
+    "mean": _attrs_of(reduce.mean, "dims", "keepdim"),
+    "sum": _attrs_of(reduce.sum, "dims", "keepdim"),
+    "amax": _attrs_of(reduce.amax, "dims", "keepdim"),
+    "amin": _attrs_of(reduce.amin, "dims", "keepdim"),
+    # ---- normalisation, resizing, pooling (version 3)
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "interpolate2d": _interpolate2d,
+    "max_pool1d": _max_pool1d,
+    "avg_pool1d": _attrs_of(pooling.avg_pool1d, "kernel_size", "stride", "padding", "ceil_mode",
+                            "count_include_pad"),
+    "adaptive_avg_pool1d": _attrs_of(pooling.adaptive_avg_pool1d, "output_size"),
+    "adaptive_max_pool1d": _attrs_of(pooling.adaptive_max_pool1d, "output_size"),
+    "adaptive_max_pool2d": _attrs_of(pooling.adaptive_max_pool2d, "output_size"),
     "dropout": _fixed(_identity),
     "identity": _fixed(_identity),
 }

@@ -55,6 +55,10 @@ def seed_graph_ops():
     w.add_raw("bn1.bias", rng.standard_normal(8).astype(np.float32) / 8)
     w.add_raw("c2.weight", (rng.integers(-4, 5, (8, 4, 3, 3)) / 8).astype(np.float32))
     w.add_raw("prelu.weight", np.linspace(0.05, 0.4, 8).astype(np.float32))
+    # ---- normalisation, resizing, pooling (version 3): params without drawing from rng
+    w.add_raw("ln.weight", np.linspace(0.5, 1.5, 16).astype(np.float32).reshape(4, 4))
+    w.add_raw("gn.weight", np.linspace(1.5, 0.5, 8).astype(np.float32))
+    w.add_raw("gn.bias", np.linspace(-0.25, 0.25, 8).astype(np.float32))
     cb2 = np.linspace(-1, 1, 16).astype(np.float32)
     cb2[7] = 0.0625
     _add_sparse(w, "fc1.weight", (64, 32), _codes(rng, 64, 32, 0.6, 16, skew=True), cb2,
@@ -63,6 +67,12 @@ def seed_graph_ops():
     w.add_raw("scale", (rng.random(64) + 0.5).astype(np.float32))
     w.add_raw("fc2.weight", (rng.standard_normal((10, 128)) / 8).astype(np.float32))
     w.add_raw("fc2.bias", np.zeros(10, np.float32))
+    # ---- convolutions (version 3): a sparse conv_transpose2d, a raw conv1d
+    _add_sparse(w, "ct.weight", (8, 2, 3, 3), _codes(rng, 8, 18, 0.5, 8), cb, gap_bits=2)
+    w.add_raw("ct.bias", rng.standard_normal(4).astype(np.float32) / 4)
+    w.add_raw("c1d.weight", (rng.integers(-4, 5, (2, 4, 3)) / 8).astype(np.float32))
+    # ---- elementwise, activations, reductions (version 3): a param without drawing from rng
+    w.add_raw("ew.other", np.linspace(0.5, 1.5, 10).astype(np.float32))
     node = _node
     w.set_graph({
         "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 3, 8, 8]},
@@ -75,12 +85,42 @@ def seed_graph_ops():
                                                     "bias": "bn1.bias"}, {"eps": 1e-5}),
             node("r1", "relu", ["bn1"], "r1"),
             node("p1", "max_pool2d", ["r1"], "p1", attrs={"kernel_size": [2, 2]}),
+            # ---- convolutions (version 3): p1 [N, 8, 4, 4] -> [N, 4, 8, 8] -> [N, 2, 32]
+            node("ct", "conv_transpose2d", ["p1"], "ct", {"weight": "ct.weight",
+                                                          "bias": "ct.bias"},
+                 {"stride": [2, 2], "padding": [1, 1], "output_padding": [1, 1], "groups": 2}),
+            node("ct_rs", "reshape", ["ct"], "ct_rs", attrs={"shape": [4, 64]}),
+            node("c1d", "conv1d", ["ct_rs"], "c1d", {"weight": "c1d.weight"},
+                 {"stride": 2, "padding": [1, 0], "dilation": 2}),
             node("c2", "conv2d", ["p1"], "c2", {"weight": "c2.weight"},
                  {"padding": [1, 1], "groups": 2}),
             node("lr", "leaky_relu", ["c2"], "lr", attrs={"negative_slope": 0.1}),
             node("res", "add", ["p1", "lr"], "res"),
             node("lrn", "local_response_norm", ["res"], "lrn", attrs={"size": 3}),
-            node("ap", "avg_pool2d", ["lrn"], "ap",
+            # ---- normalisation, resizing, pooling (version 3): from lrn [N, 8, 4, 4] back to
+            # that shape
+            node("nr_ln", "layer_norm", ["lrn"], "nr_ln", {"weight": "ln.weight"},
+                 {"normalized_shape": [4, 4], "eps": 1e-6}),
+            node("nr_gn", "group_norm", ["nr_ln"], "nr_gn",
+                 {"weight": "gn.weight", "bias": "gn.bias"}, {"num_groups": 4}),
+            node("nr_in", "group_norm", ["nr_gn"], "nr_in", attrs={"num_groups": 8}),
+            node("nr_up", "interpolate2d", ["nr_in"], "nr_up",
+                 attrs={"size": [7, 9], "mode": "bilinear", "align_corners": True}),
+            node("nr_dn", "interpolate2d", ["nr_up"], "nr_dn",
+                 attrs={"size": [4, 4], "scale_h": 0.5}),
+            node("nr_ne", "interpolate2d", ["nr_dn"], "nr_ne",
+                 attrs={"size": [4, 4], "mode": "nearest-exact"}),
+            node("nr_amp", "adaptive_max_pool2d", ["nr_ne"], "nr_amp",
+                 attrs={"output_size": [4, 4]}),
+            node("nr_rs", "reshape", ["nr_amp"], "nr_rs", attrs={"shape": [8, 16]}),
+            node("nr_mp", "max_pool1d", ["nr_rs"], "nr_mp",
+                 attrs={"kernel_size": 3, "stride": 1, "padding": 1}),
+            node("nr_ap", "avg_pool1d", ["nr_mp"], "nr_ap", attrs={"kernel_size": 2, "stride": 2}),
+            node("nr_aap", "adaptive_avg_pool1d", ["nr_ap"], "nr_aap", attrs={"output_size": 16}),
+            node("nr_amx", "adaptive_max_pool1d", ["nr_aap"], "nr_amx",
+                 attrs={"output_size": 16}),
+            node("nr_back", "reshape", ["nr_amx"], "nr_back", attrs={"shape": [8, 4, 4]}),
+            node("ap", "avg_pool2d", ["nr_back"], "ap",
                  attrs={"kernel_size": [2, 2], "stride": [1, 1], "padding": [1, 1],
                         "count_include_pad": False}),
             node("aap", "adaptive_avg_pool2d", ["ap"], "aap", attrs={"output_size": [2, 2]}),
@@ -100,10 +140,64 @@ def seed_graph_ops():
             {"name": "split", "op": "split", "inputs": ["cat"], "outputs": ["s0", "s1"],
              "attrs": {"sizes": [3, 5], "dim": 1}},
             node("cat2", "cat", ["s1", "s0"], "cat2", attrs={"dim": 1}),
-            node("fl2", "flatten", ["cat2"], "fl2", attrs={"start_dim": 1, "end_dim": -1}),
+            # ---- shape ops (version 3): from cat2 [N, 8, 16] back to that shape
+            node("sh_u1", "unsqueeze", ["cat2"], "sh_u1", attrs={"dim": 1}),
+            node("sh_ex", "expand", ["sh_u1"], "sh_ex", attrs={"shape": [4, -1, -1]}),
+            node("sh_pu", "pixel_unshuffle", ["sh_ex"], "sh_pu", attrs={"downscale_factor": 2}),
+            node("sh_cs", "channel_shuffle", ["sh_pu"], "sh_cs", attrs={"groups": 4}),
+            node("sh_ps", "pixel_shuffle", ["sh_cs"], "sh_ps", attrs={"upscale_factor": 2}),
+            node("sh_pr", "pad", ["sh_ps"], "sh_pr",
+                 attrs={"pads": [1, 1, 1, 1], "mode": "reflect"}),
+            node("sh_sl", "slice", ["sh_pr"], "sh_sl", attrs={"dim": 2, "start": 1, "end": 9}),
+            node("sh_pc", "pad", ["sh_sl"], "sh_pc", attrs={"pads": [0, 14], "value": 0.5}),
+            node("sh_sl2", "slice", ["sh_pc"], "sh_sl2",
+                 attrs={"dim": -1, "start": 0, "end": 2**31, "step": 2}),
+            node("sh_sel", "select", ["sh_sl2"], "sh_sel", attrs={"dim": 1, "index": -1}),
+            {"name": "sh_ub", "op": "unbind", "inputs": ["sh_sl2"],
+             "outputs": ["sh_ub0", "sh_ub1", "sh_ub2", "sh_ub3"], "attrs": {"dim": 1}},
+            node("sh_u2", "unsqueeze", ["sh_sel"], "sh_u2", attrs={"dim": -1}),
+            node("sh_sq", "squeeze", ["sh_u2"], "sh_sq", attrs={"dims": [3]}),
+            node("sh_shp", "add", ["sh_sq", "sh_ub2"], "sh_shp"),
+            node("fl2", "flatten", ["sh_shp"], "fl2", attrs={"start_dim": 1, "end_dim": -1}),
             node("fc2", "linear", ["fl2"], "fc2", {"weight": "fc2.weight", "bias": "fc2.bias"}),
             node("r6", "relu6", ["fc2"], "r6"),
-            node("id", "identity", ["r6"], "id"),
+            # ---- elementwise, activations, reductions (version 3): from r6 [N, 10] to that
+            # shape, finite throughout
+            node("ew_sub", "sub", ["r6", "fc2"], "ew_sub"),
+            node("ew_neg", "neg", ["ew_sub"], "ew_neg"),
+            node("ew_abs", "abs", ["ew_neg"], "ew_abs"),
+            node("ew_exp", "exp", ["ew_abs"], "ew_exp"),
+            node("ew_log", "log", ["ew_exp"], "ew_log"),
+            node("ew_sqrt", "sqrt", ["ew_log"], "ew_sqrt"),
+            node("ew_rsqrt", "rsqrt", ["ew_exp"], "ew_rsqrt"),
+            node("ew_div", "div", ["ew_sqrt", "ew_rsqrt"], "ew_div"),
+            node("ew_rdiv", "div", ["ew_exp"], "ew_rdiv", {"other": "ew.other"},
+                 {"reverse": True}),
+            node("ew_pow", "pow", ["ew_div"], "ew_pow", attrs={"exponent": 1.5}),
+            node("ew_erf", "erf", ["ew_pow"], "ew_erf"),
+            node("ew_min", "minimum", ["ew_erf", "ew_rdiv"], "ew_min"),
+            node("ew_max", "maximum", ["ew_min"], "ew_max", {"other": "fc2.bias"}),
+            node("ew_rsub", "sub", ["ew_max"], "ew_rsub", {"other": "ew.other"},
+                 {"reverse": True}),
+            node("ew_cl", "clamp", ["ew_rsub"], "ew_cl", attrs={"min": -1.0, "max": 2.0}),
+            node("ew_clmin", "clamp_min", ["ew_cl"], "ew_clmin", attrs={"min": -0.5}),
+            node("ew_clmax", "clamp_max", ["ew_clmin"], "ew_clmax", attrs={"max": 1.5}),
+            node("ew_silu", "silu", ["ew_clmax"], "ew_silu"),
+            node("ew_hsw", "hardswish", ["ew_silu"], "ew_hsw"),
+            node("ew_hsg", "hardsigmoid", ["ew_hsw"], "ew_hsg"),
+            node("ew_mish", "mish", ["ew_hsg"], "ew_mish"),
+            node("ew_elu", "elu", ["ew_mish"], "ew_elu", attrs={"alpha": 0.5}),
+            node("ew_sp", "softplus", ["ew_elu"], "ew_sp", attrs={"beta": 2.0, "threshold": 1.0}),
+            node("ew_mean", "mean", ["ew_sp"], "ew_mean", attrs={"dims": [1], "keepdim": True}),
+            node("ew_sum", "sum", ["ew_sp"], "ew_sum", attrs={"dims": [1]}),
+            node("ew_sum1", "reshape", ["ew_sum"], "ew_sum1", attrs={"shape": [1]}),
+            node("ew_amax", "amax", ["ew_sp"], "ew_amax", attrs={"dims": [1], "keepdim": True}),
+            node("ew_amin", "amin", ["ew_sp"], "ew_amin", attrs={"dims": [1], "keepdim": True}),
+            node("ew_a", "sub", ["ew_sp", "ew_mean"], "ew_a"),
+            node("ew_b", "sub", ["ew_a", "ew_sum1"], "ew_b"),
+            node("ew_c", "add", ["ew_b", "ew_amax"], "ew_c"),
+            node("ew_out", "sub", ["ew_c", "ew_amin"], "ew_out"),
+            node("id", "identity", ["ew_out"], "id"),
             node("plus", "add", ["id", "y"], "plus"),
             node("sm", "softmax", ["plus"], "probs", attrs={"dim": 1}),
             node("lsm", "log_softmax", ["plus"], "logp", attrs={"dim": -1}),
