@@ -420,14 +420,15 @@ def _unsqueeze(g, node):
 @handles(aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze_.default,
          aten.squeeze_.dim, aten.squeeze_.dims)
 def _squeeze(g, node):
-    """The dims of size 1 among those given (all by default); torch leaves the others."""
+    """The dims of size 1 among those given (all by default); torch leaves the others, and
+    torch.export keeps a free batch (so `x.squeeze()` keeps it)."""
     shape = node.args[0].meta["val"].shape
     dims = arg(node, 1, "dim")
     dims = range(len(shape)) if dims is None else [dims] if isinstance(dims, int) else dims
-    axes = sorted({int(d) % len(shape) for d in dims})
-    if 0 in axes and not (isinstance(shape[0], int) and shape[0] != 1):
-        unsupported(node, "a squeeze of the batch dimension")
-    axes = [a for a in axes if a and isinstance(shape[a], int) and shape[a] == 1]
+    axes = sorted({a for a in (int(d) % len(shape) for d in dims)
+                   if isinstance(shape[a], int) and shape[a] == 1})
+    if 0 in axes:
+        unsupported(node, "a squeeze of the batch dimension, fixed at 1")
     if not axes:
         return _identity(g, node)
     g.emit(node, "squeeze", [g.value_name(node.args[0])], attrs={"dims": axes})

@@ -310,6 +310,20 @@ def test_ops_that_change_nothing_are_left_out():
     assert ops == ["mul"]
 
 
+def test_squeeze_of_every_dim_keeps_the_free_batch():
+    """x.squeeze() as torch.export traces it: the batch stays, even at batch 1."""
+    class Head(nn.Module):
+        def forward(self, x):
+            return F.adaptive_avg_pool2d(x, 1).squeeze()
+
+    cap = capture(Head(), torch.randn(1, 3, 4, 4))
+    assert [(n["op"], n["attrs"]) for n in cap.nodes][-1] == ("squeeze", {"dims": [2, 3]})
+    packed = compress(nn.Sequential(nn.Conv2d(3, 4, 1), Head()).eval(), torch.randn(1, 3, 4, 4),
+                      preset="lossless-ish")
+    sess = InferenceSession(packed.to_bytes())
+    assert sess(np.zeros((1, 3, 4, 4), np.float32)).shape == (1, 4)
+
+
 def test_expand_keeps_the_batch_free():
     class Expand(nn.Module):
         def forward(self, x):
@@ -321,6 +335,8 @@ def test_expand_keeps_the_batch_free():
 
 REFUSED = {
     "a slice of the batch": (lambda x: x[1:], r"aten\.slice\.Tensor.*a slice of the batch"),
+    "a squeeze of a batch fixed at 1": (lambda x: x.view(1, 3, 8).squeeze(0),
+                                        "a squeeze of the batch dimension, fixed at 1"),
     "a new dim before the batch": (lambda x: x.unsqueeze(0),
                                    r"aten\.unsqueeze\.default.*before the batch"),
     "a select of the batch": (lambda x: x[0], r"aten\.select\.int.*batch dimension"),
