@@ -381,7 +381,7 @@ def read_graph(graph, tensors, version):
         params = node.get("params", {})
         _keys(params, f"{where} params", [r for r, needed in roles.items() if needed], roles)
         for role, t in params.items():
-            if t not in tensors:
+            if not isinstance(t, str) or t not in tensors:
                 _fail(where, f"param {role} names no tensor")
         attrs = dict(_keys(node.get("attrs", {}), f"{where} attrs", [], attr_spec))
         for key, default in attr_spec.items():
@@ -546,7 +546,7 @@ def _tensor_table(header, sections, limit):
             _fail(where, "more than 2^53 - 1 elements")
         if t.get("encoding") == "raw":
             _keys(t, where, {"name", "encoding", "shape", "dtype", "section"})
-            if t["dtype"] not in DTYPES:
+            if not isinstance(t["dtype"], str) or t["dtype"] not in DTYPES:
                 _fail(where, f"dtype {t['dtype']!r:.20}")
             need = numel * np.dtype(DTYPES[t["dtype"]]).itemsize
             if len(section(t, where)) != need:

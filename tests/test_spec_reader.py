@@ -406,3 +406,20 @@ def test_dense_copy_charged_by_both():
         f.dense("w")
     with pytest.raises(rr.LimitError, match="dense copy"):
         mine.dense("w")
+
+
+def test_fuzz_cases_judged_alike():
+    """Mutated seed files (the fuzzer's cases): where cdnn_runtime reads and decodes one, the
+    spec reader agrees with it; where cdnn_runtime refuses one, so does the spec reader, with
+    the same error class, unless for a node rule it leaves to cdnn_runtime."""
+    from cdnn_runtime.testing.fuzz.cases import make_case
+    for index in range(400):
+        case = make_case(_seeds(), 20261206, index)
+        theirs, mine = refusals(case.data)
+        if theirs is None:
+            assert mine is None, (case.id, mine)
+            agree(case.data)
+        elif mine is None:
+            assert re.match(r"graph node \d+ \(", str(theirs)), (case.id, theirs)
+        else:
+            assert_both_refuse(case.data)
