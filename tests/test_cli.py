@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -313,3 +314,46 @@ def test_checkpoint_and_export_inputs(tmp_path, capsys):
     code, _, err = call(capsys, "verify", tmp_path / "a.cdnn", "--against", tmp_path / "evil.pt",
                         "--model", "cdnn.models:lenet_5")
     assert code == 1 and "weights-only" in err and not marker.exists()
+
+
+def test_safetensors_checkpoint_compresses_and_verifies(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from cdnn import zoo
+    state = models.seeded(zoo.mobilenet_v2_tiny, 5).state_dict()
+    save_file(state, tmp_path / "mnv2.safetensors")
+    src = ["--model", "cdnn.zoo:mobilenet_v2_tiny"]
+    r = cdnn("compress", tmp_path / "mnv2.safetensors", *src, "--input-shape", "1,3,32,32",
+             "-o", tmp_path / "mnv2.cdnn", "--quiet")
+    assert r.returncode == 0, r.stderr
+    code, text, err = call(capsys, "verify", tmp_path / "mnv2.cdnn", "--against",
+                           tmp_path / "mnv2.safetensors", *src, "--json")
+    res = json.loads(text)
+    assert code == 0 and res["ok"] and res["source_sha256_match"] is True, err
+    # a state dict that does not fit the factory names the first mismatches, .pt as .safetensors
+    bad = dict(state)
+    del bad["features.1.conv.1.weight"]
+    bad["head.weight"] = torch.zeros(2)
+    bad["classifier.1.weight"] = torch.zeros(7, 64)
+    save_file(bad, tmp_path / "bad.safetensors")
+    torch.save(bad, tmp_path / "bad.pt")
+    for ckpt in ("bad.safetensors", "bad.pt"):
+        for command in ("compress", "verify"):
+            args = ([tmp_path / "mnv2.cdnn", "--against"] if command == "verify" else []) + \
+                [tmp_path / ckpt, *src, "--input-shape", "1,3,32,32"] + \
+                (["-o", tmp_path / "o.cdnn"] if command == "compress" else [])
+            code, _, err = call(capsys, command, *args)
+            assert code == 1 and "does not fit cdnn.zoo:mobilenet_v2_tiny" in err, err
+            assert "missing keys (1): features.1.conv.1.weight" in err
+            assert "unexpected keys (1): head.weight" in err
+            assert "classifier.1.weight: checkpoint [7, 64] vs model [10, 64]" in err
+    assert not (tmp_path / "o.cdnn").exists()
+    code, _, err = call(capsys, "compress", tmp_path / "mnv2.safetensors", "--model",
+                        "cdnn.zoo:resnet50_tiny", "--input-shape", "1,3,32,32",
+                        "-o", tmp_path / "o.cdnn")
+    assert code == 1 and re.search(r"missing keys \(\d+\): conv1\.weight, .* and \d+ more; "
+                                   r"unexpected keys \(\d+\): classifier\.1\.bias, ", err), err
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    code, _, err = call(capsys, "compress", tmp_path / "junk.safetensors", *src,
+                        "--input-shape", "1,3,32,32", "-o", tmp_path / "o.cdnn")
+    assert code == 1 and "not a readable .safetensors file" in err, err
