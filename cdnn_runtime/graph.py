@@ -108,8 +108,7 @@ def _check_split(node, attrs, tensors, where):
     if len(attrs["sizes"]) != len(node["outputs"]):
         raise _bad(where, f"split into {len(attrs['sizes'])} sizes names "
                           f"{len(node['outputs'])} outputs")
-    if attrs["dim"] == 0:
-        raise _bad(where, "split along dim 0, the batch dimension")
+    _check_not_batch(node, attrs, tensors, where)
 
 
 # ---- shape ops (version 3)

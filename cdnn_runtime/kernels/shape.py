@@ -46,8 +46,8 @@ def split(x, sizes, axis):
     check_float32_array("x", x)
     ax = check_axis(x, axis)
     if sum(sizes) != x.shape[ax]:
-        raise KernelArgumentError(f"split sizes {list(sizes)} do not add up to axis {ax} of "
-                                  f"shape {list(x.shape)}")
+        raise ValueError(f"split sizes {list(sizes)} do not add up to axis {ax} of shape "
+                         f"{list(x.shape)}")
     bounds = np.cumsum(sizes)[:-1]
     return [np.ascontiguousarray(piece) for piece in np.split(x, bounds, axis=ax)]
 
