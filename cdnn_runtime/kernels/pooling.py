@@ -1,6 +1,7 @@
-"""2-D pooling as torch.nn.functional computes it (max, average, adaptive average), NaN and Inf
-included. Inputs are float32 [N, C, H, W] or [C, H, W] in any layout; every function returns a
-new C-contiguous float32 array. The kernels work on [planes, H, W], one plane per thread.
+"""Pooling as torch.nn.functional computes it (max, average, adaptive average and max; 2-D, and
+1-D as 2-D planes of height 1), NaN and Inf included. Inputs are float32 [N, C, H, W] or
+[C, H, W] ([N, C, L] or [C, L] for 1-D) in any layout; every function returns a new C-contiguous
+float32 array. The kernels work on [planes, H, W], one plane per thread.
 """
 
 import numpy as np
@@ -263,8 +264,14 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return out.reshape(x.shape[:-2] + (ho, wo))
 
 
+# ---------------------------------------------------------------------------------------------
+# Adaptive pooling: output o of a dim of size I -> O covers [floor(o*I/O), ceil((o+1)*I/O))
+# ---------------------------------------------------------------------------------------------
+
+
 @njit(cache=_CACHE)
-def _adaptive_avg_plane(src, dst):
+def _adaptive_plane(src, take_max, dst):
+    """One plane: the average of each window, or with `take_max` its max (NaN wins)."""
     h, w = src.shape
     ho, wo = dst.shape
     for oy in range(ho):
@@ -273,31 +280,39 @@ def _adaptive_avg_plane(src, dst):
         for ox in range(wo):
             x0 = (ox * w) // wo
             x1 = -((-(ox + 1) * w) // wo)
-            acc = np.float32(0.0)
-            for iy in range(y0, y1):
-                for ix in range(x0, x1):
-                    acc += src[iy, ix]
-            dst[oy, ox] = acc / np.float32((y1 - y0) * (x1 - x0))
+            if take_max:
+                m = np.float32(-np.inf)
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        v = src[iy, ix]
+                        if v > m or np.isnan(v):
+                            m = v
+                dst[oy, ox] = m
+            else:
+                acc = np.float32(0.0)
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        acc += src[iy, ix]
+                dst[oy, ox] = acc / np.float32((y1 - y0) * (x1 - x0))
 
 
 @njit(cache=_CACHE, parallel=True)
-def adaptive_avg_pool_parallel(x, out):
-    """x [P, H, W] -> out [P, Ho, Wo], window [floor(o*I/O), ceil((o+1)*I/O))."""
+def adaptive_pool_parallel(x, take_max, out):
+    """x [P, H, W] -> out [P, Ho, Wo]: the average, or with `take_max` the max (NaN wins),
+    of window [floor(o*I/O), ceil((o+1)*I/O)) in each dim."""
     for p in prange(x.shape[0]):
-        _adaptive_avg_plane(x[p], out[p])
+        _adaptive_plane(x[p], take_max, out[p])
 
 
 @njit(cache=_CACHE)
-def adaptive_avg_pool_serial(x, out):
-    """Serial :func:`adaptive_avg_pool_parallel`."""
+def adaptive_pool_serial(x, take_max, out):
+    """Serial :func:`adaptive_pool_parallel`."""
     for p in range(x.shape[0]):
-        _adaptive_avg_plane(x[p], out[p])
+        _adaptive_plane(x[p], take_max, out[p])
 
 
-def adaptive_avg_pool2d(x, output_size):
-    """torch.nn.functional.adaptive_avg_pool2d: x float32 [N, C, H, W] (or [C, H, W]);
-    output_size an int or (h, w), None in a place keeping the input size."""
-    _check_planes(x, "adaptive_avg_pool2d")
+def _adaptive_pool2d(x, output_size, take_max, name):
+    _check_planes(x, name)
     h, w = x.shape[-2], x.shape[-1]
     if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
         ho = h if output_size[0] is None else output_size[0]
@@ -306,11 +321,99 @@ def adaptive_avg_pool2d(x, output_size):
     else:
         ho, wo = as_pair("output_size", output_size, 1)
     if h < 1 or w < 1:
-        raise KernelArgumentError(
-            f"adaptive_avg_pool2d: input planes must not be empty, got {h}x{w}")
+        raise KernelArgumentError(f"{name}: input planes must not be empty, got {h}x{w}")
     planes, out = _planes_and_out(x, ho, wo)
     if out.size:
         threaded = elementwise_threaded(planes.size) and planes.shape[0] > 1
-        kern = adaptive_avg_pool_parallel if threaded else adaptive_avg_pool_serial
-        kern(planes, out)
+        kern = adaptive_pool_parallel if threaded else adaptive_pool_serial
+        kern(planes, take_max, out)
     return out.reshape(x.shape[:-2] + (ho, wo))
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """torch.nn.functional.adaptive_avg_pool2d: x float32 [N, C, H, W] (or [C, H, W]);
+    output_size an int or (h, w), None in a place keeping the input size."""
+    return _adaptive_pool2d(x, output_size, False, "adaptive_avg_pool2d")
+
+
+def adaptive_max_pool2d(x, output_size):
+    """torch.nn.functional.adaptive_max_pool2d without the indices: as adaptive_avg_pool2d,
+    the max of each window instead of its average (NaN wins)."""
+    return _adaptive_pool2d(x, output_size, True, "adaptive_max_pool2d")
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-D pooling: x [N, C, L] (or [C, L]) pooled as planes [N, C, 1, L], as PyTorch does
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_planes_1d(x, name):
+    """x [..., L] as [..., 1, L], after checking it is [N, C, L] or [C, L]."""
+    check_float32("x", x, contiguous=False)
+    if x.ndim not in (2, 3):
+        raise KernelArgumentError(f"{name} expects x of shape [N, C, L] or [C, L], got "
+                                  f"{x.shape}")
+    return x.reshape(x.shape[:-1] + (1, x.shape[-1]))
+
+
+def _as_int(name, v, minimum):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise KernelArgumentError(f"{name} must be an int >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def _window_1d(kernel_size, stride, padding, dilation, name):
+    """The 2-D window (pairs) of a 1-D pooling: height 1, no padding along it."""
+    k = _as_int("kernel_size", kernel_size, 1)
+    s = k if stride is None else _as_int("stride", stride, 1)
+    p = _as_int("padding", padding, 0)
+    d = _as_int("dilation", dilation, 1)
+    if p > k // 2:
+        raise KernelArgumentError(f"{name}: padding {p} must be at most half the kernel size "
+                                  f"{k}")
+    return (1, k), (1, s), (0, p), (1, d)
+
+
+class MaxPool1d:
+    """max_pool1d with its parameters checked once: ``pool(x)`` as
+    ``max_pool1d(x, kernel_size, stride, padding, dilation, ceil_mode)``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        k, s, p, d = _window_1d(kernel_size, stride, padding, dilation, "max_pool1d")
+        self._pool = MaxPool2d(k, s, p, d, ceil_mode)
+
+    def __call__(self, x):
+        y = self._pool(_as_planes_1d(x, "max_pool1d"))
+        return y.reshape(y.shape[:-2] + y.shape[-1:])
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """torch.nn.functional.max_pool1d: x float32 [N, C, L] (or [C, L]); kernel_size, stride
+    (default: kernel_size), padding (at most half the kernel), dilation: ints. A NaN in a
+    window gives NaN."""
+    return MaxPool1d(kernel_size, stride, padding, dilation, ceil_mode)(x)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """torch.nn.functional.avg_pool1d: x float32 [N, C, L] (or [C, L]); the divisor is the
+    window clipped to the padded input (count_include_pad) or the input samples in it."""
+    k, s, p, _ = _window_1d(kernel_size, stride, padding, 1, "avg_pool1d")
+    y = avg_pool2d(_as_planes_1d(x, "avg_pool1d"), k, s, p, ceil_mode, count_include_pad)
+    return y.reshape(y.shape[:-2] + y.shape[-1:])
+
+
+def _adaptive_pool1d(x, output_size, take_max, name):
+    size = _as_int("output_size", output_size, 1)
+    y = _adaptive_pool2d(_as_planes_1d(x, name), (1, size), take_max, name)
+    return y.reshape(y.shape[:-2] + y.shape[-1:])
+
+
+def adaptive_avg_pool1d(x, output_size):
+    """torch.nn.functional.adaptive_avg_pool1d: x float32 [N, C, L] (or [C, L]), output_size
+    an int >= 1."""
+    return _adaptive_pool1d(x, output_size, False, "adaptive_avg_pool1d")
+
+
+def adaptive_max_pool1d(x, output_size):
+    """torch.nn.functional.adaptive_max_pool1d without the indices (NaN wins)."""
+    return _adaptive_pool1d(x, output_size, True, "adaptive_max_pool1d")
