@@ -423,3 +423,15 @@ def test_fuzz_cases_judged_alike():
             assert re.match(r"graph node \d+ \(", str(theirs)), (case.id, theirs)
         else:
             assert_both_refuse(case.data)
+
+
+def test_the_second_reader_shares_no_code():
+    """It imports numpy and the standard library only: nothing of cdnn or cdnn_runtime."""
+    import ast
+    import sys
+    tree = ast.parse((VECTORS.parent / "reference_reader.py").read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    assert imported - set(sys.stdlib_module_names) == {"numpy"}
