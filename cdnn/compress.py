@@ -44,11 +44,50 @@ def _set_module(model, name, new):
     setattr(_module(model, parent), attr, new)
 
 
+#: Layers a BatchNorm right after them folds into.
+FOLDABLE = ("conv2d", "conv1d", "conv_transpose2d", "linear")
+
+
+def _scale_outputs(w, op, groups, scale):
+    """Multiply each output channel of weight `w` of a layer of `op` by `scale`, in place: dim 0
+    of a conv or linear weight, dim 1 (per group) of a transposed conv's [Cin, Cout/g, kh, kw]."""
+    if op == "conv_transpose2d":
+        cin, cout_g = w.shape[:2]
+        w.view(groups, cin // groups, cout_g, *w.shape[2:]).mul_(
+            scale.reshape(groups, 1, cout_g, *([1] * (w.dim() - 2))))
+    else:
+        w.mul_(scale.reshape(-1, *([1] * (w.dim() - 1))))
+
+
+def _output_ranks(model, example_inputs, names):
+    """The rank of the output of each module in `names`, from one run on the example (in eval
+    mode, which leaves BatchNorm statistics alone)."""
+    ranks = {}
+
+    def note(name):
+        def hook(module, args, out):
+            ranks.setdefault(name, out.dim())  # returns None: the output is kept
+        return hook
+    hooks = [_module(model, n).register_forward_hook(note(n)) for n in names]
+    training = model.training
+    try:
+        model.eval()
+        model(*example_inputs)
+    finally:
+        model.train(training)
+        for h in hooks:
+            h.remove()
+    return ranks
+
+
 @torch.no_grad()
 def fold_batchnorm(model, example_inputs, captured=None):
-    """Fold each BatchNorm that directly follows a conv2d or linear into that layer's weight
-    and bias, and replace the BatchNorm module by Identity. Works on the model given;
-    `captured` is the model's capture when the caller already has it."""
+    """Fold each BatchNorm that directly follows a conv2d, conv1d, conv_transpose2d or linear
+    (a linear whose output is [N, C], so that BatchNorm1d's channels are its features) into that
+    layer's weight and bias, and replace the BatchNorm module by Identity. Works on the model
+    given; `captured` is the model's capture when the caller already has it."""
+    if not isinstance(example_inputs, tuple):
+        example_inputs = (example_inputs,)
     cap = captured if captured is not None else capture(model, example_inputs)
     producers = {n["outputs"][0]: n for n in cap.nodes}
     uses = {}
@@ -60,25 +99,31 @@ def fold_batchnorm(model, example_inputs, captured=None):
         if n["op"] == "batch_norm":
             mod = n["params"]["mean"].rpartition(".")[0]
             bn_modules[mod] = bn_modules.get(mod, 0) + 1
-    folded = 0
+    pairs = []
     for n in cap.nodes:
         if n["op"] != "batch_norm":
             continue
         src = producers.get(n["inputs"][0])
         bn_name = n["params"]["mean"].rpartition(".")[0]
-        if src is None or src["op"] not in ("conv2d", "linear") or uses[n["inputs"][0]] != 1 \
+        if src is None or src["op"] not in FOLDABLE or uses[n["inputs"][0]] != 1 \
                 or bn_modules[bn_name] != 1:
             continue
-        bn = _module(model, bn_name)
-        if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
-            continue
-        layer = _module(model, src["params"]["weight"].rpartition(".")[0])
+        if isinstance(_module(model, bn_name), nn.modules.batchnorm._BatchNorm):
+            pairs.append((src, bn_name))
+    linears = [src["params"]["weight"].rpartition(".")[0] for src, _ in pairs
+               if src["op"] == "linear"]
+    ranks = _output_ranks(model, example_inputs, linears) if linears else {}
+    folded = 0
+    for src, bn_name in pairs:
+        name = src["params"]["weight"].rpartition(".")[0]
+        if src["op"] == "linear" and ranks.get(name) != 2:
+            continue  # BatchNorm1d over [N, L, C] normalises L, not the features
+        bn, layer = _module(model, bn_name), _module(model, name)
         scale = (bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)) / \
             torch.sqrt(bn.running_var + bn.eps)
         shift = (bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)) - \
             bn.running_mean * scale
-        w = layer.weight
-        w.mul_(scale.reshape(-1, *([1] * (w.dim() - 1))))
+        _scale_outputs(layer.weight, src["op"], src["attrs"].get("groups", 1), scale)
         if layer.bias is None:
             layer.bias = nn.Parameter(shift.clone())
         else:
@@ -91,7 +136,8 @@ def fold_batchnorm(model, example_inputs, captured=None):
 # ---- stages --------------------------------------------------------------------------------
 
 def layer_kinds(model, example_inputs):
-    """{module name: "linear" | "conv2d"} for every weight cdnn compresses."""
+    """{module name: kind} for every weight cdnn compresses; the kind is the graph op of the
+    layer: "linear", "conv2d", "conv1d" or "conv_transpose2d" (cdnn.recipe.KINDS)."""
     cap = capture(model, example_inputs)
     return {w.rpartition(".")[0]: kind for w, kind in cap.weights.items()}
 

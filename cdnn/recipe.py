@@ -1,8 +1,8 @@
 """Compression recipes: per-layer density (or quality), codebook bits, clustering init, gap bits.
 
 A recipe maps module names (shell-style patterns allowed) or layer kinds (`kind:linear`,
-`kind:conv2d`) to settings; layers not named get the preset's defaults. Exact names win over
-patterns, patterns over kinds, kinds over the preset.
+`kind:conv2d`, `kind:conv1d`, `kind:conv_transpose2d`) to settings; layers not named get the
+preset's defaults. Exact names win over patterns, patterns over kinds, kinds over the preset.
 """
 
 import fnmatch
@@ -22,11 +22,16 @@ MAX_CODE_BITS = MAX_CODEBOOK_SIZE.bit_length() - 1
 #: of at most 2^-11, which no accuracy we measured noticed).
 BIAS_DTYPES = ("float32", "float16")
 
+#: The kinds of compressed layer (the graph op of their weight).
+KINDS = ("linear", "conv2d", "conv1d", "conv_transpose2d")
+#: Every convolution gets what Deep Compression gives conv layers.
+_CONVS = ("conv2d", "conv1d", "conv_transpose2d")
+
 PRESETS = {
     # Deep Compression: conv 8 bits, fc 5 bits; its published densities for the reference nets.
-    "deep-compression": {"kind:conv2d": {"density": 0.5, "bits": 8},
+    "deep-compression": {**{f"kind:{k}": {"density": 0.5, "bits": 8} for k in _CONVS},
                          "kind:linear": {"density": 0.1, "bits": 5}},
-    "lossless-ish": {"kind:conv2d": {"density": 1.0, "bits": 8},
+    "lossless-ish": {**{f"kind:{k}": {"density": 1.0, "bits": 8} for k in _CONVS},
                      "kind:linear": {"density": 1.0, "bits": 8}},
 }
 
@@ -99,15 +104,16 @@ def detect_reference(layers):
 def resolve(layers, recipe=None, preset="deep-compression", model_name=None):
     """Effective settings per layer: {module name: {density|quality, bits, init, gap_bits}}.
 
-    `layers` maps module name -> kind ("linear" or "conv2d").
+    `layers` maps module name -> kind (one of KINDS).
     """
     if preset not in PRESETS:
         raise CdnnRecipeError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     recipe = load_recipe(recipe)
     for key, settings in recipe.items():
         _check_settings(key, settings)
-        if key.startswith("kind:") and key[5:] not in ("linear", "conv2d"):
-            raise CdnnRecipeError(f"recipe entry {key!r}: kinds are kind:linear and kind:conv2d")
+        if key.startswith("kind:") and key[5:] not in KINDS:
+            raise CdnnRecipeError(f"recipe entry {key!r}: kinds are "
+                                  f"{', '.join('kind:' + k for k in KINDS)}")
         if not key.startswith("kind:") and not any(fnmatch.fnmatchcase(n, key) for n in layers):
             raise CdnnRecipeError(f"recipe entry {key!r} matches no layer of the model "
                                   f"(layers: {', '.join(layers)})")

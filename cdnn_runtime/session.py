@@ -17,6 +17,8 @@ from .errors import CdnnError, CdnnFormatError, CdnnMemoryError
 from .kernels import parse_activation, prepare_conv, prepare_linear
 from .kernels.dense_linear import linear_dense
 from .kernels.shape import flatten
+from .kernels.sparse_conv import prepare_conv1d
+from .kernels.sparse_conv_transpose import prepare_conv_transpose
 from .kernels.sparse_linear import LinearChain, SparseLinear
 from .ops import build_op
 from .reader import read
@@ -27,8 +29,8 @@ from .timing import summarize
 #: and calls from several threads are served one at a time.
 _RUN_LOCK = threading.Lock()
 
-#: Activation ops that fuse into the linear or conv2d layer before them: op -> the fused
-#: activation's spec (see kernels.parse_activation) from the node's attributes.
+#: Activation ops that fuse into the layer (an op of _LAYER_BUILDERS) before them: op -> the
+#: fused activation's spec (see kernels.parse_activation) from the node's attributes.
 _FUSABLE = {
     "relu": lambda attrs: "relu",
     "relu6": lambda attrs: "relu6",
@@ -136,7 +138,7 @@ class InferenceSession:
             out = n["outputs"][0]
             activation = "none"
             covered = [n]
-            if n["op"] in ("linear", "conv2d") and uses.get(out) == 1 and out not in outputs:
+            if n["op"] in _LAYER_BUILDERS and uses.get(out) == 1 and out not in outputs:
                 nxt = by_input.get(out, [])
                 if len(nxt) == 1 and nodes[nxt[0]]["op"] in _FUSABLE:
                     act_node = nodes[nxt[0]]
@@ -239,24 +241,47 @@ class InferenceSession:
         kernels (and a candidate for a chain)."""
         if isinstance(w, np.ndarray):  # a raw dense weight: small layers stored as is
             w = np.ascontiguousarray(w, dtype=np.float32)
-            return lambda x: linear_dense(x, w, bias, act)
+            return _over_rows(lambda x: linear_dense(x, w, bias, act))
         layer = prepare_linear(w.row_ptr, w.col_idx, w.codes, w.codebook, bias,
                                in_features=w.n_cols, check_values=False)
         self._layers[n["name"]] = layer
-        return lambda x: layer(x, act)
+        return _over_rows(lambda x: layer(x, act))
 
-    def _conv2d(self, n, w, bias, act):
-        """A conv with a raw weight runs through the sparse kernel over all its entries."""
-        a = n["attrs"]
+    def _conv_layer(self, n, w, act, prepare, **geometry):
+        """The step function of a convolution layer: `prepare(row_ptr, col_idx, codes,
+        codebook, ...)` on the weight's CSR. A raw weight runs through the sparse kernel over
+        all its entries (its values checked there); a sparse one was checked by the reader."""
         raw = isinstance(w, np.ndarray)
-        csr = _raw_conv_as_csr(w) if raw else (w.row_ptr, w.col_idx, w.codes, w.codebook)
-        layer = prepare_conv(*csr, bias, in_channels=w.shape[1] * a["groups"],
-                             kernel_size=tuple(w.shape[2:]), stride=tuple(a["stride"]),
-                             padding=tuple(a["padding"]), dilation=tuple(a["dilation"]),
-                             groups=a["groups"], check_values=raw)
+        csr = _raw_conv_as_csr(w, n["op"]) if raw else (w.row_ptr, w.col_idx, w.codes,
+                                                         w.codebook)
+        a = n["attrs"]
+        layer = prepare(*csr, dilation=_dims(a["dilation"]), groups=a["groups"],
+                        stride=_dims(a["stride"]), check_values=raw, **geometry)
         if not raw:
             self._layers[n["name"]] = layer
         return lambda x: layer(x, act)
+
+    def _conv2d(self, n, w, bias, act):
+        a = n["attrs"]
+        return self._conv_layer(n, w, act, prepare_conv, bias=bias,
+                                in_channels=w.shape[1] * a["groups"],
+                                kernel_size=tuple(w.shape[2:]), padding=tuple(a["padding"]))
+
+    def _conv1d(self, n, w, bias, act):
+        """conv1d: weight [Cout, Cin/groups, k]; padding [left, right]."""
+        a = n["attrs"]
+        return self._conv_layer(n, w, act, prepare_conv1d, bias=bias,
+                                in_channels=w.shape[1] * a["groups"], kernel_size=w.shape[2],
+                                padding=tuple(a["padding"]))
+
+    def _conv_transpose2d(self, n, w, bias, act):
+        """conv_transpose2d: weight [Cin, Cout/groups, kh, kw], stored with a row per input
+        channel."""
+        a = n["attrs"]
+        return self._conv_layer(n, w, act, prepare_conv_transpose, bias=bias,
+                                out_channels=w.shape[1] * a["groups"],
+                                kernel_size=tuple(w.shape[2:]), padding=tuple(a["padding"]),
+                                output_padding=tuple(a["output_padding"]))
 
     def _check_shapes(self):
         """Run the graph once on an empty batch so that every shape mismatch shows at load."""
@@ -439,12 +464,19 @@ class InferenceSession:
 
 #: Ops with a weight, whose step function the session builds itself: op -> the method
 #: (session, node, weight, bias, fused Activation) -> step function.
-_LAYER_BUILDERS = {"linear": InferenceSession._linear, "conv2d": InferenceSession._conv2d}
+_LAYER_BUILDERS = {"linear": InferenceSession._linear, "conv2d": InferenceSession._conv2d,
+                   "conv1d": InferenceSession._conv1d,
+                   "conv_transpose2d": InferenceSession._conv_transpose2d}
 
 
-def _raw_conv_as_csr(w):
-    """(row_ptr, col_idx, codes, codebook) of the nonzero entries of a raw conv weight
-    [Cout, Cin/groups, kh, kw], one codebook value per distinct value."""
+def _dims(v):
+    """A 1-D attribute (an int) as is, a 2-D one (a list of two) as a tuple."""
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _raw_conv_as_csr(w, op):
+    """(row_ptr, col_idx, codes, codebook) of the nonzero entries of a raw conv weight as its
+    2-D view [dim 0, the rest], one codebook value per distinct value."""
     w = np.ascontiguousarray(w, dtype=np.float32)
     rows = w.shape[0]
     flat = w.reshape(rows, -1)
@@ -454,7 +486,7 @@ def _raw_conv_as_csr(w):
     _, col_idx = np.nonzero(nz)
     codebook, codes = np.unique(flat[nz], return_inverse=True)
     if codebook.size > MAX_CODEBOOK_SIZE:  # more distinct values than a codebook holds
-        raise CdnnFormatError(f"a raw conv2d weight with more than {MAX_CODEBOOK_SIZE} distinct "
+        raise CdnnFormatError(f"a raw {op} weight with more than {MAX_CODEBOOK_SIZE} distinct "
                               "values is not supported; store it as sparse_codebook")
     codebook = codebook.astype(np.float32) if codebook.size else np.zeros(1, np.float32)
     col_dtype = np.uint16 if flat.shape[1] <= MAX_UINT16_COLUMNS else np.int32
@@ -480,7 +512,19 @@ def _chain_fn(chain, flatten_samples):
                 return chain(x.reshape(x.shape[0], math.prod(x.shape[1:])))  # a view
             return chain(flatten(x, 1, -1))
         return fn
-    return chain
+    return _over_rows(chain)
+
+
+# ---- linear over inputs of rank above 2 (version 3)
+def _over_rows(fn):
+    """A linear step `fn` (float32 [B, in] -> [B, out]) for inputs [N, ..., in] of any rank
+    >= 2: the leading dims as rows, as nn.Linear does (ConvNeXt's channels-last blocks)."""
+    def step(x):
+        if x.ndim <= 2:
+            return fn(x)
+        y = fn(np.ascontiguousarray(x).reshape(-1, x.shape[-1]))
+        return y.reshape(x.shape[:-1] + y.shape[-1:])
+    return step
 
 
 def load(path_or_bytes, **kwargs):

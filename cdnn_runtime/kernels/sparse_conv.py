@@ -17,6 +17,9 @@ columns per row are dropped in the epilogue, which adds the bias and the fused a
 The output is computed in bands of rows (BAND_BYTES, BAND_MIN_RUN): every output channel of a
 band in turn, so that the band's input rows stay in the L2 cache; threads take (sample, band,
 chunk of output channels) tasks.
+
+A 1-D convolution (:class:`SparseConv1d`) is this kernel on inputs of height 1; the transposed
+convolution (:mod:`.sparse_conv_transpose`) runs :func:`convolve` on its output phases.
 """
 
 import numba
@@ -253,6 +256,75 @@ def _pack_entries(row_ptr, col_idx, khw, cin_g, out_per_group, tap_bits, entry):
 _NO_BIAS = np.zeros(1, np.float32)
 
 
+def positive_int(name, v):
+    """`v` as a Python int >= 1 (KernelArgumentError otherwise)."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise KernelArgumentError(f"{name} must be an int >= 1, got {v!r}")
+    return int(v)
+
+
+def check_groups(in_channels, out_channels, groups):
+    """Both channel counts split into `groups` (KernelArgumentError otherwise)."""
+    if in_channels % groups or out_channels % groups:
+        raise KernelArgumentError(f"in_channels ({in_channels}) and out_channels "
+                                  f"({out_channels}) must both be divisible by groups ({groups})")
+
+
+def entry_tap_bits(in_channels, khw):
+    """Bits of the tap in an entry ``in_ch << tap_bits | tap`` (a uint32) for kh*kw taps."""
+    tap_bits = max(khw - 1, 0).bit_length()
+    if in_channels << tap_bits > 2**32:
+        raise KernelArgumentError(f"layer too large: in_channels ({in_channels}) * 2**{tap_bits} "
+                                  "must not exceed 2**32")
+    return tap_bits
+
+
+def band_rows(batch_stride, hq, wq, reach, ho):
+    """Output rows per band: as many as keep the band's input rows (every channel and phase
+    of one sample: ``batch_stride`` floats over ``hq`` rows of pitch ``wq``, plus the ``reach``
+    rows the taps look further down) within BAND_BYTES, its accumulator within BAND_ACC and
+    its run at least BAND_MIN_RUN long; at most ``ho``."""
+    row_bytes = 4 * batch_stride // max(hq, 1)
+    band = BAND_BYTES // max(row_bytes, 1) - reach
+    return min(max(1, -(-BAND_MIN_RUN // wq), min(band, BAND_ACC // wq)), ho)
+
+
+def runs_threaded(parallel, nnz, wq, out):
+    """Whether a convolution into `out` [B, rows, Ho, Wo] from `nnz` stored entries over input
+    rows of pitch `wq` runs threaded: `parallel` when given, else by its work."""
+    if parallel is not None:
+        return bool(parallel)
+    n_batch, n_rows, ho, wo = out.shape
+    length = (ho - 1) * wq + wo
+    return n_batch * (nnz * length + n_rows * ho * wo) >= CONV_PARALLEL_MIN_WORK
+
+
+def phase_split(x, sh, sw, pad_t, pad_l, hq, wq, parallel):
+    """x [B, C, H, W] zero-padded and split by stride phase: float32 [B, sh*sw, C, hq, wq]
+    (see phase_split_parallel)."""
+    xs = np.empty((x.shape[0], sh * sw, x.shape[1], hq, wq), np.float32)
+    split = phase_split_parallel if parallel and xs.size >= SPLIT_PARALLEL_MIN \
+        else phase_split_serial
+    split(x, sh, sw, pad_t, pad_l, xs)
+    return xs
+
+
+def convolve(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
+             wq, band, bias, act, out, parallel):
+    """Run conv_parallel or conv_serial into `out` [B, rows, Ho, Wo]; the threaded one with
+    enough chunks of rows per band for every thread to have about eight tasks."""
+    n_batch, n_rows, ho, _ = out.shape
+    n_chunks = 1
+    if parallel:
+        tasks = n_batch * -(-ho // band)
+        n_chunks = max(1, min(n_rows, -(-8 * numba.get_num_threads() // tasks)))
+    has_bias = bias is not None
+    kern = conv_parallel if parallel else conv_serial
+    kern(xs.reshape(-1), row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+         batch_stride, wq, band, n_chunks, bias if has_bias else _NO_BIAS, has_bias, act.code,
+         act.param, out)
+
+
 def _padding4(padding, kernel_size, stride, dilation):
     """Padding spec -> (top, left, bottom, right)."""
     if isinstance(padding, str):
@@ -297,19 +369,10 @@ class SparseConv2d:
         self.stride = as_pair("stride", stride, 1)
         self.dilation = as_pair("dilation", dilation, 1)
         self.padding = _padding4(padding, self.kernel_size, self.stride, self.dilation)
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise KernelArgumentError(f"groups must be an int >= 1, got {groups!r}")
-        if isinstance(in_channels, bool) or not isinstance(in_channels, (int, np.integer)) \
-                or in_channels < 1:
-            raise KernelArgumentError(f"in_channels must be an int >= 1, got {in_channels!r}")
-        self.groups = int(groups)
-        self.in_channels = int(in_channels)
+        self.groups = positive_int("groups", groups)
+        self.in_channels = positive_int("in_channels", in_channels)
         self.out_channels = row_ptr.shape[0] - 1
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise KernelArgumentError(
-                f"in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
-                f"must both be divisible by groups ({self.groups})"
-            )
+        check_groups(self.in_channels, self.out_channels, self.groups)
         kh, kw = self.kernel_size
         khw = kh * kw
         cin_g = self.in_channels // self.groups
@@ -320,11 +383,7 @@ class SparseConv2d:
         self.codebook = codebook
         self.bias = bias
         n = col_idx.shape[0]
-        self.tap_bits = max(khw - 1, 0).bit_length()
-        if self.in_channels << self.tap_bits > 2**32:
-            raise KernelArgumentError(
-                f"layer too large: in_channels ({self.in_channels}) * 2**{self.tap_bits} must not "
-                "exceed 2**32")
+        self.tap_bits = entry_tap_bits(self.in_channels, khw)
         self.entry = np.empty(n, np.uint32)
         _pack_entries(row_ptr, col_idx, khw, cin_g, max(self.out_channels // self.groups, 1),
                       self.tap_bits, self.entry)
@@ -376,9 +435,7 @@ class SparseConv2d:
         qx, px = np.divmod(tx, sw)
         tap_off = np.ascontiguousarray((py * sw + px) * block + qy * wq + qx)
         batch_stride = sh * sw * block
-        row_bytes = 4 * batch_stride // max(hq, 1)  # one row of every phase plane
-        band = BAND_BYTES // max(row_bytes, 1) - int(qy.max())
-        band = min(max(1, -(-BAND_MIN_RUN // wq), min(band, BAND_ACC // wq)), ho)
+        band = band_rows(batch_stride, hq, wq, int(qy.max()), ho)
         geo = (ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, band)
         if len(self._geometry) >= 8:
             self._geometry.clear()
@@ -395,27 +452,14 @@ class SparseConv2d:
         out = np.empty((n_batch, self.out_channels, ho, wo), np.float32)
         if out.size == 0:
             return out
-        length = (ho - 1) * wq + wo
-        if parallel is None:
-            work = n_batch * (self.nnz * length + self.out_channels * ho * wo)
-            parallel = work >= CONV_PARALLEL_MIN_WORK
-        n_chunks = 1
-        if parallel:
-            tasks = n_batch * -(-ho // band)
-            n_chunks = max(1, min(self.out_channels, -(-8 * numba.get_num_threads() // tasks)))
+        parallel = runs_threaded(parallel, self.nnz, wq, out)
         if direct:
             xs = x
         else:
             sh, sw = self.stride
-            xs = np.empty((n_batch, sh * sw, cin, hq, wq), np.float32)
-            split = phase_split_parallel if parallel and xs.size >= SPLIT_PARALLEL_MIN \
-                else phase_split_serial
-            split(x, sh, sw, self.padding[0], self.padding[1], xs)
-        has_bias = self.bias is not None
-        kern = conv_parallel if parallel else conv_serial
-        kern(xs.reshape(-1), self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook,
-             tap_off, chan_stride, batch_stride, wq, band, n_chunks,
-             self.bias if has_bias else _NO_BIAS, has_bias, act.code, act.param, out)
+            xs = phase_split(x, sh, sw, self.padding[0], self.padding[1], hq, wq, parallel)
+        convolve(xs, self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
+                 chan_stride, batch_stride, wq, band, self.bias, act, out, parallel)
         return out
 
 
@@ -450,4 +494,89 @@ def conv2d(x, row_ptr, col_idx, codes, codebook, bias=None, kernel_size=None, st
     check_float32("x", x, ndim=4)
     layer = SparseConv2d(row_ptr, col_idx, codes, codebook, bias, x.shape[1], kernel_size, stride,
                          padding, dilation, groups)
+    return layer(x, activation, parallel=parallel)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-D convolution: the 2-D kernel on inputs of height 1
+# ---------------------------------------------------------------------------------------------
+
+
+def _one_d(name, v, minimum):
+    """An int (or a 1-sequence of one) >= minimum, as a Python int."""
+    if isinstance(v, (tuple, list)) and len(v) == 1:
+        v = v[0]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise KernelArgumentError(f"{name} must be an int >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def _padding_1d(padding):
+    """A 1-D padding spec (int, (left, right), "valid", "same") as the 2-D layer's."""
+    if isinstance(padding, str):
+        return padding
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        left, right = (_one_d("padding", p, 0) for p in padding)
+        return (0, left, 0, right)
+    p = _one_d("padding", padding, 0)
+    return (0, p, 0, p)
+
+
+class SparseConv1d:
+    """A sparse 1-D convolution: the 2-D layer (:class:`SparseConv2d`) with a kernel, stride,
+    padding and dilation of height 1, run on the input seen as [B, C, 1, L] (a view, no copy).
+
+    The weight [Cout, Cin/groups, k] is stored as [Cout, Cin/groups*k] in CSR form (column
+    ``ci*k + kx``), which is the 2-D layer's layout for kh = 1. ``layer(x, activation)`` maps
+    float32 [B, in_channels, L] to float32 [B, out_channels, Lout].
+    """
+
+    def __init__(self, row_ptr, col_idx, codes, codebook, bias, in_channels, kernel_size, stride,
+                 padding, dilation, groups, check_values=True):
+        self.kernel_size = _one_d("kernel_size", kernel_size, 1)
+        self.stride = _one_d("stride", stride, 1)
+        self.dilation = _one_d("dilation", dilation, 1)
+        self.conv = SparseConv2d(row_ptr, col_idx, codes, codebook, bias, in_channels,
+                                 (1, self.kernel_size), (1, self.stride),
+                                 _padding_1d(padding), (1, self.dilation), groups, check_values)
+        self.padding = (self.conv.padding[1], self.conv.padding[3])  # (left, right)
+
+    in_channels = property(lambda self: self.conv.in_channels)
+    out_channels = property(lambda self: self.conv.out_channels)
+    groups = property(lambda self: self.conv.groups)
+    nnz = property(lambda self: self.conv.nnz)
+
+    def output_size(self, length):
+        """Lout for an input of `length` (raises when the input is too short)."""
+        return self.conv.output_size(1, length)[1]
+
+    def __call__(self, x, activation="none", *, parallel=None):
+        check_float32("x", x, ndim=3, contiguous=False)
+        x = np.ascontiguousarray(x)
+        n_batch, cin, length = x.shape
+        y = self.conv(x.reshape(n_batch, cin, 1, length), activation, parallel=parallel)
+        return y.reshape(n_batch, y.shape[1], y.shape[3])
+
+
+def prepare_conv1d(row_ptr, col_idx, codes, codebook, bias=None, *, in_channels, kernel_size,
+                   stride=1, padding=0, dilation=1, groups=1, check_values=True):
+    """Check a sparse 1-D conv layer once and prepare it; returns a :class:`SparseConv1d`.
+
+    The arguments are those of :func:`prepare_conv` for a weight [Cout, Cin/groups, k], with
+    ints for kernel_size, stride and dilation, and padding an int, (left, right), "valid" or
+    "same" (stride 1; an odd total puts the extra zero on the right, as PyTorch does).
+    """
+    return SparseConv1d(row_ptr, col_idx, codes, codebook, bias, in_channels, kernel_size,
+                        stride, padding, dilation, groups, check_values)
+
+
+def conv1d(x, row_ptr, col_idx, codes, codebook, bias=None, kernel_size=None, stride=1, padding=0,
+           dilation=1, groups=1, activation="none", *, parallel=None):
+    """Direct sparse 1-D convolution ``act(conv1d(x, W) + bias)`` in one call (prepare + run);
+    x: float32 [B, Cin, L]. See :func:`prepare_conv1d`."""
+    if kernel_size is None:
+        raise KernelArgumentError("conv1d needs kernel_size")
+    check_float32("x", x, ndim=3, contiguous=False)
+    layer = SparseConv1d(row_ptr, col_idx, codes, codebook, bias, x.shape[1], kernel_size,
+                         stride, padding, dilation, groups)
     return layer(x, activation, parallel=parallel)
