@@ -3,6 +3,7 @@ kernels against PyTorch (random and edge cases), the stored layout, capture-comp
 a batch-1 example at batches 1 and 3, recipes, and folding."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -13,7 +14,12 @@ import torch.nn.functional as F
 from cdnn.capture import capture
 from cdnn.compress import compress, fold_batchnorm, layer_kinds
 from cdnn.recipe import PRESETS, resolve
-from cdnn_runtime import CdnnRecipeError, CdnnUnsupportedError, InferenceSession
+from cdnn_runtime import (
+    CdnnFormatError,
+    CdnnRecipeError,
+    CdnnUnsupportedError,
+    InferenceSession,
+)
 from cdnn_runtime.errors import KernelArgumentError
 from cdnn_runtime.kernels import sparse_conv
 from cdnn_runtime.kernels.sparse_conv import conv1d, prepare_conv1d
@@ -472,3 +478,45 @@ def test_capture_of_output_size_and_of_padding_beyond_the_kernel():
                                                     r"dilated kernel's reach 1.*module '1'"):
         capture(nn.Sequential(nn.Conv1d(2, 2, 3, padding=1),
                               nn.Conv1d(2, 2, 2, padding=3)).eval(), torch.randn(1, 2, 8))
+
+
+class M5(nn.Module):
+    """M5 (Dai et al. 2017) at small width: Conv1d 80/4, then 3-wide Conv1d, each with
+    BatchNorm1d (folded), ReLU and a 4x max pool; the mean over time, fc, log_softmax."""
+
+    def __init__(self, width=8, classes=10):
+        super().__init__()
+        widths = (1, width, width, 2 * width, 4 * width)
+        self.convs = nn.ModuleList(nn.Conv1d(a, b, 80 if i == 0 else 3, stride=4 if i == 0 else 1)
+                                   for i, (a, b) in enumerate(zip(widths, widths[1:])))
+        self.bns = nn.ModuleList(nn.BatchNorm1d(b) for b in widths[1:])
+        self.fc = nn.Linear(widths[-1], classes)
+
+    def forward(self, x):
+        for conv, bn in zip(self.convs, self.bns):
+            x = F.max_pool1d(F.relu(bn(conv(x))), 4)
+        return F.log_softmax(self.fc(x.mean(-1)), dim=-1)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_m5_converts_from_a_batch_1_example(preset):
+    torch.manual_seed(10)
+    model = _trained_bn(M5())
+    packed = compress(model, torch.randn(1, 1, 4000), preset=preset)
+    ops = [n["op"] for n in packed.file.graph["nodes"]]
+    assert ops.count("conv1d") == 4 and "batch_norm" not in ops
+    assert {"max_pool1d", "mean", "log_softmax"} <= set(ops)
+    coded = sum(math.prod(t.shape) for t in packed.file.tensors
+                if t.encoding == "sparse_codebook")
+    assert coded >= 0.9 * packed.dense_params
+    _check_runs(packed, (1, 4000))
+    x = torch.randn(3, 1, 4000)
+    with torch.no_grad():
+        assert packed.reference_model()(x).std() > 0.01  # the outputs differ: a real check
+
+
+def test_a_transposed_conv_that_crops_everything_is_refused_at_load():
+    data = _conv_layer("conv_transpose2d", {"groups": 2, "padding": [3, 0]}, input_shape=(4, 1, 1))
+    with pytest.raises(CdnnFormatError, match="does not fit its declared input shapes.*"
+                                              "empty output"):
+        InferenceSession(data)
