@@ -54,13 +54,16 @@ class GraphBuilder:
         self.params = {}
         self.weights = {}
         self.values = {}
+        self.current = None  # the fx node being translated, named in errors
         self._node_names = set()
 
     def value_name(self, node):
         """The graph value that fx node `node` computes (a tensor of the graph, not a param)."""
         v = self.values.get(node)
         if v is None or isinstance(v, tuple):
-            unsupported(node, "an input that is not a tensor value of the graph")
+            unsupported(self.current if self.current is not None else node,
+                        f"input {node.name!r} is not a tensor value of the graph (a parameter "
+                        "or a constant where the op takes only computed values)")
         return v
 
     def param(self, arg, node):

@@ -11,6 +11,7 @@ import operator
 import os
 
 import torch
+import torch.utils._pytree as pytree
 
 from cdnn_runtime.constants import MAX_NODE_OUTPUTS, MAX_RANK
 from cdnn_runtime.errors import CdnnUnsupportedError
@@ -19,6 +20,8 @@ aten = torch.ops.aten
 
 #: ATen overload -> handler(g, node)
 HANDLERS = {}
+#: Ops never computed at capture even on constants only (their handler maps values).
+_NOT_FOLDED = {operator.getitem}
 
 
 def handles(*targets):
@@ -55,11 +58,43 @@ def unsupported(node, why=""):
 
 
 def translate(g, node):
-    """Emit the graph op(s) of one call_function node, or stop on an op without a handler."""
+    """Emit the graph op(s) of one call_function node, or stop on an op without a handler.
+    An op on parameters and constants only is computed here, once (see _fold_constant)."""
+    g.current = node
+    if _fold_constant(g, node):
+        return
     handler = HANDLERS.get(node.target)
     if handler is None:
         unsupported(node)
     handler(g, node)
+
+
+def _fold_constant(g, node):
+    """Compute `node` at capture when every tensor it reads is a parameter or a constant (a
+    weight reshaped as `w.view(-1, 1, 1)` or `w[:, None, None]`, a mask from `arange`): its
+    result becomes a constant of the graph. Returns whether it did."""
+    if node.target in HANDLERS and node.target in _NOT_FOLDED:
+        return False
+    val = node.meta.get("val")
+    if not isinstance(val, torch.Tensor) or not all(isinstance(d, int) for d in val.shape):
+        return False
+    if isinstance(node.target, torch._ops.OpOverload) and \
+            torch.Tag.nondeterministic_seeded in node.target.tags:
+        return False
+    leaves = [a for a in pytree.tree_leaves((node.args, node.kwargs))
+              if isinstance(a, torch.fx.Node)]
+    if not all(isinstance(g.values.get(a), tuple) and g.values[a][0] == "param"
+               for a in leaves):
+        return False
+    args, kwargs = pytree.tree_map(
+        lambda a: g.state[g.values[a][1]] if isinstance(a, torch.fx.Node) else a,
+        (node.args, node.kwargs))
+    with torch.no_grad():
+        out = node.target(*args, **kwargs)
+    name = f"{node.name}.const"
+    g.state[name] = out
+    g.values[node] = ("param", name)
+    return True
 
 
 def arg(node, i, key, default=None):

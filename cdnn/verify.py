@@ -79,8 +79,12 @@ def decompressed_reference(model, f, example_inputs):
     from .capture import prepare_for_capture
     from .compress import fold_batchnorm
     work = prepare_for_capture(model)
-    n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in work.modules())
-    in_graph = sum(n["op"] == "batch_norm" for n in f.graph["nodes"])
+    bn_modules = {name for name, m in work.named_modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    # batch_norm nodes of BatchNorm layers (an InstanceNorm with running statistics is one too)
+    in_graph = sum(n["op"] == "batch_norm" and n["params"]["mean"].rpartition(".")[0]
+                   in bn_modules for n in f.graph["nodes"])
+    n_bn = len(bn_modules)
     folded = fold_batchnorm(work, tuple(example_inputs)) if n_bn > in_graph else 0
     params = dict(work.named_parameters())
     replaced = []

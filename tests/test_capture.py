@@ -121,3 +121,45 @@ def test_a_split_of_the_batch_is_refused_with_its_line():
     with pytest.raises(CdnnUnsupportedError, match=r"aten\.split\.Tensor.*batch dimension.*"
                                                    r"test_capture\.py"):
         capture(BatchSplit(), torch.randn(2, 3))
+
+
+class _Scaled(nn.Module):
+    """Parameters reshaped in forward, and a constant built from arange: folded at capture."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.gamma = nn.Parameter(torch.randn(4))
+        self.beta = nn.Parameter(torch.randn(4))
+
+    def forward(self, x):
+        y = self.gamma[:, None, None] * self.conv(x) + self.beta.view(-1, 1, 1)
+        return y + torch.arange(6, dtype=torch.float32)
+
+
+def test_ops_on_parameters_only_are_folded_at_capture():
+    torch.manual_seed(2)
+    model = _Scaled().eval()
+    packed = compress(model, torch.randn(1, 3, 8, 8), preset="lossless-ish")
+    assert [n["op"] for n in packed.file.graph["nodes"]] == ["conv2d", "mul", "add", "add"]
+    others = [packed.file.raw(n["params"]["other"]) for n in packed.file.graph["nodes"][1:]]
+    assert [o.shape for o in others] == [(4, 1, 1), (4, 1, 1), (6,)]
+    sess = InferenceSession(packed.to_bytes())
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        ref = packed.reference_model()(x).numpy()
+    np.testing.assert_allclose(sess(x.numpy()), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+def test_a_parameter_where_a_computed_value_is_needed_names_the_op():
+    class WeightIntoCat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(2, 3))
+
+        def forward(self, x):
+            return torch.cat([x, self.w], 1)
+
+    with pytest.raises(CdnnUnsupportedError, match=r"op aten\.cat\.default.*input 'p_w' is "
+                                                   r"not a tensor value.*test_capture\.py"):
+        capture(WeightIntoCat(), torch.randn(2, 3))

@@ -187,6 +187,37 @@ def test_verify_folds_batchnorm_like_compress(tmp_path, capsys):
     assert res["batchnorm_folded"] == 1 and res["source_sha256_match"] is True
 
 
+class BnAndInstanceNorm(torch.nn.Module):
+    """A BatchNorm that folds into its conv, and an InstanceNorm with running statistics,
+    which the file keeps as a batch_norm node."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.inorm = torch.nn.InstanceNorm2d(4, affine=True, track_running_stats=True)
+
+    def forward(self, x):
+        return self.inorm(torch.relu(self.bn(self.conv(x))))
+
+
+def test_verify_folds_batchnorm_beside_an_instance_norm(tmp_path, capsys):
+    from cdnn.compress import compress
+    from test_compress import trained_bn
+    model = trained_bn(models.seeded(BnAndInstanceNorm, 5)).eval()
+    with torch.no_grad():
+        model.inorm.running_mean.uniform_(-1, 1)
+        model.inorm.running_var.uniform_(0.5, 2)
+    torch.save(model.state_dict(), tmp_path / "in.pt")
+    compress(model, torch.randn(1, 1, 8, 8), preset="lossless-ish").save(tmp_path / "in.cdnn")
+    code, text, err = call(capsys, "verify", tmp_path / "in.cdnn", "--against",
+                           tmp_path / "in.pt", "--model", "test_cli:BnAndInstanceNorm",
+                           "--input-shape", "1,1,8,8", "--json")
+    res = json.loads(text)
+    assert code == 0 and res["ok"], (err, res["outputs"][0])
+    assert res["batchnorm_folded"] == 1
+
+
 def test_verify_uses_retrained_biases(tmp_path, capsys):
     from cdnn.compress import compress
     model = models.seeded(models.lenet_300_100, 4).eval()
