@@ -4,8 +4,9 @@
   chains of them run in one call (:class:`LinearChain`);
 * :mod:`.sparse_conv` -- direct sparse 2-D convolution from the same storage;
 * :mod:`.dense_linear` -- linear layers whose weight is stored raw;
-* :mod:`.pooling`, :mod:`.elementwise` (activations, add, mul), :mod:`.norms` (batch norm,
-  LRN, softmax), :mod:`.shape` (flatten, reshape, permute, cat) -- the dense operators.
+* :mod:`.pooling`, :mod:`.elementwise` (activations, math functions, arithmetic),
+  :mod:`.reduce` (mean, sum, amax, amin), :mod:`.norms` (batch norm, LRN, softmax),
+  :mod:`.shape` (flatten, reshape, permute, cat) -- the dense operators.
 
 Sparse kernels take ``row_ptr`` int64[rows+1], ``col_idx`` uint16 (``n_cols <=
 MAX_UINT16_COLUMNS``) or int32, ``codes`` uint8, ``codebook`` float32[1..MAX_CODEBOOK_SIZE] and
@@ -19,7 +20,7 @@ each kernel's own file only: an edit to a helper that other modules' kernels inl
 ``apply_activation`` in ``_common.py``, recompiles every kernel on next use.
 """
 
-from . import dense_linear, elementwise, norms, pooling, shape, sparse_conv, sparse_linear
+from . import dense_linear, elementwise, norms, pooling, reduce, shape, sparse_conv, sparse_linear
 from ._common import (
     ACT_GELU,
     ACT_GELU_TANH,
@@ -60,6 +61,7 @@ __all__ = [
     "pooling",
     "prepare_conv",
     "prepare_linear",
+    "reduce",
     "shape",
     "sparse_conv",
     "sparse_linear",
