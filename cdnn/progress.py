@@ -20,10 +20,10 @@ def _columns(stream):
 
 
 def count_layers(model):
-    """Linear and conv2d weights of a torch model, as compress will find them (by shape): the
-    number of steps of each per-layer stage."""
+    """Linear and convolution weights of a torch model, as compress will find them (by shape,
+    which also works on an exported module): the number of steps of each per-layer stage."""
     return sum(1 for name, p in model.named_parameters()
-               if name.rpartition(".")[2] == "weight" and p.dim() in (2, 4))
+               if name.rpartition(".")[2] == "weight" and p.dim() in (2, 3, 4))
 
 
 class Progress:
