@@ -367,6 +367,25 @@ def test_conv_fused_activations(act):
     assert_close(layer(x, act, parallel=True), ref)
 
 
+@pytest.mark.parametrize("stride", [(7, 1), (1, 9), (1 << 20, 1 << 20)])
+def test_conv_stride_beyond_the_input_reads_only_the_input(stride):
+    """A stride that never steps (one output row or column) costs no more than the input: a
+    file may declare strides up to 2**20, and the phase split must not allocate that many."""
+    import tracemalloc
+    rng = np.random.default_rng(33)
+    row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 4, 3 * 6, 0.5)
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    layer = prepare_conv(row_ptr, col_idx, codes, codebook, None, in_channels=3,
+                         kernel_size=(2, 3), stride=stride, padding=1)
+    layer(x, parallel=False)  # compiled before measuring
+    tracemalloc.start()
+    y = layer(x, parallel=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert_close(y, F.conv2d(t(x), t(dense.reshape(4, 3, 2, 3)), stride=stride, padding=1))
+    assert peak < 64 * x.nbytes
+
+
 def test_conv_larger_layer_auto_parallel_and_reuse():
     rng = np.random.default_rng(32)
     row_ptr, col_idx, codes, codebook, dense = make_csr(rng, 24, 16 * 9, 0.3, k=256)

@@ -423,6 +423,10 @@ class SparseConv2d:
             return geo
         ho, wo = self.output_size(h, w)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        # with one output row (column) the stride is never stepped: use at most the kernel's
+        # span, so that a huge stride (up to 2**20 in a file) does not ask for that many phases
+        sh = min(sh, dh * (kh - 1) + 1) if ho == 1 else sh
+        sw = min(sw, dw * (kw - 1) + 1) if wo == 1 else sw
         pt, pl = self.padding[0], self.padding[1]
         hq = -(-((ho - 1) * sh + dh * (kh - 1) + 1) // sh)
         wq = -(-((wo - 1) * sw + dw * (kw - 1) + 1) // sw)
@@ -436,7 +440,7 @@ class SparseConv2d:
         tap_off = np.ascontiguousarray((py * sw + px) * block + qy * wq + qx)
         batch_stride = sh * sw * block
         band = band_rows(batch_stride, hq, wq, int(qy.max()), ho)
-        geo = (ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, band)
+        geo = (ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, (sh, sw), band)
         if len(self._geometry) >= 8:
             self._geometry.clear()
         self._geometry[key] = geo
@@ -448,7 +452,8 @@ class SparseConv2d:
         if cin != self.in_channels:
             raise KernelArgumentError(f"x has {cin} channels, the layer expects {self.in_channels}")
         act = parse_activation(activation)
-        ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, band = self._geometry_for(h, w)
+        ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, (sh, sw), band = \
+            self._geometry_for(h, w)
         out = np.empty((n_batch, self.out_channels, ho, wo), np.float32)
         if out.size == 0:
             return out
@@ -456,7 +461,6 @@ class SparseConv2d:
         if direct:
             xs = x
         else:
-            sh, sw = self.stride
             xs = phase_split(x, sh, sw, self.padding[0], self.padding[1], hq, wq, parallel)
         convolve(xs, self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
                  chan_stride, batch_stride, wq, band, self.bias, act, out, parallel)
