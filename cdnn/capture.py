@@ -22,8 +22,8 @@ from cdnn_runtime.errors import CdnnCaptureError, CdnnError, CdnnUnsupportedErro
 
 from .translate import translate, unsupported
 
-__all__ = ["Captured", "CdnnCaptureError", "FixedBatchWarning", "GraphBuilder", "capture",
-           "export_model", "prepare_for_capture"]
+__all__ = ["Captured", "CdnnCaptureError", "FixedBatchWarning", "GraphBuilder",
+           "UncompressedWeightWarning", "capture", "export_model", "prepare_for_capture"]
 
 
 @dataclass
@@ -76,6 +76,17 @@ class GraphBuilder:
             self.params[name] = self.state[name].detach().float().cpu().numpy().copy()
         return name
 
+    def compressible(self, weight, kind):
+        """Mark parameter `weight` as the compressible weight of a layer of `kind`. The
+        compressor works per module, on `<module>.weight`: another parameter used as a weight
+        (`F.linear(x, self.w)`) is stored raw, with a warning."""
+        if weight.rpartition(".")[2] != "weight":
+            warnings.warn(f"{weight!r} is the weight of a {kind} but not a module's `weight` "
+                          "parameter: it is stored raw, uncompressed (wrap it in an nn module "
+                          "to compress it)", UncompressedWeightWarning, stacklevel=2)
+            return
+        self.weights[weight] = kind
+
     def const_param(self, value, node):
         """A Python number or array operand of `node` kept as a float32 tensor of the file."""
         name = f"{node.name}.other"
@@ -114,6 +125,10 @@ class GraphBuilder:
                                     "outputs": outputs, "params": params or {},
                                     "attrs": attrs or {}})
         self.values[node] = node.name if n_outputs is None else ("multi", outputs)
+
+
+class UncompressedWeightWarning(UserWarning):
+    """A layer's weight that the compressor cannot take: the file stores it raw."""
 
 
 class FixedBatchWarning(UserWarning):

@@ -199,7 +199,7 @@ def _weight_and_bias(g, node):
 @handles(aten.linear.default)
 def _linear(g, node):
     prm = _weight_and_bias(g, node)
-    g.weights[prm["weight"]] = "linear"
+    g.compressible(prm["weight"], "linear")
     g.emit(node, "linear", [g.value_name(node.args[0])], prm, name=_module_name(prm["weight"]))
 
 
@@ -222,7 +222,7 @@ def _conv2d(g, node):
     dilation = pair(arg(node, 5, "dilation", 1))
     if isinstance(padding, str):
         padding = _same_padding(node, padding, stride, dilation)
-    g.weights[prm["weight"]] = "conv2d"
+    g.compressible(prm["weight"], "conv2d")
     g.emit(node, "conv2d", [g.value_name(node.args[0])], prm,
            {"stride": stride, "padding": pair(padding), "dilation": dilation,
             "groups": int(arg(node, 6, "groups", 1))}, name=_module_name(prm["weight"]))
@@ -257,7 +257,7 @@ def _conv1d(g, node):
         padding = [_one(padding)] * 2
     if max(padding) > reach:
         unsupported(node, f"padding {padding[0]} beyond the dilated kernel's reach {reach}")
-    g.weights[prm["weight"]] = "conv1d"
+    g.compressible(prm["weight"], "conv1d")
     g.emit(node, "conv1d", _layer_input(g, node, 3), prm,
            {"stride": stride, "padding": padding, "dilation": dilation,
             "groups": int(arg(node, 6, "groups", 1))}, name=_module_name(prm["weight"]))
@@ -266,7 +266,7 @@ def _conv1d(g, node):
 @handles(aten.conv_transpose2d.input)
 def _conv_transpose2d(g, node):
     prm = _weight_and_bias(g, node)
-    g.weights[prm["weight"]] = "conv_transpose2d"
+    g.compressible(prm["weight"], "conv_transpose2d")
     g.emit(node, "conv_transpose2d", _layer_input(g, node, 4), prm,
            {"stride": pair(arg(node, 3, "stride", 1)),
             "padding": pair(arg(node, 4, "padding", 0)),

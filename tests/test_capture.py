@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from cdnn import compress
-from cdnn.capture import FixedBatchWarning, capture
+from cdnn.capture import FixedBatchWarning, UncompressedWeightWarning, capture
 from cdnn_runtime import CdnnUnsupportedError, InferenceSession
 
 
@@ -163,3 +163,26 @@ def test_a_parameter_where_a_computed_value_is_needed_names_the_op():
     with pytest.raises(CdnnUnsupportedError, match=r"op aten\.cat\.default.*input 'p_w' is "
                                                    r"not a tensor value.*test_capture\.py"):
         capture(WeightIntoCat(), torch.randn(2, 3))
+
+
+def test_a_weight_that_is_not_a_modules_weight_is_stored_raw_with_a_warning():
+    class BareWeights(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(5, 4))
+            self.fc = nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.fc(torch.nn.functional.linear(x, self.w))
+
+    model = BareWeights().eval()
+    with pytest.warns(UncompressedWeightWarning, match="'w' is the weight of a linear"):
+        packed = compress(model, torch.randn(1, 4), preset="lossless-ish")
+    f = packed.file
+    assert f.tensor("w").encoding == "raw"
+    assert f.tensor("fc.weight").encoding == "sparse_codebook"
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        ref = packed.reference_model()(x).numpy()
+    np.testing.assert_allclose(InferenceSession(packed.to_bytes())(x.numpy()), ref, rtol=0,
+                               atol=1e-5 * np.abs(ref).max())
