@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import _peers
-from _common import RESULTS, SHAPES, build, log, stats
+from _common import DEFAULT_MODELS, RESULTS, SHAPES, build, log, stats
 from _fc_bound import call_overhead, fc_layers
 from _fresh_process import subprocess_part
 from _latency_report import LABEL, NAMES, cell, write
@@ -97,8 +97,8 @@ class Plan:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(SHAPES),
-                    help="comma list of " + ", ".join(SHAPES))
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                    help="comma list of " + ", ".join(SHAPES) + " (default: the first four)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="most rounds per model and batch (default 50, 5 with --quick); "
                          "slow configurations get fewer, within a time budget (20 s at batch 1, "

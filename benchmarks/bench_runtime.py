@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from _common import RESULTS, SHAPES, build, stats
+from _common import DEFAULT_MODELS, RESULTS, SHAPES, build, stats
 from _fresh_process import cdnn_child
 from cdnn_runtime.timing import time_calls
 
@@ -39,7 +39,7 @@ def start(path, shape, cache_dir, threads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(SHAPES))
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", default="1,32")

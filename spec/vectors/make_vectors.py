@@ -147,6 +147,38 @@ def huffman_skipped_lengths():
     return w
 
 
+def conv_v3():
+    """Format version 3: compressed conv1d and conv_transpose2d weights (the latter's rows are
+    input channels), a layer_norm over the last dim and a mean."""
+    rng = np.random.default_rng(6)
+    codebook = np.array([0.0, 0.5, -0.25, 1.0, -1.5], dtype=np.float32)
+    w = Writer(metadata=META)
+    _add_sparse(w, "c1.weight", (4, 2, 3), _sparse_matrix(rng, 4, 2 * 3, 0.5, 5), codebook,
+                gap_bits=2)
+    w.add_raw("c1.bias", np.array([0.25, 0.0, -0.5, 1.0], dtype=np.float32))
+    _add_sparse(w, "up.weight", (2, 3, 2, 2), _sparse_matrix(rng, 2, 3 * 2 * 2, 0.6, 5),
+                codebook, gap_bits=2)
+    w.add_raw("ln.weight", np.linspace(0.5, 1.5, 8).astype(np.float32))
+    w.set_graph({
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2, 8]}],
+        "nodes": [
+            {"name": "c1", "op": "conv1d", "inputs": ["x"], "outputs": ["h"],
+             "params": {"weight": "c1.weight", "bias": "c1.bias"},
+             "attrs": {"stride": 2, "padding": [1, 1]}},
+            {"name": "image", "op": "reshape", "inputs": ["h"], "outputs": ["h2"],
+             "attrs": {"shape": [2, 2, 4]}},
+            {"name": "up", "op": "conv_transpose2d", "inputs": ["h2"], "outputs": ["u"],
+             "params": {"weight": "up.weight"}, "attrs": {"stride": [2, 2]}},
+            {"name": "ln", "op": "layer_norm", "inputs": ["u"], "outputs": ["n"],
+             "params": {"weight": "ln.weight"}, "attrs": {"normalized_shape": [8]}},
+            {"name": "pool", "op": "mean", "inputs": ["n"], "outputs": ["y"],
+             "attrs": {"dims": [2, 3]}},
+        ],
+        "outputs": [{"name": "y"}],
+    })
+    return w
+
+
 VECTORS = {
     "raw_tensors": raw_tensors,
     "sparse_huffman": sparse_huffman,
@@ -155,6 +187,7 @@ VECTORS = {
     "chunked_huffman": chunked,
     "conv_weight": conv_weight,
     "split_graph": split_graph,
+    "conv_v3": conv_v3,
     "huffman_skipped_lengths": huffman_skipped_lengths,
 }
 
