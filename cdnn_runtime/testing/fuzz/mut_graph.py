@@ -54,8 +54,8 @@ def _draw_node(m):
 
 def _values_defined(g):
     vals = [s.get("name") for s in g.get("inputs", []) if isinstance(s, dict)]
-    vals += [n["outputs"][0] for n in g["nodes"]
-             if isinstance(n, dict) and isinstance(n.get("outputs"), list) and n["outputs"]]
+    vals += [v for n in g["nodes"]
+             if isinstance(n, dict) and isinstance(n.get("outputs"), list) for v in n["outputs"]]
     return vals
 
 
@@ -81,6 +81,7 @@ _WIRING = {
     "outputs-input": ("graph", "outputs", lambda c: [{"name": c.g["inputs"][0]["name"]}]),
     "two-outputs": ("node", "outputs", lambda c: c.n["outputs"] + [c.n["outputs"][0] + ".b"]),
     "no-outputs": ("node", "outputs", lambda c: []),
+    "outputs-one-less": ("node", "outputs", lambda c: _one_output_less(c)),
     "input-empty-name": ("node", "inputs", lambda c: [""]),
 }
 
@@ -94,6 +95,16 @@ def graph_wiring(m):
     (c.n if where == "node" else c.g)[key] = new(c)
     m.note(f"graph: {op} at node {c.i} ({c.n.get('name')!r})")
     return m.pack(h, secs)
+
+
+def _one_output_less(c):
+    """A node with several outputs (split, unbind) names one output fewer than it computes."""
+    many = [n for n in c.nodes if isinstance(n.get("outputs"), list) and len(n["outputs"]) > 1]
+    if not many:
+        return c.n["outputs"][:-1]
+    node = c.m.choice(many)
+    c.n = node
+    return node["outputs"][:-1]
 
 
 def _swap_adjacent(c):
@@ -162,7 +173,7 @@ def graph_topo_same(m):
         n = m.choice(ready)
         left.remove(n)
         order.append(n)
-        defined.add(n["outputs"][0])
+        defined.update(n["outputs"])
     g["nodes"] = order
     for n in order:
         spec = OPS[n["op"]].attrs
