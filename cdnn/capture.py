@@ -271,14 +271,26 @@ def capture(model, example_inputs, *, input_names=None, output_names=None,
 
 
 def _rename_io(graph, input_names, output_names):
-    """The graph with its inputs and outputs renamed as the user asked."""
+    """The graph with its inputs and outputs renamed: inputs as the user asked (else the
+    forward's parameter names, as traced), outputs as the user asked, else ``output`` (one
+    output) or ``output_0, output_1, ...``. A default name taken by another value of the graph
+    gets a ``_`` suffix; an output that is also a graph input or repeats an earlier output
+    keeps its name."""
+    outputs = [spec["name"] for spec in graph["outputs"]]
+    if not output_names:
+        output_names = ["output"] if len(outputs) == 1 else \
+            [f"output_{k}" for k in range(len(outputs))]
+        taken = {i["name"] for i in graph["inputs"]} | \
+            {v for n in graph["nodes"] for v in n["outputs"]}
+        output_names = [_free_name(new, taken - {old}) for new, old in zip(output_names, outputs)]
     mapping = {}
     if input_names:
         for spec, new in zip(graph["inputs"], input_names):
             mapping[spec["name"]] = new
-    if output_names:
-        for spec, new in zip(graph["outputs"], output_names):
-            mapping[spec["name"]] = new
+    inputs = {i["name"] for i in graph["inputs"]}
+    for old, new in zip(outputs, output_names):
+        if old not in inputs and old not in mapping:
+            mapping[old] = new
     if not mapping:
         return graph
     for spec in graph["inputs"] + graph["outputs"]:
@@ -287,6 +299,13 @@ def _rename_io(graph, input_names, output_names):
         n["inputs"] = [mapping.get(v, v) for v in n["inputs"]]
         n["outputs"] = [mapping.get(v, v) for v in n["outputs"]]
     return graph
+
+
+def _free_name(name, taken):
+    """`name`, or `name` with underscores appended until no value in `taken` has it."""
+    while name in taken:
+        name += "_"
+    return name
 
 
 class _LRN(nn.Module):

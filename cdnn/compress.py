@@ -6,6 +6,7 @@ with the user's own loop; cdnn holds pruning masks and weight sharing in place w
 """
 
 import copy
+import fnmatch
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -197,10 +198,15 @@ class SharedLayer:
     codebook: np.ndarray  # float32[k], ascending
     inertia: float
     codebook_before_fine_tune: np.ndarray = field(default=None, repr=False)
+    bits: int = None  # the bits the codebook was clustered for
+    bits_note: str = None  # why they are below the preset's, when they are
 
 
-def share(model, masks, settings, *, seed=0, progress=_noop):
-    """Cluster each layer's surviving weights into 2**bits shared centroids (1-D K-Means)."""
+def share(model, masks, settings, *, seed=0, progress=_noop, lower_bits=()):
+    """Cluster each layer's surviving weights into 2**bits shared centroids (1-D K-Means).
+
+    Layers named in `lower_bits` (bits from a preset, not the user's recipe) may get fewer
+    bits, see `_fitted_bits`; their SharedLayer says so in `bits_note`."""
     params = dict(model.named_parameters())
     layers = {}
     for name, s in settings.items():
@@ -208,17 +214,46 @@ def share(model, masks, settings, *, seed=0, progress=_noop):
         mask = masks[f"{name}.weight"].cpu().reshape(-1) & (w.reshape(-1) != 0)
         positions = torch.nonzero(mask).reshape(-1).numpy()
         values = w.reshape(-1)[mask].numpy().astype(np.float32)
+        bits, note = s["bits"], None
         if values.size:
-            res = kmeans_1d(values, 2 ** s["bits"], init=s["init"], seed=seed)
+            res = kmeans_1d(values, 2 ** bits, init=s["init"], seed=seed)
+            if name in lower_bits:
+                res, bits, note = _fitted_bits(values, res, bits, s["init"], seed)
             codebook, codes, inertia = res.centroids, res.labels, res.inertia
         else:
             codebook, codes, inertia = np.zeros(1, np.float32), np.zeros(0, np.uint8), 0.0
         layers[name] = SharedLayer(tuple(w.shape), positions, codes.astype(np.uint8),
                                    codebook.astype(np.float32), float(inertia),
-                                   codebook.astype(np.float32).copy())
+                                   codebook.astype(np.float32).copy(), bits, note)
         progress("share", name, 0)
     _write_shared(model, layers)
     return layers
+
+
+def _fitted_bits(values, res, bits, init, seed):
+    """(k-means result, bits, note or None) for a layer whose preset asks for `bits`: one bit
+    less while the codebook (4 bytes a centroid) would take more bytes than the bit-packed
+    codes indexing it, so that a small layer's codebook never outweighs its codes; the note
+    says why. (A layer with fewer distinct values than 2**bits already gets that many
+    centroids from kmeans_1d.)"""
+    n, full, k_full = values.size, bits, res.n_clusters
+    while bits > 1 and 4 * res.n_clusters > n * bits / 8:
+        bits -= 1
+        res = kmeans_1d(values, 2 ** bits, init=init, seed=seed)
+    if bits == full:
+        return res, bits, None
+    return res, bits, (f"bits {full} -> {bits}: a {k_full}-entry codebook ({4 * k_full:,} "
+                       f"bytes) outweighed the codes of its {n:,} weights")
+
+
+def _explicit_bits(kinds, recipe):
+    """Names of the layers whose bits the user's recipe names (for the layer, a pattern
+    matching it, or its kind), as opposed to bits from the preset."""
+    entries = recipes.load_recipe(recipe)
+    return {name for name, kind in kinds.items()
+            if any("bits" in v for k, v in entries.items()
+                   if v and (k == name or k == f"kind:{kind}"
+                             or (not k.startswith("kind:") and fnmatch.fnmatchcase(name, k))))}
 
 
 @torch.no_grad()
@@ -330,7 +365,8 @@ def compress(model, example_inputs, recipe=None, *, preset="deep-compression", t
         masks = _check_masks(work, settings, masks)
     if evaluate is not None:
         scores["pruned"] = float(evaluate(work))
-    layers = share(work, masks, settings, seed=seed, progress=progress)
+    lower_bits = set(settings) - _explicit_bits(kinds, recipe)
+    layers = share(work, masks, settings, seed=seed, progress=progress, lower_bits=lower_bits)
     if evaluate is not None:
         scores["shared"] = float(evaluate(work))
     if train is not None:
@@ -343,12 +379,21 @@ def compress(model, example_inputs, recipe=None, *, preset="deep-compression", t
         "source_model": model_name or type(model).__name__, "source_sha256": source_sha,
         "recipe": {"preset": preset, "seed": seed, "prune_steps": prune_steps if train else 0,
                    "retrained": train is not None, "batchnorm_folded": folded,
-                   "layers": settings},
+                   "layers": {name: _used_settings(s, layers.get(name))
+                              for name, s in settings.items()}},
         "extra": {f"score_{k}": v for k, v in scores.items()},
     }
     data = encode(work, example_inputs, layers, settings, metadata=metadata, coding=coding,
                   input_names=input_names, output_names=output_names)
     return CompressedModel(data, work, layers, settings, dense_params, scores)
+
+
+def _used_settings(settings, layer):
+    """A layer's settings as the file was made: with the bits used, and why, where they are
+    below the preset's."""
+    if layer is None or layer.bits_note is None:
+        return settings
+    return {**settings, "bits": layer.bits, "bits_note": layer.bits_note}
 
 
 def _check_masks(model, settings, masks):
@@ -405,7 +450,12 @@ class CompressedModel:
 
     def report(self):
         """Per layer: shape, density, bits, bytes by stream, ratio; and totals."""
-        return size_report(self.file, self.dense_bytes, self.nbytes)
+        rep = size_report(self.file, self.dense_bytes, self.nbytes)
+        for r in rep["layers"]:
+            layer = self.layers.get(r["layer"])
+            if layer is not None and layer.bits_note is not None:
+                r["bits_note"] = layer.bits_note
+        return rep
 
     def format_report(self):
         return format_report(self.report())
@@ -437,6 +487,9 @@ def format_report(rep):
         out.write(f"{r['layer']:<16}{'x'.join(map(str, r['shape'])):>20}{r['density']:>9.1%}"
                   f"{r['codebook_size']:>5}{b['codes']:>9}{b['gaps']:>9}{b['row_counts']:>7}"
                   f"{b['bias']:>7}{r['bits_per_nnz']:>8.2f}{r['ratio']:>7.1f}x\n")
+    for r in rep["layers"]:
+        if r.get("bits_note"):
+            out.write(f"{r['layer']}: {r['bits_note']}\n")
     out.write(f"other tensors, graph, header: {rep['other_bytes']} bytes\n")
     out.write(f"total: {rep['dense_bytes']:,} dense float32 bytes -> {rep['file_bytes']:,} bytes "
               f"on disk = {rep['ratio']:.1f}x\n")

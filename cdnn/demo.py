@@ -42,6 +42,14 @@ def _runtime_accuracy(sess, x, y):
     return correct / len(x)
 
 
+def _signature(sess):
+    """'inputs x [N, 1, 28, 28] -> outputs output [N, 10]' of a session (N: the free batch)."""
+    def args(nodes):
+        return ", ".join(f"{a.name} [{', '.join('N' if d is None else str(d) for d in a.shape)}]"
+                         for a in nodes)
+    return f"inputs {args(sess.get_inputs())} -> outputs {args(sess.get_outputs())}"
+
+
 def run_demo(full=False, out="demo.cdnn", log=print):
     from cdnn_runtime import InferenceSession
 
@@ -64,6 +72,7 @@ def run_demo(full=False, out="demo.cdnn", log=print):
     t0 = time.perf_counter()
     sess = InferenceSession(out)
     load_ms = (time.perf_counter() - t0) * 1e3
+    log(f"\n{out}: {_signature(sess)}")
     cdnn_acc = _runtime_accuracy(sess, xte, yte)
     x1 = xte[:1].copy()
     with torch.inference_mode():

@@ -82,6 +82,12 @@ def _bytes_bars(ax, report):
     other = np.zeros(len(names))
     other[-1] = report["totals"]["other"] / 1024
     ax.bar(x, other, bottom=bottom, label="header, graph, other tensors", color="#999999")
+    top = bottom + other
+    for xi, h in zip(x, top):  # each bar's total above it
+        ax.annotate(f"{h:,.1f}", (xi, h), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7)
+    # stacked bars pin the autoscale to their tops (sticky edges): leave room for the labels
+    ax.set_ylim(0, max(float(top.max()), 1e-3) * 1.15)
     ax.set_xticks(x, names, rotation=45 if len(names) > 8 else 0, ha="right"
                   if len(names) > 8 else "center", fontsize=8)
     ax.set_ylabel("KiB", fontsize=8)
@@ -89,7 +95,7 @@ def _bytes_bars(ax, report):
     ax.set_title(f"where the {report['file_bytes']:,} bytes of the file go (dense float32: "
                  f"{report['dense_float32_bytes']:,} bytes, ratio {report['ratio']:.1f}x)",
                  fontsize=9)
-    ax.legend(fontsize=7, ncols=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))  # beside the bars
 
 
 def save_inspect_figure(f, report, path, *, dpi=110):

@@ -44,7 +44,7 @@ def cmd_run(args):
         print(f"error: cannot read {args.input} as a .npy array ({exc}); save one with "
               "numpy.save", file=sys.stderr)
         return 1
-    feed = {inputs[0].name: x.astype(np.float32, copy=False)}
+    feed = {inputs[0].name: _as_input(x, inputs[0])}
     outs = sess.run(None, feed)
     if args.profile:
         print_profile(sess.profile(feed, repeats=args.repeats))
@@ -55,6 +55,26 @@ def cmd_run(args):
               + (f", argmax per row {np.argmax(y.reshape(y.shape[0], -1), 1)[:16].tolist()}"
                  if y.ndim >= 2 and y.shape[0] else ""))
     return 0
+
+
+def _as_input(x, spec):
+    """Array `x` for graph input `spec`: an integer or boolean array whose values float32
+    holds exactly is converted for a float32 input, saying so on stderr; any other dtype that
+    is not the input's is refused, naming the input and both dtypes."""
+    if spec.type != "tensor(float)" or x.dtype == np.float32:
+        return x
+    if x.dtype.kind in "iub":
+        y = x.astype(np.float32)
+        with np.errstate(all="ignore"):
+            exact = np.array_equal(y, x) and np.array_equal(y.astype(x.dtype), x)
+        if exact:
+            print(f"note: input {spec.name!r}: {x.dtype} converted to float32", file=sys.stderr)
+            return y
+        raise ValueError(f"input {spec.name!r} is float32 and the array is {x.dtype} with "
+                         "values float32 cannot hold exactly; convert it yourself "
+                         "(numpy: x.astype(numpy.float32)) if the rounding is intended")
+    raise ValueError(f"input {spec.name!r} is float32 and the array is {x.dtype}; save it as "
+                     "float32 (numpy: x.astype(numpy.float32))")
 
 
 def add_runtime_commands(sub):

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 
+from .errors import CdnnError
 from .reader import read
 
 STREAM_KEYS = ("codes", "gaps", "row_counts")
@@ -146,8 +147,9 @@ def print_inspect(rep, out=sys.stdout, name=None):
         g = rep["graph"]
         dims = lambda shape: ", ".join("N" if d is None else str(d) for d in shape)  # noqa: E731
         ins = ", ".join(f"{i['name']} [{dims(i['shape'])}]" for i in g["inputs"])
-        out.write(f"graph: {len(g['ops'])} nodes; inputs {ins}; outputs "
-                  f"{', '.join(o['name'] for o in g['outputs'])}\n")
+        outs = ", ".join(o["name"] + (f" [{dims(o['shape'])}]" if "shape" in o else "")
+                         for o in g["outputs"])
+        out.write(f"graph: {len(g['ops'])} nodes; inputs {ins}; outputs {outs}\n")
     else:
         out.write("graph: none (a tensor-only file)\n")
     layers = rep["layers"]
@@ -200,7 +202,21 @@ def load_inspect(path, *, entropy=True):
     with open(path, "rb") as fh:
         data = fh.read()
     f = read(data)
-    return f, inspect_report(f, len(data), entropy=entropy)
+    rep = inspect_report(f, len(data), entropy=entropy)
+    if rep["graph"] is not None:
+        rep["graph"]["outputs"] = _outputs_with_shapes(data, rep["graph"]["outputs"])
+    return f, rep
+
+
+def _outputs_with_shapes(data, outputs):
+    """The graph's outputs, each with the shape the session computes for it at load (None for
+    the free batch); without shapes where the file does not load as a session."""
+    from .session import InferenceSession
+    try:
+        args = InferenceSession(data).get_outputs()
+    except CdnnError:
+        return outputs
+    return [{**o, "shape": a.shape} for o, a in zip(outputs, args)]
 
 
 def print_profile(prof, out=sys.stdout):

@@ -29,6 +29,9 @@ from .timing import summarize
 #: and calls from several threads are served one at a time.
 _RUN_LOCK = threading.Lock()
 
+#: Most input elements of the zeros a fixed-batch model runs on at load (64 MiB of float32).
+_MAX_CHECK_ELEMENTS = 1 << 24
+
 #: Activation ops that fuse into the layer (an op of _LAYER_BUILDERS) before them: op -> the
 #: fused activation's spec (see kernels.parse_activation) from the node's attributes.
 _FUSABLE = {
@@ -95,6 +98,7 @@ class InferenceSession:
                                   "run (cdnn_runtime.read gives access to its tensors)")
         g = self.file.graph
         self._inputs = [NodeArg(i["name"], list(i["shape"])) for i in g["inputs"]]
+        # [None] until _check_shapes computes each output's shape
         self._outputs = [NodeArg(o["name"], [None]) for o in g["outputs"]]
         self.metadata = self.file.metadata
         self._layers = {}
@@ -284,18 +288,30 @@ class InferenceSession:
                                 output_padding=tuple(a["output_padding"]))
 
     def _check_shapes(self):
-        """Run the graph once on an empty batch so that every shape mismatch shows at load."""
+        """Run the graph once on an empty batch (a fixed batch: on zeros) so that every shape
+        mismatch shows at load; the outputs' shapes come from that run, the free batch (a
+        dim that is 0 on the empty batch) as None."""
         feed = {}
         for i in self._inputs:
-            feed[i.name] = np.zeros([0] + [d for d in i.shape[1:]], np.float32) \
-                if i.shape[0] is None else None
-        if any(v is None for v in feed.values()):
-            return  # fixed batch: checked on first run
+            if any(d is None for d in i.shape[1:]):
+                return  # a free dim besides the batch: checked on each run
+            if i.shape[0] is not None and math.prod(i.shape) > _MAX_CHECK_ELEMENTS:
+                return  # a large fixed batch: checked on first run
+            feed[i.name] = np.zeros([0 if i.shape[0] is None else i.shape[0]]
+                                    + list(i.shape[1:]), np.float32)
+        free = any(i.shape[0] is None for i in self._inputs)
         try:
-            self._execute(feed, [o.name for o in self._outputs])
+            with np.errstate(all="ignore"):
+                outs = self._execute(feed, [o.name for o in self._outputs])
         except ValueError as exc:
             raise CdnnFormatError(f"the graph does not fit its declared input shapes: {exc}") \
                 from None
+        except MemoryError:
+            raise CdnnMemoryError("not enough memory to run the model's fixed batch once at "
+                                  "load") from None
+        self._outputs = [NodeArg(o.name, [None if free and d == 0 else int(d)
+                                          for d in y.shape])
+                         for o, y in zip(self._outputs, outs)]
 
     # ---- running ---------------------------------------------------------------------------
     def get_inputs(self):

@@ -2,7 +2,9 @@
 
 import json
 import os
+import stat
 import tempfile
+import threading
 import zlib
 
 import numpy as np
@@ -275,6 +277,7 @@ def write_atomic(path, data, *, overwrite=True):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=folder)
     try:
+        os.fchmod(fd, _target_mode(path))  # mkstemp's 0600 would survive the rename
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -296,6 +299,34 @@ def write_atomic(path, data, *, overwrite=True):
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _target_mode(path):
+    """The permission bits the file at `path` gets: an existing file's own (it is replaced),
+    else those of a plain open(path, "w"): 0o666 less the process's umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask():
+    """The process's umask, read from /proc where it shows, else set and restored at once
+    under a lock (os.umask has no read-only form)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def _version():
