@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from cdnn._callable import make_callable
 from cdnn_runtime.errors import CdnnCaptureError, CdnnError, CdnnUnsupportedError
 
+from .mha import CaptureAttention
 from .translate import translate, unsupported
 
 __all__ = ["Captured", "CdnnCaptureError", "FixedBatchWarning", "GraphBuilder",
@@ -321,7 +322,8 @@ class _LRN(nn.Module):
 
 def prepare_for_capture(model):
     """A copy of the model ready to trace: eval mode, torch.nn.utils.prune masks made permanent
-    (weights keep their names), LocalResponseNorm kept as one op."""
+    (weights keep their names), LocalResponseNorm kept as one op, MultiheadAttention as
+    cdnn.mha.CaptureAttention (its projections q_proj, k_proj, v_proj, out_proj)."""
     from torch.nn.utils import prune as tprune
     memo = {}
     for _, mod in model.named_modules():  # pruned weights are computed tensors: copy values
@@ -339,7 +341,9 @@ def prepare_for_capture(model):
         for cname, child in list(mod.named_children()):
             if isinstance(child, nn.LocalResponseNorm):
                 setattr(mod, cname, _LRN(child))
-    return model
+            elif isinstance(child, nn.MultiheadAttention):  # attention (version 3)
+                setattr(mod, cname, CaptureAttention(child))
+    return CaptureAttention(model) if isinstance(model, nn.MultiheadAttention) else model
 
 
 make_callable(__name__)

@@ -921,3 +921,104 @@ def _adaptive_pool(g, node):
     g.emit(node, op, [g.value_name(node.args[0])], attrs={"output_size": size})
     if op.startswith("adaptive_max"):
         _first_output_only(g, node, "indices")
+
+
+# ---- attention (version 3)
+
+def _rank(v):
+    return len(v.meta["val"].shape)
+
+
+def _transposed_weight(g, v):
+    """The fx node of module weight `w` when `v` is `w.t()`, `w.T` or `w.transpose(0, 1)` of
+    a 2-D parameter named `<module>.weight` (what `x @ w.t()` multiplies by), else None."""
+    if not isinstance(v, torch.fx.Node) or not isinstance(v.args[0] if v.args else None,
+                                                          torch.fx.Node):
+        return None
+    src = v.args[0]
+    swaps = v.target == aten.t.default or \
+        (v.target == aten.transpose.int and {int(d) % 2 for d in v.args[1:3]} == {0, 1}) or \
+        (v.target == aten.permute.default and list(v.args[1]) == [1, 0])
+    held = g.values.get(src)
+    if swaps and isinstance(held, tuple) and held[0] == "param" and _rank(src) == 2 and \
+            held[1].rpartition(".")[2] == "weight":
+        return src
+    return None
+
+
+@handles(aten.matmul.default, aten.bmm.default, aten.mm.default)
+def _matmul(g, node):
+    """a @ b with torch.matmul's broadcasting. `x @ w.t()` of a module's weight is that
+    module's (compressed) linear; another parameter or constant operand is stored raw as param
+    'other'. Two computed values must each keep the batch in a leading dim (rank 3 or more)."""
+    a, b = node.args[:2]
+    weight = _transposed_weight(g, b)
+    if weight is not None and _is_value(g, a) and _rank(a) >= 2:
+        name = g.param(weight, node)
+        g.compressible(name, "linear")
+        g.emit(node, "linear", [g.value_name(a)], {"weight": name}, name=_module_name(name))
+        return
+    for v, side in ((a, "first"), (b, "second")):
+        if _is_value(g, v) and _rank(v) < (2 if side == "first" and not _is_value(g, b)
+                                           else 3):
+            unsupported(node, f"a matmul whose {side} operand, of rank {_rank(v)}, would "
+                              "multiply along the batch dimension")
+    _emit_ordered(g, node, "matmul", a, b)
+
+
+def _const_mask(g, node, v, key):
+    """Constant mask `v` as a float32 param of the file (a boolean one as 0 where True and
+    -inf where False when `key` is "keep", 1 where True when it is "fill")."""
+    t = g.state[g.values[v][1]].detach()
+    if t.dtype == torch.bool:
+        t = torch.where(t, 0.0, float("-inf")) if key == "keep" else t.float()
+    name = f"{node.name}.mask"
+    g.params[name] = t.float().cpu().numpy().copy()
+    return name
+
+
+@handles(aten._assert_tensor_metadata.default)
+def _metadata_check(g, node):
+    """A check of a tensor's dtype that export leaves after a conversion (`mask.bool()`)."""
+
+
+@handles(aten.scaled_dot_product_attention.default)
+def _attention(g, node):
+    """softmax(q k^T * scale + mask) v: the mask a constant (param 'mask'), a float tensor of
+    the graph (input 4) or the causal mask; dropout 0 only."""
+    q, k, v = (g.value_name(t) for t in node.args[:3])
+    mask = arg(node, 3, "attn_mask")
+    if float(arg(node, 4, "dropout_p", 0.0)) != 0.0:
+        unsupported(node, "attention with dropout")
+    if node.kwargs.get("enable_gqa", False):
+        unsupported(node, "attention with enable_gqa")
+    causal = bool(arg(node, 5, "is_causal", False))
+    scale = node.kwargs.get("scale")
+    if scale is None:
+        scale = 1.0 / math.sqrt(node.args[0].meta["val"].shape[-1])
+    ins, prm = [q, k, v], {}
+    if isinstance(mask, torch.fx.Node) and _is_value(g, mask):
+        if mask.meta["val"].dtype != torch.float32:
+            unsupported(node, f"an attention mask of dtype {mask.meta['val'].dtype} computed "
+                              "at run time (a float32 one is taken)")
+        ins.append(g.value_name(mask))
+    elif mask is not None:
+        prm["mask"] = _const_mask(g, node, mask, "keep")
+    g.emit(node, "attention", ins, prm, {"scale": float(scale), "causal": causal})
+
+
+@handles(aten.masked_fill.Scalar, aten.masked_fill_.Scalar, aten.masked_fill.Tensor,
+         aten.masked_fill_.Tensor)
+def _masked_fill(g, node):
+    """x with `value` where a constant mask is True (a mask made of constants, such as
+    `torch.triu(torch.ones(n, n), 1).bool()`, is folded at capture)."""
+    x, mask, value = node.args[:3]
+    if _is_value(g, mask) or not isinstance(mask, torch.fx.Node):
+        unsupported(node, "masked_fill with a mask computed at run time")
+    if isinstance(value, torch.fx.Node):
+        if _is_value(g, value) or g.state[g.values[value][1]].numel() != 1:
+            unsupported(node, "masked_fill with a fill value that is not one constant")
+        value = float(g.state[g.values[value][1]])
+    prm = {"mask": _const_mask(g, node, mask, "fill"),
+           "value": g.const_param([float(value)], node)}
+    g.emit(node, "masked_fill", [g.value_name(x)], prm)

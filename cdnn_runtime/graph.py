@@ -239,6 +239,24 @@ def _check_conv_transpose2d(node, attrs, tensors, where):
         raise _bad(where, f"output_padding {attrs['output_padding']} is not below the stride "
                           f"{attrs['stride']} or the dilation {attrs['dilation']}")
 
+
+# ---- attention (version 3)
+
+def _check_attention(node, attrs, tensors, where):
+    """attention: the additive mask is input 4 or param 'mask', not both; a scale above 0."""
+    if len(node["inputs"]) == 4 and "mask" in node["params"]:
+        raise _bad(where, "attention takes a mask as input 4 or as param 'mask', not both")
+    if not attrs["scale"] > 0:
+        raise _bad(where, f"attention scale {attrs['scale']} is not above 0")
+
+
+def _check_masked_fill(node, attrs, tensors, where):
+    """masked_fill: one fill value."""
+    shape = tensors[node["params"]["value"]]["shape"]
+    if shape != [1]:
+        raise _bad(where, f"masked_fill value of shape {shape} is not [1]")
+
+
 _POOL = {"kernel_size": ("pair+", None), "stride": ("pair+", "kernel_size"),
          "padding": ("pair0", [0, 0]), "ceil_mode": ("bool", False)}
 _LAYER = {"weight": True, "bias": False}
@@ -342,6 +360,13 @@ OPS = {
                                attrs={"stride": ("pair+", [1, 1]), "padding": ("pair0", [0, 0]),
                                       "output_padding": ("pair0", [0, 0]),
                                       "dilation": ("pair+", [1, 1]), "groups": ("posint", 1)}),
+    # ---- attention (version 3)
+    "matmul": _ORDERED_BINARY,
+    "attention": OpSpec(inputs=(3, 4), params={"mask": False},
+                        attrs={"scale": ("float", None), "causal": ("bool", False)}, since=3,
+                        check=_check_attention),
+    "masked_fill": OpSpec(params={"mask": True, "value": True}, since=3,
+                          check=_check_masked_fill),
 }
 
 

@@ -6,7 +6,7 @@ builder and one entry.
 """
 
 from .errors import CdnnUnsupportedError
-from .kernels import elementwise, norms, pooling, reduce, resize, shape
+from .kernels import attention, elementwise, norms, pooling, reduce, resize, shape
 
 
 def _identity(x):
@@ -171,6 +171,23 @@ def _max_pool1d(a, p):
                              a["ceil_mode"])
 
 
+# ---- attention (version 3)
+
+def _attention(a, p):
+    """softmax(q k^T * scale + mask) v; the mask is input 4 or the constant param 'mask'."""
+    scale, causal, constant_mask = a["scale"], a["causal"], p.get("mask")
+
+    def run(q, k, v, mask=None):
+        return attention.attention(q, k, v, scale, causal,
+                                   constant_mask if mask is None else mask)
+    return run
+
+
+def _masked_fill(a, p):
+    mask, value = p["mask"], float(p["value"][0])
+    return lambda x: attention.masked_fill(x, mask, value)
+
+
 #: op name -> builder(attrs, params) -> the op's function of its inputs (a list of arrays for
 #: an op with several outputs).
 OPS = {
@@ -245,6 +262,10 @@ OPS = {
     "adaptive_max_pool2d": _attrs_of(pooling.adaptive_max_pool2d, "output_size"),
     "dropout": _fixed(_identity),
     "identity": _fixed(_identity),
+    # ---- attention (version 3)
+    "matmul": _ordered_binary(attention.matmul),
+    "attention": _attention,
+    "masked_fill": _masked_fill,
 }
 
 

@@ -436,6 +436,37 @@ CASES.update({
 })
 
 
+# ---- attention (version 3): SPLIT's split node made into these ops (with _norm_op above;
+# SPLIT's fc.weight is [2, 6])
+def _attention_op(inputs, attrs, params=None, version=3):
+    def fn(h, s):
+        node(h, "split").update(op="attention", inputs=inputs, attrs=attrs,
+                                params=params or {}, outputs=["x0"])
+        h.update(format_version=version)
+    return edit(SPLIT, fn)
+
+
+CASES.update({
+    "attention in a version 2 file": (_attention_op(["x", "x", "x"], {"scale": 1.0}, version=2),
+                                      CdnnFormatError, f"{_AT}: op 'attention' needs format "
+                                                       "version 3; the file is version 2"),
+    "attention with two masks": (_attention_op(["x", "x", "x", "x"], {"scale": 1.0},
+                                               {"mask": "fc.weight"}), CdnnFormatError,
+                                 f"{_AT}: attention takes a mask as input 4 or as param "
+                                 "'mask', not both"),
+    "attention scale of zero": (_attention_op(["x", "x", "x"], {"scale": 0.0}), CdnnFormatError,
+                                f"{_AT}: attention scale 0.0 is not above 0"),
+    "attention of two inputs": (_attention_op(["x", "x"], {"scale": 1.0}), CdnnFormatError,
+                                f"{_AT}: op 'attention' takes 3 to 4 inputs"),
+    "masked_fill value of several numbers": (
+        _norm_op("masked_fill", {}, {"mask": "fc.weight", "value": "fc.weight"}),
+        CdnnFormatError, rf"{_N}: masked_fill value of shape \[2, 6\] is not \[1\]"),
+    "matmul reversed without other": (edit(SPLIT, lambda h, s: node(h, "split").update(
+        op="matmul", inputs=["x", "x"], outputs=["x0"], attrs={"reverse": True})),
+        CdnnFormatError, f"{_AT}: matmul with reverse needs param 'other'"),
+})
+
+
 # ---- the spec's edge cases (issue 20): JSON, null, fillers, node rules, metadata, dense copies
 def _retext(data, old, new):
     """The file with its header's JSON text edited (for what json.dumps cannot write)."""

@@ -73,6 +73,11 @@ def seed_graph_ops():
     w.add_raw("c1d.weight", (rng.integers(-4, 5, (2, 4, 3)) / 8).astype(np.float32))
     # ---- elementwise, activations, reductions (version 3): a param without drawing from rng
     w.add_raw("ew.other", np.linspace(0.5, 1.5, 10).astype(np.float32))
+    # ---- attention (version 3): params without drawing from rng
+    w.add_raw("att.mask", np.array([[0.0, -np.inf], [0.5, 0.0]], np.float32))
+    w.add_raw("att.fill", np.array([[0.0, 1.0], [0.0, 0.0]], np.float32))
+    w.add_raw("att.value", np.array([-1.0], np.float32))
+    w.add_raw("att.w", np.linspace(-1, 1, 10).astype(np.float32).reshape(2, 5))
     node = _node
     w.set_graph({
         "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 3, 8, 8]},
@@ -197,7 +202,17 @@ def seed_graph_ops():
             node("ew_b", "sub", ["ew_a", "ew_sum1"], "ew_b"),
             node("ew_c", "add", ["ew_b", "ew_amax"], "ew_c"),
             node("ew_out", "sub", ["ew_c", "ew_amin"], "ew_out"),
-            node("id", "identity", ["ew_out"], "id"),
+            # ---- attention (version 3): from ew_out [N, 10] as [N, 2, 5] back to [N, 10]
+            node("att_rs", "reshape", ["ew_out"], "att_rs", attrs={"shape": [2, 5]}),
+            node("att", "attention", ["att_rs", "att_rs", "att_rs"], "att", {"mask": "att.mask"},
+                 {"scale": 0.5, "causal": True}),
+            node("att_tp", "transpose", ["att"], "att_tp", attrs={"dim0": 1, "dim1": 2}),
+            node("att_mm", "matmul", ["att", "att_tp"], "att_mm"),
+            node("att_mf", "masked_fill", ["att_mm"], "att_mf",
+                 {"mask": "att.fill", "value": "att.value"}),
+            node("att_mo", "matmul", ["att_mf"], "att_mo", {"other": "att.w"}),
+            node("att_out", "reshape", ["att_mo"], "att_out", attrs={"shape": [10]}),
+            node("id", "identity", ["att_out"], "id"),
             node("plus", "add", ["id", "y"], "plus"),
             node("sm", "softmax", ["plus"], "probs", attrs={"dim": 1}),
             node("lsm", "log_softmax", ["plus"], "logp", attrs={"dim": -1}),
