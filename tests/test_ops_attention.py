@@ -285,3 +285,25 @@ def test_multihead_attention_with_a_key_bias_is_refused_before_any_work():
     model = nn.MultiheadAttention(16, 4, add_bias_kv=True, batch_first=True)
     with pytest.raises(CdnnUnsupportedError, match="add_bias_kv or add_zero_attn"):
         _compress(model, [(5, 16)])
+
+
+class _MaskInputs(nn.Module):
+    """Masks fed at run time as float32 inputs: an additive attention mask per sample and
+    MultiheadAttention's key_padding_mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x, mask, padding):
+        q = x.unflatten(-1, (2, 8)).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, q, q, attn_mask=mask.unsqueeze(1))
+        b = self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0]
+        return a.transpose(1, 2).flatten(2) + b
+
+
+def test_masks_fed_as_inputs_are_the_fourth_input_of_attention():
+    packed = _compress(_MaskInputs().eval(), [(6, 16), (6, 6), (6,)])
+    nodes = [n for n in packed.file.graph["nodes"] if n["op"] == "attention"]
+    assert len(nodes) == 2 and all(len(n["inputs"]) == 4 for n in nodes)
+    _run_against_reference(packed, [(6, 16), (6, 6), (6,)])
