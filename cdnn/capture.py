@@ -86,7 +86,7 @@ class GraphBuilder:
                           "parameter: it is stored raw, uncompressed (wrap it in an nn module "
                           "to compress it)", UncompressedWeightWarning, stacklevel=2)
             return
-        self.weights[weight] = kind
+        self.weights.setdefault(weight, kind)  # a table tied to a head: the kind of its first use
 
     def const_param(self, value, node):
         """A Python number or array operand of `node` kept as a float32 tensor of the file."""
@@ -226,18 +226,23 @@ def export_model(model, example_inputs, dynamic_batch=True):
         raise CdnnCaptureError(f"torch.export could not trace the model: {exc}") from exc
 
 
+#: torch dtype of a user input -> the graph input's dtype (integers: format version 3).
+_INPUT_DTYPES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32"}
+
+
 def _graph_input(g, node, dynamic):
     """Declare placeholder `node` (a user input) as a graph input."""
     t = node.meta.get("val")
     if not isinstance(t, torch.Tensor):
         unsupported(node, "a non-tensor input")
-    if t.dtype != torch.float32:
-        raise CdnnUnsupportedError(f"input {node.name!r}: dtype {t.dtype}, cdnn runs "
-                                   "float32 inputs")
+    dtype = _INPUT_DTYPES.get(t.dtype)
+    if dtype is None:
+        raise CdnnUnsupportedError(f"input {node.name!r}: dtype {t.dtype}, cdnn runs float32 "
+                                   "inputs and int64 or int32 ones (token ids, positions)")
     shape = [d if isinstance(d, int) else None for d in t.shape]
     if dynamic and shape:
         shape[0] = None
-    g.graph["inputs"].append({"name": node.name, "dtype": "float32", "shape": shape})
+    g.graph["inputs"].append({"name": node.name, "dtype": dtype, "shape": shape})
     g.values[node] = node.name
 
 

@@ -36,6 +36,12 @@ def _noop(*args, **kwargs):
 
 # ---- BatchNorm folding ---------------------------------------------------------------------
 
+def _parameters(model):
+    """{name: parameter} under every name, a tied one too (torch.export names a table shared
+    by an embedding and a head after the last module holding it)."""
+    return dict(model.named_parameters(remove_duplicate=False))
+
+
 def _module(model, name):
     return model.get_submodule(name) if name else model
 
@@ -138,7 +144,7 @@ def fold_batchnorm(model, example_inputs, captured=None):
 
 def layer_kinds(model, example_inputs):
     """{module name: kind} for every weight cdnn compresses; the kind is the graph op of the
-    layer: "linear", "conv2d", "conv1d" or "conv_transpose2d" (cdnn.recipe.KINDS)."""
+    layer: "linear", "conv2d", "conv1d", "conv_transpose2d" or "embedding" (recipe.KINDS)."""
     cap = capture(model, example_inputs)
     return {w.rpartition(".")[0]: kind for w, kind in cap.weights.items()}
 
@@ -146,7 +152,7 @@ def layer_kinds(model, example_inputs):
 def prune(model, settings, *, train=None, steps=3, progress=_noop):
     """Magnitude-prune each layer to its density (or quality threshold); with a training hook,
     in `steps` steps, retraining with the masks held after each. Returns the masks."""
-    params = dict(model.named_parameters())
+    params = _parameters(model)
     schedules = {}
     for name, s in settings.items():
         if s.get("quality") is not None:
@@ -207,7 +213,7 @@ def share(model, masks, settings, *, seed=0, progress=_noop, lower_bits=()):
 
     Layers named in `lower_bits` (bits from a preset, not the user's recipe) may get fewer
     bits, see `_fitted_bits`; their SharedLayer says so in `bits_note`."""
-    params = dict(model.named_parameters())
+    params = _parameters(model)
     layers = {}
     for name, s in settings.items():
         w = params[f"{name}.weight"].detach().cpu()
@@ -258,7 +264,7 @@ def _explicit_bits(kinds, recipe):
 
 @torch.no_grad()
 def _write_shared(model, layers):
-    params = dict(model.named_parameters())
+    params = _parameters(model)
     for name, layer in layers.items():
         w = params[f"{name}.weight"]
         flat = torch.zeros(w.numel(), dtype=w.dtype)
@@ -398,7 +404,7 @@ def _used_settings(settings, layer):
 
 def _check_masks(model, settings, masks):
     """The given masks, one per compressed layer, each shaped like its weight."""
-    params = dict(model.named_parameters())
+    params = _parameters(model)
     out = {}
     for name in settings:
         key = f"{name}.weight"

@@ -1,8 +1,9 @@
 """Compression recipes: per-layer density (or quality), codebook bits, clustering init, gap bits.
 
 A recipe maps module names (shell-style patterns allowed) or layer kinds (`kind:linear`,
-`kind:conv2d`, `kind:conv1d`, `kind:conv_transpose2d`) to settings; layers not named get the
-preset's defaults. Exact names win over patterns, patterns over kinds, kinds over the preset.
+`kind:conv2d`, `kind:conv1d`, `kind:conv_transpose2d`, `kind:embedding`) to settings; layers
+not named get the preset's defaults. Exact names win over patterns, patterns over kinds, kinds
+over the preset.
 """
 
 import fnmatch
@@ -23,16 +24,18 @@ MAX_CODE_BITS = MAX_CODEBOOK_SIZE.bit_length() - 1
 BIAS_DTYPES = ("float32", "float16")
 
 #: The kinds of compressed layer (the graph op of their weight).
-KINDS = ("linear", "conv2d", "conv1d", "conv_transpose2d")
-#: Every convolution gets what Deep Compression gives conv layers.
+KINDS = ("linear", "conv2d", "conv1d", "conv_transpose2d", "embedding")
+#: Every convolution gets what Deep Compression gives conv layers; an embedding table (rows of
+#: a matrix, as a linear layer's weight) what it gives fully connected ones.
 _CONVS = ("conv2d", "conv1d", "conv_transpose2d")
+_MATRICES = ("linear", "embedding")
 
 PRESETS = {
     # Deep Compression: conv 8 bits, fc 5 bits; its published densities for the reference nets.
     "deep-compression": {**{f"kind:{k}": {"density": 0.5, "bits": 8} for k in _CONVS},
-                         "kind:linear": {"density": 0.1, "bits": 5}},
+                         **{f"kind:{k}": {"density": 0.1, "bits": 5} for k in _MATRICES}},
     "lossless-ish": {**{f"kind:{k}": {"density": 1.0, "bits": 8} for k in _CONVS},
-                     "kind:linear": {"density": 1.0, "bits": 8}},
+                     **{f"kind:{k}": {"density": 1.0, "bits": 8} for k in _MATRICES}},
 }
 
 

@@ -66,7 +66,7 @@ def sensitivity(model, eval_fn, example_inputs, densities=DEFAULT_DENSITIES, lay
     if unknown:
         raise CdnnRecipeError(f"no compressible layer named {unknown[0]!r} (layers: "
                               f"{', '.join(kinds)})")
-    params = dict(work.named_parameters())
+    params = dict(work.named_parameters(remove_duplicate=False))  # tied tables too
     baseline = float(eval_fn(work))
     curves = {}
     for name in names:

@@ -203,6 +203,17 @@ def _linear(g, node):
     g.emit(node, "linear", [g.value_name(node.args[0])], prm, name=_module_name(prm["weight"]))
 
 
+# ---- token inputs and embeddings (version 3)
+@handles(aten.embedding.default)
+def _embedding(g, node):
+    """Rows of a table parameter at integer ids (padding_idx matters to training only). A table
+    tied to a linear head is one tensor that both nodes name."""
+    weight = g.param(node.args[0], node)
+    g.compressible(weight, "embedding")
+    g.emit(node, "embedding", [g.value_name(node.args[1])], {"weight": weight},
+           name=_module_name(weight))
+
+
 def _same_padding(node, padding, stride, dilation):
     """A conv's string padding as numbers, or stop where PyTorch would pad one side only."""
     kshape = node.args[1].meta["val"].shape[2:]

@@ -11,11 +11,36 @@ from cdnn_runtime.report import print_table
 
 from .sources import eval_mode, load_source, require_torch
 
+#: A graph input's type (NodeArg.type) -> its numpy dtype.
+_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64,
+                 "tensor(int32)": np.int32}
 
-def model_inputs(specs, inputs=None, input_shape=None, batch=8, seed=0):
-    """(float32 arrays, one per graph input; where they come from): loaded from the .npy
-    paths `inputs`, or seeded random normal of `input_shape` (or the file's input shape, with
-    `batch` where the file leaves the batch open)."""
+
+def id_bounds(graph, f):
+    """{integer graph input: the fewest rows of the embedding tables it indexes}, so that
+    random ids stay in range."""
+    bounds = {}
+    for n in graph["nodes"]:
+        if n["op"] == "embedding":
+            rows = f.tensor(n["params"]["weight"]).shape[0]
+            bounds[n["inputs"][0]] = min(rows, bounds.get(n["inputs"][0], rows))
+    return bounds
+
+
+def _loaded(spec, a, path):
+    """A loaded array as the input's dtype: floats as float32; ids must be integers."""
+    dtype = _INPUT_DTYPES.get(spec.type, np.float32)
+    if dtype is not np.float32 and a.dtype.kind not in "iu":
+        raise CdnnUsageError(f"{path}: input {spec.name!r} takes integer ids, the array is "
+                             f"{a.dtype}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def model_inputs(specs, inputs=None, input_shape=None, batch=8, seed=0, bounds=None):
+    """(arrays, one per graph input; where they come from): loaded from the .npy paths
+    `inputs`, or seeded random of `input_shape` (or the file's input shape, with `batch` where
+    the file leaves the batch open): normal for float32 inputs, ids in [0, bounds[name]) (2
+    when not given) for integer ones."""
     if inputs:
         if len(inputs) != len(specs):
             raise CdnnUsageError(f"--inputs gives {len(inputs)} arrays; the model takes "
@@ -27,7 +52,7 @@ def model_inputs(specs, inputs=None, input_shape=None, batch=8, seed=0):
             except (OSError, ValueError) as exc:
                 raise CdnnUsageError(f"{path}: cannot read as a .npy array ({exc}); save one "
                                      "with numpy.save") from None
-            arrays.append(np.ascontiguousarray(a, dtype=np.float32))
+            arrays.append(_loaded(specs[len(arrays)], a, path))
         return arrays, "from " + ", ".join(map(str, inputs))
     if input_shape is not None and len(specs) != 1:
         raise CdnnUsageError(f"--input-shape describes one input; the model takes "
@@ -37,7 +62,12 @@ def model_inputs(specs, inputs=None, input_shape=None, batch=8, seed=0):
     for spec in specs:
         rest = input_shape[1:] if input_shape else spec.shape[1:]
         n = spec.shape[0] if spec.shape[0] is not None else batch
-        arrays.append(rng.standard_normal([n] + list(rest)).astype(np.float32))
+        dtype = _INPUT_DTYPES.get(spec.type, np.float32)
+        if dtype is np.float32:
+            arrays.append(rng.standard_normal([n] + list(rest)).astype(np.float32))
+        else:
+            high = (bounds or {}).get(spec.name, 2)
+            arrays.append(rng.integers(0, high, [n] + list(rest)).astype(dtype))
     return arrays, f"random normal, seed {seed}"
 
 
@@ -86,7 +116,7 @@ def decompressed_reference(model, f, example_inputs):
                    in bn_modules for n in f.graph["nodes"])
     n_bn = len(bn_modules)
     folded = fold_batchnorm(work, tuple(example_inputs)) if n_bn > in_graph else 0
-    params = dict(work.named_parameters())
+    params = dict(work.named_parameters(remove_duplicate=False))  # tied tables too
     replaced = []
     with torch.no_grad():
         for t in f.tensors:
@@ -130,7 +160,8 @@ def verify(path, against, *, model_spec=None, seed=0, inputs=None, input_shape=N
     f = read(data)
     sess = InferenceSession(data)
     specs = sess.get_inputs()
-    arrays, where = model_inputs(specs, inputs, input_shape, batch, input_seed)
+    arrays, where = model_inputs(specs, inputs, input_shape, batch, input_seed,
+                                 id_bounds(sess.graph, f))
     got = sess.run(None, {s.name: x for s, x in zip(specs, arrays)})
     model, name = load_source(against, model_spec, seed)
     eval_mode(model)

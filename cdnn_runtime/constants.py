@@ -91,5 +91,6 @@ CODING_PACKED = "packed"
 CODING_HUFFMAN = "huffman"
 CODINGS = (CODING_PACKED, CODING_HUFFMAN)
 
-#: Graph value dtypes (format version 2 runs float32 graphs only).
-VALUE_DTYPES = ("float32",)
+#: Graph input dtypes -> the format version that adds them (version 3: integer token ids and
+#: positions, read by `embedding`).
+VALUE_DTYPES = {"float32": BASE_VERSION, "int64": 3, "int32": 3}

@@ -360,6 +360,8 @@ OPS = {
                                attrs={"stride": ("pair+", [1, 1]), "padding": ("pair0", [0, 0]),
                                       "output_padding": ("pair0", [0, 0]),
                                       "dilation": ("pair+", [1, 1]), "groups": ("posint", 1)}),
+    # ---- token inputs and embeddings (version 3)
+    "embedding": OpSpec(params={"weight": True}, weights={"weight": 2}, since=3),
     # ---- attention (version 3)
     "matmul": _ORDERED_BINARY,
     "attention": OpSpec(inputs=(3, 4), params={"mask": False},
@@ -374,7 +376,9 @@ def graph_version(graph):
     """The lowest format version whose vocabulary holds every op of `graph` (a writer stamps
     its file with it, so that files of older ops stay readable by older readers)."""
     ops = [n["op"] for n in (graph or {}).get("nodes", ())]
-    return max([BASE_VERSION] + [OPS[op].since for op in ops if op in OPS])
+    dtypes = [i.get("dtype") for i in (graph or {}).get("inputs", ()) if isinstance(i, dict)]
+    return max([BASE_VERSION] + [OPS[op].since for op in ops if op in OPS]
+               + [VALUE_DTYPES[d] for d in dtypes if isinstance(d, str) and d in VALUE_DTYPES])
 
 
 def _name(value, where):
@@ -475,8 +479,13 @@ def validate_graph(graph, tensors, check, version=FORMAT_VERSION):
         w = f"graph input {i}"
         check.keys(spec, w, required={"name", "dtype", "shape"})
         name = _name(spec["name"], w)
-        if spec["dtype"] not in VALUE_DTYPES:
-            raise CdnnFormatError(f"{w} ({name!r}): dtype must be one of {VALUE_DTYPES}")
+        dtype = spec["dtype"]
+        if not isinstance(dtype, str) or dtype not in VALUE_DTYPES:
+            raise CdnnFormatError(f"{w} ({name!r}): dtype must be one of "
+                                  f"{', '.join(VALUE_DTYPES)}")
+        if VALUE_DTYPES[dtype] > version:
+            raise CdnnFormatError(f"{w} ({name!r}): dtype {dtype} needs format version "
+                                  f"{VALUE_DTYPES[dtype]}; the file is version {version}")
         shape = spec["shape"]
         if not (isinstance(shape, list) and 1 <= len(shape) <= MAX_RANK):
             raise CdnnFormatError(f"{w} ({name!r}): shape must be a list of 1 to {MAX_RANK} dims")

@@ -1,12 +1,14 @@
 """Graph ops other than sparse layers: each builds, once at load, a function of its inputs.
 
 :data:`OPS` maps an op name to its builder, ``builder(attrs, params) -> callable``: ``attrs``
-the node's normalized attributes, ``params`` its raw parameter arrays by role. A new op is one
-builder and one entry.
+the node's normalized attributes, ``params`` its raw parameter arrays by role (a weight that
+may be sparse_codebook, graph.OPS' ``weights``, as the reader gives it: an array or a
+SparseTensor). A new op is one builder and one entry.
 """
 
 from .errors import CdnnUnsupportedError
 from .kernels import attention, elementwise, norms, pooling, reduce, resize, shape
+from .kernels.embedding import Embedding
 
 
 def _identity(x):
@@ -262,6 +264,9 @@ OPS = {
     "adaptive_max_pool2d": _attrs_of(pooling.adaptive_max_pool2d, "output_size"),
     "dropout": _fixed(_identity),
     "identity": _fixed(_identity),
+    # ---- token inputs and embeddings (version 3): the table as stored (raw or the reader's
+    # SparseTensor), looked up row by row
+    "embedding": lambda a, p: Embedding(p["weight"]),
     # ---- attention (version 3)
     "matmul": _ordered_binary(attention.matmul),
     "attention": _attention,

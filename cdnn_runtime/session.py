@@ -14,6 +14,7 @@ import numpy as np
 
 from .constants import DEFAULT_MAX_DECODED_BYTES, MAX_CODEBOOK_SIZE, MAX_UINT16_COLUMNS
 from .errors import CdnnError, CdnnFormatError, CdnnMemoryError
+from .graph import OPS as GRAPH_OPS
 from .kernels import parse_activation, prepare_conv, prepare_linear
 from .kernels.dense_linear import linear_dense
 from .kernels.shape import flatten
@@ -28,6 +29,9 @@ from .timing import summarize
 #: `run` holds this lock while kernels execute: sessions are safe to share between threads,
 #: and calls from several threads are served one at a time.
 _RUN_LOCK = threading.Lock()
+
+#: A graph input's dtype -> its type as onnxruntime's NodeArg names it.
+_TYPE_NAMES = {"float32": "tensor(float)", "int64": "tensor(int64)", "int32": "tensor(int32)"}
 
 #: Most input elements of the zeros a fixed-batch model runs on at load (64 MiB of float32).
 _MAX_CHECK_ELEMENTS = 1 << 24
@@ -97,7 +101,9 @@ class InferenceSession:
             raise CdnnFormatError("the file holds tensors but no graph, so there is nothing to "
                                   "run (cdnn_runtime.read gives access to its tensors)")
         g = self.file.graph
-        self._inputs = [NodeArg(i["name"], list(i["shape"])) for i in g["inputs"]]
+        self._inputs = [NodeArg(i["name"], list(i["shape"]), _TYPE_NAMES[i["dtype"]])
+                        for i in g["inputs"]]
+        self._input_dtypes = {i["name"]: np.dtype(i["dtype"]) for i in g["inputs"]}
         # [None] until _check_shapes computes each output's shape
         self._outputs = [NodeArg(o["name"], [None]) for o in g["outputs"]]
         self.metadata = self.file.metadata
@@ -230,8 +236,10 @@ class InferenceSession:
         """The step function of node `n`; `activation` is fused into it when it is a layer."""
         op, p = n["op"], n["params"]
         layer_builder = _LAYER_BUILDERS.get(op)
-        if layer_builder is None:
-            return build_op(op, n["attrs"], {k: self._raw(v) for k, v in p.items()})
+        if layer_builder is None:  # a weight that may be sparse (embedding) stays as stored
+            sparse_roles = GRAPH_OPS[op].weights
+            return build_op(op, n["attrs"], {k: self._weight(v) if k in sparse_roles
+                                             else self._raw(v) for k, v in p.items()})
         w = self._weight(p["weight"])
         bias = self._raw(p["bias"]) if "bias" in p else None
         return layer_builder(self, n, w, bias, parse_activation(activation))
@@ -298,7 +306,7 @@ class InferenceSession:
             if i.shape[0] is not None and math.prod(i.shape) > _MAX_CHECK_ELEMENTS:
                 return  # a large fixed batch: checked on first run
             feed[i.name] = np.zeros([0 if i.shape[0] is None else i.shape[0]]
-                                    + list(i.shape[1:]), np.float32)
+                                    + list(i.shape[1:]), self._input_dtypes[i.name])
         free = any(i.shape[0] is None for i in self._inputs)
         try:
             with np.errstate(all="ignore"):
@@ -354,7 +362,8 @@ class InferenceSession:
         return [env[self._output_slots[name]] for name in wanted]
 
     def _check_feed(self, input_feed):
-        """The checked feed ({name: C-contiguous float32 array}) and its batch size."""
+        """The checked feed ({name: C-contiguous array of the input's dtype}) and its batch
+        size."""
         if not isinstance(input_feed, dict):
             raise ValueError("input_feed must be a dict mapping input names to arrays")
         feed = {}
@@ -363,12 +372,13 @@ class InferenceSession:
             x = input_feed.get(name)
             if x is None:
                 raise ValueError(f"missing input {name!r} (shape {self._shape_text(spec)}, "
-                                 "float32)")
+                                 f"{self._input_dtypes[name]})")
             if type(x) is not np.ndarray and not isinstance(x, np.ndarray):
                 raise ValueError(f"input {name!r} must be a numpy array, got "
                                  f"{type(x).__name__}")
-            if x.dtype != np.float32:
-                raise ValueError(f"input {name!r} must be float32, got {x.dtype}")
+            if x.dtype != self._input_dtypes[name]:  # never converted, ids least of all
+                raise ValueError(f"input {name!r} must be {self._input_dtypes[name]}, got "
+                                 f"{x.dtype}")
             xs = x.shape
             if len(xs) != len(shape) or any(d is not None and d != s
                                             for d, s in zip(shape, xs)):
@@ -412,7 +422,7 @@ class InferenceSession:
                     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
     def run(self, output_names, input_feed, run_options=None):
-        """Outputs named in `output_names` (None: all) for the float32 arrays in `input_feed`."""
+        """Outputs named in `output_names` (None: all) for the arrays in `input_feed`."""
         feed, batch = self._check_feed(input_feed)
         return self._locked(feed, self._wanted(output_names), batch)
 

@@ -42,6 +42,7 @@ MAX_NODES = 100_000
 DEFAULT_LIMIT = 8 * 1024**3
 DTYPES = {"float32": "<f4", "float16": "<f2", "int32": "<i4", "int64": "<i8", "uint8": "u1"}
 BASE_VERSION = 2
+INPUT_DTYPES = {"float32": BASE_VERSION, "int64": 3, "int32": 3}  # section 7: since version
 REQUIRED = object()  # an attribute without default
 
 
@@ -353,7 +354,8 @@ def read_graph(graph, tensors, version):
         where = f"graph input {i}"
         _keys(spec, where, {"name", "dtype", "shape"})
         shape = spec["shape"]
-        if spec["dtype"] != "float32" or not isinstance(shape, list) or not 1 <= len(shape) \
+        if not isinstance(spec["dtype"], str) or INPUT_DTYPES.get(spec["dtype"], version + 1) \
+                > version or not isinstance(shape, list) or not 1 <= len(shape) \
                 <= MAX_RANK or not all((d is None and j == 0) or (type(d) is int and 1 <= d
                                        <= 2**31) for j, d in enumerate(shape)):
             _fail(where, "dtype or shape")

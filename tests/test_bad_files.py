@@ -355,6 +355,42 @@ CASES.update({
         rf"{_C}: op 'conv_transpose2d' needs format version 3; the file is version 2"),
 })
 
+# ---- token inputs and embeddings (version 3): conv_weight's sparse [4, 18] weight as a table
+def _embedding(weight_shape=(4, 18), dtype="int64", version=3, ids_shape=(5,)):
+    def fn(h, s):
+        tensor(h, "conv.weight").update(shape=list(weight_shape))
+        h.update(format_version=version, graph={
+            "inputs": [{"name": "ids", "dtype": dtype, "shape": [None, *ids_shape]}],
+            "nodes": [{"name": "wte", "op": "embedding", "inputs": ["ids"], "outputs": ["y"],
+                       "params": {"weight": "conv.weight"}}],
+            "outputs": [{"name": "y"}]})
+    return edit(vector("conv_weight"), fn)
+
+
+CASES.update({
+    "int64 input in a version 2 file": (_embedding(version=2), CdnnFormatError,
+                                        r"graph input 0 \('ids'\): dtype int64 needs format "
+                                        "version 3; the file is version 2"),
+    "int32 input in a version 2 file": (_embedding(dtype="int32", version=2), CdnnFormatError,
+                                        r"graph input 0 \('ids'\): dtype int32 needs format "
+                                        "version 3; the file is version 2"),
+    "input dtype a list": (_embedding(dtype=["int64"]), CdnnFormatError,
+                           r"graph input 0 \('ids'\): dtype must be one of float32, int64, "
+                           "int32"),
+    "embedding table of rank 4": (_embedding((4, 2, 3, 3)), CdnnFormatError,
+                                  r"graph node 0 \('wte'\) param 'weight' \('conv.weight'\): "
+                                  r"embedding weight must have rank 2, has shape \[4, 2, 3, 3\]"),
+    "embedding in a version 2 file": (edit(_embedding(dtype="float32"),
+                                           lambda h, s: h.update(format_version=2)),
+                                      CdnnFormatError, r"graph node 0 \('wte'\): op "
+                                      "'embedding' needs format version 3; the file is "
+                                      "version 2"),
+    "embedding without a table": (edit(_embedding(), lambda h, s: node(h, "wte").update(
+        params={})), CdnnFormatError, r"graph node 0 \('wte'\): op 'embedding' needs param "
+                                      "'weight'"),
+})
+
+
 # ---- normalisation, resizing, pooling (version 3): a node of a golden vector made into one of
 # these ops (SPLIT's fc.weight is [2, 6], GOOD's fc1.bias is [8])
 def _norm_op(op, attrs, params=None, base=SPLIT, at="split", version=3):

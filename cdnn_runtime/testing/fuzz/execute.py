@@ -99,14 +99,18 @@ def _check_sparse(t, s):
 
 
 def feed(graph, seed=0):
-    """Random float32 inputs for a graph (batch 2), or None when one would be too large."""
+    """Random inputs for a graph (batch 2): float32 normal, integer ids (int64, int32) in
+    [0, 4), within any table of 4 rows; or None when one would be too large."""
     rng = np.random.default_rng(seed)
     inputs = {}
     for spec in graph["inputs"]:
         shape = [2 if d is None else d for d in spec["shape"]]
         if math.prod(shape) > MAX_FEED_ELEMENTS:
             return None
-        inputs[spec["name"]] = rng.standard_normal(shape).astype(np.float32)
+        if spec["dtype"] in ("int64", "int32"):
+            inputs[spec["name"]] = rng.integers(0, 4, shape).astype(spec["dtype"])
+        else:
+            inputs[spec["name"]] = rng.standard_normal(shape).astype(np.float32)
     return inputs
 
 

@@ -78,11 +78,17 @@ def seed_graph_ops():
     w.add_raw("att.fill", np.array([[0.0, 1.0], [0.0, 0.0]], np.float32))
     w.add_raw("att.value", np.array([-1.0], np.float32))
     w.add_raw("att.w", np.linspace(-1, 1, 10).astype(np.float32).reshape(2, 5))
+    # ---- token inputs and embeddings (version 3): a sparse table, also a tied linear head
+    _add_sparse(w, "emb.weight", (6, 10), _codes(rng, 6, 10, 0.5, 8), cb, gap_bits=2)
     node = _node
     w.set_graph({
         "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 3, 8, 8]},
-                   {"name": "y", "dtype": "float32", "shape": [None, 10]}],
+                   {"name": "y", "dtype": "float32", "shape": [None, 10]},
+                   {"name": "ids", "dtype": "int64", "shape": [None, 3]}],
         "nodes": [
+            # ---- token inputs and embeddings (version 3): ids [N, 3] -> [N, 3, 10] -> [N, 3, 6]
+            node("emb", "embedding", ["ids"], "emb", {"weight": "emb.weight"}),
+            node("emb_head", "linear", ["emb"], "emb_logits", {"weight": "emb.weight"}),
             node("c1", "conv2d", ["x"], "c1", {"weight": "c1.weight", "bias": "c1.bias"},
                  {"padding": [1, 1]}),
             node("bn1", "batch_norm", ["c1"], "bn1", {"mean": "bn1.mean", "var": "bn1.var",
@@ -217,7 +223,8 @@ def seed_graph_ops():
             node("sm", "softmax", ["plus"], "probs", attrs={"dim": 1}),
             node("lsm", "log_softmax", ["plus"], "logp", attrs={"dim": -1}),
         ],
-        "outputs": [{"name": "probs"}, {"name": "logp"}, {"name": "fc1"}],
+        "outputs": [{"name": "probs"}, {"name": "logp"}, {"name": "fc1"},
+                    {"name": "emb_logits"}],
     })
     return w.to_bytes()
 
