@@ -211,6 +211,8 @@ def export_model(model, example_inputs, dynamic_batch=True):
         try:
             return torch.export.export(model, _batch_of_two(example_inputs),
                                        dynamic_shapes=dyn), True
+        except CdnnError:  # refused by cdnn's own code in the model (cdnn.mha): not the batch
+            raise
         except Exception as exc:  # a model whose code fixes the batch size
             where = _where_batch_is_fixed(model, _batch_of_two(example_inputs), exc)
             n = example_inputs[0].shape[0] if isinstance(example_inputs[0], torch.Tensor) \

@@ -186,3 +186,25 @@ def test_a_weight_that_is_not_a_modules_weight_is_stored_raw_with_a_warning():
         ref = packed.reference_model()(x).numpy()
     np.testing.assert_allclose(InferenceSession(packed.to_bytes())(x.numpy()), ref, rtol=0,
                                atol=1e-5 * np.abs(ref).max())
+
+
+def test_a_refusal_raised_in_forward_is_not_taken_for_a_fixed_batch():
+    """cdnn's own CdnnError from a module's forward (cdnn.mha refusing a 3-D mask) stops
+    capture as it is, without a FixedBatchWarning first."""
+    import warnings
+
+    from cdnn.capture import prepare_for_capture
+
+    class PerHeadMask(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            mask = torch.zeros(4, 5, 5)
+            return self.attn(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FixedBatchWarning)
+        with pytest.raises(CdnnUnsupportedError, match="3-D attn_mask"):
+            capture(prepare_for_capture(PerHeadMask().eval()), torch.randn(1, 5, 8))
