@@ -15,6 +15,7 @@ from cdnn_runtime import InferenceSession
 from cdnn_runtime.errors import CdnnFormatError, CdnnUnsupportedError
 from cdnn_runtime.kernels.embedding import Embedding, embedding_csr, embedding_dense
 from cdnn_runtime.reader import read
+from cdnn_runtime.testing.craft import one_node_graph
 from cdnn_runtime.writer import Writer
 from test_kernels import make_csr
 
@@ -222,10 +223,7 @@ def test_float_ids_into_embedding_refused_at_load():
     """A version-3 file whose embedding reads a float32 input reads, but does not load."""
     w = Writer()
     w.add_raw("t.weight", np.zeros((4, 3), np.float32))
-    w.set_graph({"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2]}],
-                 "nodes": [{"name": "t", "op": "embedding", "inputs": ["x"], "outputs": ["y"],
-                            "params": {"weight": "t.weight"}}],
-                 "outputs": [{"name": "y"}]})
+    w.set_graph(one_node_graph("embedding", [None, 2], {"weight": "t.weight"}, name="t"))
     with pytest.raises(CdnnFormatError, match=r"node 't' \(embedding\): embedding ids must be "
                                               "an int64 or int32 array, got float32"):
         InferenceSession(w.to_bytes())

@@ -14,6 +14,7 @@ from cdnn import models
 from cdnn.compress import compress
 from cdnn_runtime import CdnnFormatError
 from cdnn_runtime.session import InferenceSession, load
+from cdnn_runtime.testing.craft import one_node_graph
 from test_compress import EveryOp, trained_bn
 
 
@@ -170,10 +171,7 @@ def test_graph_that_does_not_fit_its_shapes_is_refused_at_load():
     from cdnn_runtime.writer import Writer
     w = Writer()
     w.add_raw("fc.weight", np.ones((2, 5), np.float32))
-    w.set_graph({"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 4]}],
-                 "nodes": [{"name": "fc", "op": "linear", "inputs": ["x"], "outputs": ["y"],
-                            "params": {"weight": "fc.weight"}}],
-                 "outputs": [{"name": "y"}]})
+    w.set_graph(one_node_graph("linear", [None, 4], {"weight": "fc.weight"}, name="fc"))
     with pytest.raises(CdnnFormatError, match="does not fit"):
         InferenceSession(w.to_bytes())
 

@@ -21,7 +21,8 @@ from ..writer import deflate_header
 
 __all__ = ["PREAMBLE_FIELDS", "VECTORS", "assemble", "deflate_header", "fix_preamble_crc",
            "header_bytes", "is_deflated", "plain_header", "preamble_field", "section_table",
-           "split", "vector", "vector_makers", "vector_names", "vectors_dir", "with_preamble"]
+           "one_node_graph", "split", "vector", "vector_makers", "vector_names", "vectors_dir",
+           "with_preamble"]
 
 _FIELD_NAMES = ("magic", "version", "flags", "header_offset", "header_length", "file_length",
                 "header_crc", "reserved", "preamble_crc")
@@ -161,3 +162,12 @@ def vector_makers():
     module = util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.VECTORS
+
+
+def one_node_graph(op, input_shape, params, *, dtype="float32", name=None, attrs=None):
+    """A graph of one node `op` from input "x" (`dtype`, `input_shape`) to output "y"."""
+    node = {"name": name or op, "op": op, "inputs": ["x"], "outputs": ["y"], "params": params}
+    if attrs:
+        node["attrs"] = attrs
+    return {"inputs": [{"name": "x", "dtype": dtype, "shape": list(input_shape)}],
+            "nodes": [node], "outputs": [{"name": "y"}]}
