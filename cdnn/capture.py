@@ -208,13 +208,13 @@ def export_model(model, example_inputs, dynamic_batch=True):
         batch = torch.export.Dim("batch", min=1, max=2**20)
         dyn = tuple({0: batch} if isinstance(x, torch.Tensor) and x.ndim else None
                     for x in example_inputs)
+        batch_of_two = _batch_of_two(example_inputs)
         try:
-            return torch.export.export(model, _batch_of_two(example_inputs),
-                                       dynamic_shapes=dyn), True
+            return torch.export.export(model, batch_of_two, dynamic_shapes=dyn), True
         except CdnnError:  # refused by cdnn's own code in the model (cdnn.mha): not the batch
             raise
         except Exception as exc:  # a model whose code fixes the batch size
-            where = _where_batch_is_fixed(model, _batch_of_two(example_inputs), exc)
+            where = _where_batch_is_fixed(model, batch_of_two, exc)
             n = example_inputs[0].shape[0] if isinstance(example_inputs[0], torch.Tensor) \
                 else "?"
             # one place of issue, so that the default filter shows it once per process

@@ -73,7 +73,7 @@ def _fold_constant(g, node):
     """Compute `node` at capture when every tensor it reads is a parameter or a constant (a
     weight reshaped as `w.view(-1, 1, 1)` or `w[:, None, None]`, a mask from `arange`): its
     result becomes a constant of the graph. Returns whether it did."""
-    if node.target in HANDLERS and node.target in _NOT_FOLDED:
+    if node.target in _NOT_FOLDED:
         return False
     val = node.meta.get("val")
     if not isinstance(val, torch.Tensor) or not all(isinstance(d, int) for d in val.shape):

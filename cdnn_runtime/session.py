@@ -467,11 +467,7 @@ class InferenceSession:
         shapes = []
         with _RUN_LOCK:
             for s in self._steps:
-                y = s.fn(*[env[k] for k in s.in_slots])
-                if s.extra_slots:
-                    _store_outputs(env, s, y)
-                else:
-                    env[s.out_slot] = y
+                _store_outputs(env, s, s.fn(*[env[k] for k in s.in_slots]))
                 shapes.append(list(env[s.out_slot].shape))
                 for k in s.free:
                     env[k] = None
@@ -520,7 +516,11 @@ def _raw_conv_as_csr(w, op):
 
 
 def _store_outputs(env, step, values):
-    """Put the values of a node with several outputs into their slots."""
+    """Put the values a step computed into their slots (one value, or one per output of a node
+    with several)."""
+    if not step.extra_slots:
+        env[step.out_slot] = values
+        return
     if len(values) != 1 + len(step.extra_slots):
         raise ValueError(f"computed {len(values)} values for {1 + len(step.extra_slots)} "
                          "outputs")
