@@ -489,12 +489,29 @@ def _batch_kept(node):
 @handles(aten.expand.default, aten.expand_as.default)
 def _expand(g, node):
     src, out = node.args[0].meta["val"].shape, node.meta["val"].shape
+    if isinstance(g.values.get(node.args[0]), tuple) and len(out) == len(src) and \
+            src[0] == 1 and not isinstance(out[0], int):
+        return _constant_over_batch(g, node)
     if len(out) != len(src) or not _batch_kept(node):
         unsupported(node, "an expand of the batch dimension or to more dims")
     if not all(isinstance(d, int) for d in out[1:]):
         unsupported(node, "an expand to a size known only at run time")
     g.emit(node, "expand", [g.value_name(node.args[0])],
            attrs={"shape": [-1 if o == s else int(o) for s, o in zip(src[1:], out[1:])]})
+
+
+def _constant_over_batch(g, node):
+    """A parameter expanded over the free batch (a ViT's class token, `cls.expand(B, -1, -1)`):
+    a `constant` node, its batch that of the first graph input."""
+    src, out = node.args[0].meta["val"].shape, node.meta["val"].shape
+    if not all(isinstance(d, int) for d in out[1:]):
+        unsupported(node, "an expand to a size known only at run time")
+    value = g.state[g.param(node.args[0], node)]
+    if list(src[1:]) == list(out[1:]):
+        name = g.param(node.args[0], node)
+    else:
+        name = g.const_param(value.detach().float().expand(1, *out[1:]).numpy(), node)
+    g.emit(node, "constant", [g.graph["inputs"][0]["name"]], params={"value": name})
 
 
 def _emit_slice(g, node, dim, start, end, step):

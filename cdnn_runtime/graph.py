@@ -257,6 +257,14 @@ def _check_masked_fill(node, attrs, tensors, where):
         raise _bad(where, f"masked_fill value of shape {shape} is not [1]")
 
 
+# ---- constants over the batch (version 3)
+def _check_constant(node, attrs, tensors, where):
+    """constant: a value whose dim 0 (the batch) is 1, repeated over the reference's batch."""
+    shape = tensors[node["params"]["value"]]["shape"]
+    if not shape or shape[0] != 1:
+        raise _bad(where, f"constant value of shape {shape} does not have 1 in dim 0")
+
+
 _POOL = {"kernel_size": ("pair+", None), "stride": ("pair+", "kernel_size"),
          "padding": ("pair0", [0, 0]), "ceil_mode": ("bool", False)}
 _LAYER = {"weight": True, "bias": False}
@@ -369,6 +377,8 @@ OPS = {
                         check=_check_attention),
     "masked_fill": OpSpec(params={"mask": True, "value": True}, since=3,
                           check=_check_masked_fill),
+    # ---- constants over the batch (version 3)
+    "constant": OpSpec(params={"value": True}, since=3, check=_check_constant),
 }
 
 

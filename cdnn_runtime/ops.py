@@ -6,6 +6,8 @@ may be sparse_codebook, graph.OPS' ``weights``, as the reader gives it: an array
 SparseTensor). A new op is one builder and one entry.
 """
 
+import numpy as np
+
 from .errors import CdnnUnsupportedError
 from .kernels import attention, elementwise, norms, pooling, reduce, resize, shape
 from .kernels.embedding import Embedding
@@ -190,6 +192,12 @@ def _masked_fill(a, p):
     return lambda x: attention.masked_fill(x, mask, value)
 
 
+# ---- constants over the batch (version 3)
+def _constant(a, p):
+    value = np.ascontiguousarray(p["value"], dtype=np.float32)
+    return lambda like: np.repeat(value, like.shape[0], axis=0)
+
+
 #: op name -> builder(attrs, params) -> the op's function of its inputs (a list of arrays for
 #: an op with several outputs).
 OPS = {
@@ -271,6 +279,8 @@ OPS = {
     "matmul": _ordered_binary(attention.matmul),
     "attention": _attention,
     "masked_fill": _masked_fill,
+    # ---- constants over the batch (version 3)
+    "constant": _constant,
 }
 
 

@@ -497,6 +497,10 @@ CASES.update({
     "masked_fill value of several numbers": (
         _norm_op("masked_fill", {}, {"mask": "fc.weight", "value": "fc.weight"}),
         CdnnFormatError, rf"{_N}: masked_fill value of shape \[2, 6\] is not \[1\]"),
+    # ---- constants over the batch (version 3)
+    "constant of a value with 2 in dim 0": (
+        _norm_op("constant", {}, {"value": "fc.weight"}), CdnnFormatError,
+        rf"{_N}: constant value of shape \[2, 6\] does not have 1 in dim 0"),
     "matmul reversed without other": (edit(SPLIT, lambda h, s: node(h, "split").update(
         op="matmul", inputs=["x", "x"], outputs=["x0"], attrs={"reverse": True})),
         CdnnFormatError, f"{_AT}: matmul with reverse needs param 'other'"),

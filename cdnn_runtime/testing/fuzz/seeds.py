@@ -78,6 +78,7 @@ def seed_graph_ops():
     w.add_raw("att.fill", np.array([[0.0, 1.0], [0.0, 0.0]], np.float32))
     w.add_raw("att.value", np.array([-1.0], np.float32))
     w.add_raw("att.w", np.linspace(-1, 1, 10).astype(np.float32).reshape(2, 5))
+    w.add_raw("cst.value", np.linspace(0.5, -0.5, 10).astype(np.float32).reshape(1, 10))
     # ---- token inputs and embeddings (version 3): a sparse table, also a tied linear head
     _add_sparse(w, "emb.weight", (6, 10), _codes(rng, 6, 10, 0.5, 8), cb, gap_bits=2)
     node = _node
@@ -218,7 +219,10 @@ def seed_graph_ops():
                  {"mask": "att.fill", "value": "att.value"}),
             node("att_mo", "matmul", ["att_mf"], "att_mo", {"other": "att.w"}),
             node("att_out", "reshape", ["att_mo"], "att_out", attrs={"shape": [10]}),
-            node("id", "identity", ["att_out"], "id"),
+            # ---- constants over the batch (version 3): [N, 10] from a [1, 10] table row
+            node("cst", "constant", ["att_out"], "cst", {"value": "cst.value"}),
+            node("cst_add", "add", ["att_out", "cst"], "cst_add"),
+            node("id", "identity", ["cst_add"], "id"),
             node("plus", "add", ["id", "y"], "plus"),
             node("sm", "softmax", ["plus"], "probs", attrs={"dim": 1}),
             node("lsm", "log_softmax", ["plus"], "logp", attrs={"dim": -1}),
