@@ -4,6 +4,7 @@ in the form of Deep Compression's tables, and the LeNet scripts' common options.
 
 import argparse
 import json
+import os
 
 import numpy as np
 
@@ -79,17 +80,88 @@ def layer_table(f):
     return rows
 
 
-def lenet_parser(doc, *, quick_help, threads_help, from_json_help):
-    """The options both LeNet scripts take: --nets, --quick, --threads, --from-json."""
+def paper_parser(doc, *, quick_help, threads_help, from_json_help, threads=None):
+    """The options every paper script takes: --quick, --threads, --from-json."""
     ap = argparse.ArgumentParser(description=doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nets", default=LENETS)
     ap.add_argument("--quick", action="store_true", help=quick_help)
-    ap.add_argument("--threads", type=int, default=None, help=threads_help)
+    ap.add_argument("--threads", type=int, default=threads, help=threads_help)
     ap.add_argument("--from-json", metavar="PATH", help=from_json_help)
+    return ap
+
+
+def lenet_parser(doc, *, quick_help, threads_help, from_json_help):
+    """The options both LeNet scripts take: paper_parser's and --nets."""
+    ap = paper_parser(doc, quick_help=quick_help, threads_help=threads_help,
+                      from_json_help=from_json_help)
+    ap.add_argument("--nets", default=LENETS)
     return ap
 
 
 def load_json(path):
     with open(path) as fh:
         return json.load(fh)
+
+
+#: The line under the heading of a PAPER.md section that a script other than reproduce.py
+#: writes (reproduce.py rewrites PAPER.md and keeps such sections).
+SECTION_MARK = "<!-- section written by benchmarks/{script} -->"
+
+
+def _sections(text):
+    """Markdown split before each `## ` heading: [(heading line or None, block)]."""
+    lines = text.splitlines(keepends=True)
+    cuts = [0] + [i for i, line in enumerate(lines) if i and line.startswith("## ")]
+    out = []
+    for a, b in zip(cuts, cuts[1:] + [len(lines)]):
+        if a < b:
+            head = lines[a].rstrip("\n") if lines[a].startswith("## ") else None
+            out.append((head, "".join(lines[a:b])))
+    return out
+
+
+def write_section(path, section):
+    """Put `section` (markdown, its `## ` heading first) into the file at `path`: in place of
+    the section with the same heading, or at the end."""
+    try:
+        with open(path) as fh:
+            old = fh.read()
+    except FileNotFoundError:
+        old = ""
+    head = section.splitlines()[0]
+    block = section.rstrip("\n") + "\n\n"
+    heads, parts = map(list, zip(*_sections(old))) if old else ([], [])
+    if head in heads:
+        parts[heads.index(head)] = block
+    else:
+        parts.append(("" if not old or old.endswith("\n\n") else "\n") + block)
+    with open(path, "w") as fh:
+        fh.write("".join(parts).rstrip("\n") + "\n")
+
+
+def kept_sections(path, text):
+    """The sections of the markdown at `path` that another script wrote (SECTION_MARK under
+    their heading) and `text` lacks, to append to `text` when rewriting that file."""
+    try:
+        with open(path) as fh:
+            old = fh.read()
+    except FileNotFoundError:
+        return ""
+    have = {h for h, _ in _sections(text)}
+    mark = SECTION_MARK.split("{")[0]
+    keep = [b for h, b in _sections(old)
+            if h and h not in have and b.splitlines()[1:2] and
+            b.splitlines()[1].startswith(mark)]
+    return "".join("\n" + b.rstrip("\n") + "\n" for b in keep)
+
+
+def write_section_report(report, out, name, section):
+    """`name`.json (None: not written) and `section` in PAPER.md, in `out`; "-quick" files for a
+    quick report."""
+    suffix = "-quick" if report["quick"] else ""
+    os.makedirs(out, exist_ok=True)
+    if name:
+        with open(os.path.join(out, f"{name}{suffix}.json"), "w") as fh:
+            json.dump(report, fh, indent=1)
+    write_section(os.path.join(out, f"PAPER{suffix}.md"), section)
+    print(section)

@@ -33,7 +33,14 @@ import ablation
 import paper_plots
 import paper_sizes
 from _common import RESULTS
-from _paper_common import layer_table, lenet_parser, load_data, load_json, runtime_accuracy
+from _paper_common import (
+    kept_sections,
+    layer_table,
+    lenet_parser,
+    load_data,
+    load_json,
+    runtime_accuracy,
+)
 from cdnn import models
 from cdnn import recipe as recipes
 from cdnn.cluster import INITS
@@ -125,11 +132,12 @@ def markdown_table(name, rows, total, published):
 # ---- the LeNets --------------------------------------------------------------------------------
 
 class Net:
-    """One LeNet: its data, recipe, trained dense model and the hooks the compressor calls."""
+    """One LeNet (or, through `build` and `recipe`, another net): its data, recipe, trained
+    dense model and the hooks the compressor calls."""
 
-    def __init__(self, name, data, quick=False, seed=0, log=print):
+    def __init__(self, name, data, quick=False, seed=0, log=print, recipe=None):
         self.name, self.data, self.seed, self.log = name, data, seed, log
-        r = dict(RECIPES[name])
+        r = dict(recipe or RECIPES[name])
         if quick:
             r.update(dense_epochs=1, retrain_epochs=1, fine_tune_epochs=1, prune_steps=2)
         self.recipe = r
@@ -146,12 +154,15 @@ class Net:
     def scores(self, model):
         return {"val": accuracy(model, *self.val), "test": accuracy(model, *self.test)}
 
+    def build(self):
+        return models.seeded(models.MODELS[self.name], self.seed)
+
     def train_dense(self):
         r = self.recipe
         torch.manual_seed(self.seed)
-        model = models.seeded(models.MODELS[self.name], self.seed)
+        model = self.build()
         t0 = time.time()
-        self._fit(model, r["dense_epochs"], r["lr"], self.seed)
+        self._fit(model, r["dense_epochs"], r["lr"], self.seed, r.get("dense_schedule"))
         model.eval()
         self.dense = model
         self.dense_scores = self.scores(model)
@@ -476,8 +487,10 @@ def write_outputs(report, out, with_json=True):
     if with_json:
         with open(os.path.join(out, f"paper{suffix}.json"), "w") as fh:
             json.dump(report, fh, indent=1)
-    with open(os.path.join(out, f"PAPER{suffix}.md"), "w") as fh:
-        fh.write(md + "\n")
+    path = os.path.join(out, f"PAPER{suffix}.md")
+    kept = kept_sections(path, md)  # the sections other scripts wrote (paper_vit.py, ...)
+    with open(path, "w") as fh:
+        fh.write(md + "\n" + kept)
     print(md)
     for path in plots(report, out, suffix):
         print(path)
