@@ -38,6 +38,8 @@ latency: setup
 # half an hour on 2 cores. Needs Debian's dataset-fashion-mnist (see the README).
 paper: setup
 	$(PY) benchmarks/reproduce.py
+	# the ViT on Fashion-MNIST, one thread, about an hour: its section of PAPER.md
+	$(PY) benchmarks/paper_vit.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
