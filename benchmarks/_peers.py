@@ -31,6 +31,8 @@ import numpy as np
 from cdnn_runtime.timing import time_calls
 
 ONNX_OPSET = 13  # DeepSparse 1.8 rejects opsets above 19; the TorchScript exporter's default is 20
+#: scaled_dot_product_attention exports from opset 14 on (a sequence model's opset).
+ONNX_OPSET_ATTENTION = 14
 
 
 class Peer:
@@ -84,14 +86,16 @@ def make_torch_int8(model):
 
 # ---- ONNX export and onnxruntime -------------------------------------------------------------
 
-def export_onnx(model, shape, path):
-    """Export with a free batch dimension; returns (path, None) or (None, reason)."""
+def export_onnx(model, shape, path, dtype="float32", opset=ONNX_OPSET):
+    """Export with a free batch dimension (an input of `dtype`: float32, or int64 token ids);
+    returns (path, None) or (None, reason)."""
     import torch
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros((1,) + tuple(shape)),), path, dynamo=False,
-                              opset_version=ONNX_OPSET, input_names=["x"],
+            example = torch.zeros((1,) + tuple(shape), dtype=getattr(torch, dtype))
+            torch.onnx.export(model, (example,), path, dynamo=False,
+                              opset_version=opset, input_names=["x"],
                               output_names=["y"],
                               dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     except Exception as exc:  # noqa: BLE001

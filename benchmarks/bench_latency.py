@@ -4,7 +4,11 @@ load time, start-up time and peak memory.
 The four reference networks (LeNet-300-100, LeNet-5, AlexNet, VGG-16) get seeded random weights
 pruned to Deep Compression's per-layer densities and shared with its codebooks (conv 8 bits,
 fc 5 bits: the `deep-compression` preset, built as benchmarks/bench_runtime.py builds them), are
-saved as .cdnn and run by cdnn_runtime.InferenceSession. In the same run, on the same weights
+saved as .cdnn and run by cdnn_runtime.InferenceSession (with --models, also ResNet-50 and
+MobileNetV2 from cdnn.zoo, and `gpt`: the GPT-2-shaped decoder cdnn.zoo_sequence.gpt, 4 layers
+of width 256, on 128 int64 token ids, seeded random weights at the per-layer density and bits
+of benchmarks/results/chargpt.cdnn, or at 30% and 4 bits without that file; its FC-bound and
+fresh-process parts are skipped). In the same run, on the same weights
 run dense (the decompressed model):
   - PyTorch eager (float32, torch.inference_mode());
   - PyTorch dynamic int8 (torch.ao.quantization.quantize_dynamic on nn.Linear);
@@ -52,10 +56,18 @@ import time
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
-
 import _peers
-from _common import DEFAULT_MODELS, RESULTS, SHAPES, build, log, stats
+from _common import (
+    DEFAULT_MODELS,
+    RESULTS,
+    SEQUENCE,
+    SHAPES,
+    build,
+    example_input,
+    gpt_recipe,
+    log,
+    stats,
+)
 from _fc_bound import call_overhead, fc_layers
 from _fresh_process import subprocess_part
 from _latency_report import LABEL, NAMES, cell, write
@@ -162,7 +174,11 @@ def in_process_peers(name, sess, ref, plan, work, entry, skipped):
     onnx_path = None
     if not plan.ort_why or not plan.ds_why:
         t = time.perf_counter()
-        onnx_path, why = _peers.export_onnx(ref, SHAPES[name], os.path.join(work, name + ".onnx"))
+        seq = name in SEQUENCE
+        onnx_path, why = _peers.export_onnx(
+            ref, SHAPES[name], os.path.join(work, name + ".onnx"),
+            dtype="int64" if seq else "float32",
+            opset=_peers.ONNX_OPSET_ATTENTION if seq else _peers.ONNX_OPSET)
         entry["peers"]["onnx_export_s"] = time.perf_counter() - t
         if why:
             log(f"  ONNX export failed: {why}")
@@ -243,6 +259,9 @@ def time_model(name, batches, plan, report, work):
     torch.save(ref.state_dict(), pt)
     entry = {"file_bytes": packed.nbytes, "dense_bytes": packed.dense_bytes,
              "ratio": packed.ratio, "compress_s": compress_s, "peers": {}, "latency": {}}
+    if name in SEQUENCE:
+        entry["weights"] = "seeded random weights (cdnn.zoo_sequence.gpt, seed 0) at " + \
+            gpt_recipe()[1] + ", no retraining"
     del packed
     gc.collect()
     sess = InferenceSession(path, num_threads=plan.threads)
@@ -251,10 +270,9 @@ def time_model(name, batches, plan, report, work):
         f"{compress_s:.1f} s; runtimes: {', '.join(p.label for p in made)}")
     with torch.inference_mode():
         for batch in batches:
-            x = np.random.default_rng(1).standard_normal(
-                (batch,) + SHAPES[name]).astype(np.float32)
+            x = example_input(name, batch)
             entry["latency"][str(batch)] = time_batch(made, onnx_path, x, plan, work, entry)
-    if 1 in batches:
+    if 1 in batches and name not in SEQUENCE:  # a sequence model's layers see 128 rows
         log("  FC layers at batch 1 ...")
         entry["fc_layers"] = fc_layers(path, report["bandwidth"], plan.threads, llc_bytes(),
                                        report["call_overhead_us"]["serial_us"],
@@ -314,8 +332,11 @@ def main(argv=None):
         files = {}
         for name in names:
             report["models"][name], files[name] = time_model(name, batches, plan, report, work)
+        files = {n: f for n, f in files.items() if n not in SEQUENCE}  # children: float input
         if args.no_subprocess:
             report["subprocess_skipped"] = "Skipped (--no-subprocess)."
+        elif not files:
+            report["subprocess_skipped"] = "Skipped (a sequence model only)."
         else:
             n_load = 2 if plan.quick else 5
             report["subprocess"] = subprocess_part(files, plan.threads, n_load, work)
