@@ -40,6 +40,8 @@ paper: setup
 	$(PY) benchmarks/reproduce.py
 	# the ViT on Fashion-MNIST, one thread, about an hour: its section of PAPER.md
 	$(PY) benchmarks/paper_vit.py
+	# the character-level GPT on the Python standard library, one thread, about 70 minutes
+	$(PY) benchmarks/paper_chargpt.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
