@@ -5,6 +5,7 @@ input_feed)`, `get_inputs()`, `get_outputs()`; plus `session(x)` for one input a
 """
 
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numba
 import numpy as np
 
 from .constants import DEFAULT_MAX_DECODED_BYTES, MAX_CODEBOOK_SIZE, MAX_UINT16_COLUMNS
-from .errors import CdnnError, CdnnFormatError, CdnnMemoryError
+from .errors import CdnnArgumentError, CdnnError, CdnnFormatError, CdnnMemoryError
 from .graph import OPS as GRAPH_OPS
 from .kernels import parse_activation, prepare_conv, prepare_linear
 from .kernels.dense_linear import linear_dense
@@ -32,6 +33,9 @@ _RUN_LOCK = threading.Lock()
 
 #: A graph input's dtype -> its type as onnxruntime's NodeArg names it.
 _TYPE_NAMES = {"float32": "tensor(float)", "int64": "tensor(int64)", "int32": "tensor(int32)"}
+
+#: What a pickled session carries: the file's bytes, or the path it was read from.
+SHIP_MODES = ("bytes", "path")
 
 #: Most input elements of the zeros a fixed-batch model runs on at load (64 MiB of float32).
 _MAX_CHECK_ELEMENTS = 1 << 24
@@ -83,12 +87,27 @@ class _Step:
 
 
 class InferenceSession:
-    """A validated, decoded, prepared .cdnn model ready to run many times."""
+    """A validated, decoded, prepared .cdnn model ready to run many times.
+
+    A session pickles as its file and options, never its compiled state, and is rebuilt where
+    it is unpickled (a worker process, a cluster node). `ship="bytes"` (the default) keeps the
+    file's bytes in memory to send them (the file's size: small); `ship="path"`, for a session
+    from a path, sends only the path, which the receiving side must be able to read.
+    """
 
     def __init__(self, path_or_bytes, sess_options=None, *, num_threads=None,
-                 max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
+                 max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES, ship="bytes"):
         if isinstance(path_or_bytes, InferenceSession):
             raise TypeError("InferenceSession takes a path or bytes")
+        if ship not in SHIP_MODES:
+            raise CdnnArgumentError(f"ship must be one of {', '.join(SHIP_MODES)}, got "
+                                    f"{ship!r}")
+        from_bytes = isinstance(path_or_bytes, (bytes, bytearray, memoryview))
+        if ship == "path" and from_bytes:
+            raise CdnnArgumentError("ship='path' needs a session made from a path; this one "
+                                    "was made from bytes")
+        self._options = {"num_threads": num_threads, "max_decoded_bytes": max_decoded_bytes,
+                         "ship": ship}
         if num_threads is None and sess_options is not None:
             num_threads = getattr(sess_options, "intra_op_num_threads", None) or None
         if num_threads is not None:
@@ -97,6 +116,9 @@ class InferenceSession:
             num_threads = min(num_threads, numba.config.NUMBA_NUM_THREADS)
         self.num_threads = num_threads
         self.file = read(path_or_bytes, max_decoded_bytes=max_decoded_bytes)
+        # what a pickle of the session carries: the file's bytes, or its absolute path
+        self._shipped = bytes(self.file._data.obj) if ship == "bytes" else \
+            os.path.abspath(os.fspath(path_or_bytes))
         if self.file.graph is None:
             raise CdnnFormatError("the file holds tensors but no graph, so there is nothing to "
                                   "run (cdnn_runtime.read gives access to its tensors)")
@@ -115,7 +137,11 @@ class InferenceSession:
         self._output_slots = {o.name: self._slots[o.name] for o in self._outputs}
         self._check_shapes()
         self.graph = g
-        self.file = None  # everything is decoded: the file's bytes are not kept
+        self.file = None  # everything is decoded: only what a pickle ships is kept
+
+    # ---- pickling: the file and the options, rebuilt on the receiving side ----------------
+    def __reduce__(self):
+        return _unpickle_session, (self._shipped, self._options)
 
     # ---- preparation -----------------------------------------------------------------------
     def _weight(self, name):
@@ -551,6 +577,11 @@ def _over_rows(fn):
         y = fn(np.ascontiguousarray(x).reshape(-1, x.shape[-1]))
         return y.reshape(x.shape[:-1] + y.shape[-1:])
     return step
+
+
+def _unpickle_session(shipped, options):
+    """A session rebuilt from what a pickle shipped (bytes or a path) and its options."""
+    return InferenceSession(shipped, **options)
 
 
 def load(path_or_bytes, **kwargs):
