@@ -8,6 +8,9 @@ one per module.
 
 import os
 import pickle
+import signal
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -16,6 +19,7 @@ import pytest
 
 from _scale_model import compressed_lenet5, fashion_images
 from cdnn_runtime import CdnnArgumentError, InferenceSession
+from cdnn_runtime.batch import Predictor, predict_in_processes
 
 IMAGES = 10_000
 PARQUET_SHARDS = 8
@@ -33,6 +37,24 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def images():
     return fashion_images(IMAGES)
+
+
+@pytest.fixture(scope="module")
+def reference(model, images):
+    """The outputs of a single-process run over every image."""
+    return InferenceSession(model)(images)
+
+
+@pytest.fixture(scope="module")
+def parquet_dir(tmp_path_factory, images):
+    """The images as Parquet shards: an id column and the image flattened (a list column)."""
+    pd = pytest.importorskip("pandas", reason="pandas is not installed")
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed")
+    folder = tmp_path_factory.mktemp("parquet")
+    for k, ids in enumerate(np.array_split(np.arange(IMAGES), PARQUET_SHARDS)):
+        frame = pd.DataFrame({"id": ids, "image": list(images[ids].reshape(len(ids), -1))})
+        frame.to_parquet(folder / f"part-{k:02d}.parquet", index=False)
+    return folder
 
 
 # ---- the session travels ---------------------------------------------------------------------
@@ -74,3 +96,142 @@ def test_session_ships_its_path_when_asked(model, images, tmp_path):
     moved.unlink()
     with pytest.raises(FileNotFoundError):  # the path must be readable where it is unpickled
         pickle.loads(away)
+
+
+# ---- Predictor -------------------------------------------------------------------------------
+def test_predictor_on_a_dict_and_a_dataframe(model, images, reference):
+    pd = pytest.importorskip("pandas", reason="pandas is not installed")
+    pred = Predictor(model)
+    x = images[:100]
+    out = pred({"x": x, "id": np.arange(100)})
+    assert sorted(out) == ["id", "output"] and np.array_equal(out["output"], reference[:100])
+    flat = Predictor(open(model, "rb").read(), input_name="image")(
+        {"image": x.reshape(100, -1)})  # flattened rows take the file's input shape
+    assert np.array_equal(flat["output"], reference[:100])
+    frame = pd.DataFrame({"id": np.arange(100), "image": list(x.reshape(100, -1))},
+                         index=np.arange(500, 600))
+    pred = Predictor(model, input_name="image")
+    got = pred(frame)
+    assert list(got.columns) == ["id", "output"] and list(got.index) == list(frame.index)
+    assert np.array_equal(np.stack(got["output"]), reference[:100])
+    meta = pred.meta(frame)
+    assert list(meta.columns) == ["id", "output"] and len(meta) == 0
+    assert meta["output"].dtype == object
+    empty = pred(frame.iloc[:0])
+    assert list(empty.columns) == ["id", "output"] and len(empty) == 0
+
+
+def test_predictor_refuses_what_it_cannot_feed(model, images):
+    pred = Predictor(model)
+    with pytest.raises(CdnnArgumentError, match="no column 'x'.*its columns are image"):
+        pred({"image": images[:4]})
+    with pytest.raises(CdnnArgumentError, match="uint8.*takes float32"):
+        pred({"x": (images[:4] * 255).astype(np.uint8)})
+    with pytest.raises(CdnnArgumentError, match=r"column\(s\) x: input 'x' has shape"):
+        pred({"x": images[:4, :, :20]})
+    with pytest.raises(CdnnArgumentError, match="unknown output 'logits'"):
+        Predictor(model, output_names=["logits"])
+    with pytest.raises(CdnnArgumentError, match="model must be a path"):
+        Predictor(42)
+    with pytest.raises(CdnnArgumentError, match="dict of numpy arrays or a pandas DataFrame"):
+        pred([images[:4]])
+
+
+def test_predictor_pickles_once_per_process(model):
+    pred = Predictor(model)
+    first, second = pickle.loads(pickle.dumps(pred)), pickle.loads(pickle.dumps(pred))
+    assert first.session is second.session  # built once, then taken from the process's cache
+
+
+def test_batch_module_imports_no_engine():
+    code = ("import sys, cdnn_runtime.batch; "
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'ray', 'dask', 'torch') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_process_pool_recipe(model, images, reference):
+    batches = [{"x": images[k:k + 250], "id": np.arange(k, k + 250)} for k in range(0, 1000, 250)]
+    got = list(predict_in_processes(model, batches, workers=2))
+    assert [list(b["id"][:1]) for b in got] == [[0], [250], [500], [750]]  # in order
+    assert np.array_equal(np.concatenate([b["output"] for b in got]), reference[:1000])
+
+
+# ---- Ray -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason=NO_RAY)
+    pytest.importorskip("ray.data", reason=NO_RAY)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    # the test's own classes go to the workers by value (the tests folder is not on their path)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+def _ray_predictions(ds):
+    ids, outs = [], []
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        ids.append(batch["id"])
+        outs.append(batch["output"])
+    return np.concatenate(ids), np.concatenate(outs)
+
+
+def test_ray_data_recipe(ray_cluster, model, reference, parquet_dir):
+    ds = ray_cluster.data.read_parquet(str(parquet_dir)).repartition(PARQUET_SHARDS)
+    preds = ds.map_batches(Predictor, fn_constructor_kwargs={
+        "model": open(model, "rb").read(), "input_name": "image", "num_threads": 1},
+        concurrency=2, batch_size=1000, num_cpus=0.5)
+    ids, outs = _ray_predictions(preds)
+    assert sorted(ids.tolist()) == list(range(IMAGES))
+    assert np.array_equal(outs, reference[ids])
+
+
+class KillingPredictor(Predictor):
+    """A Predictor whose process dies (SIGKILL) in the middle of the job, once: the first
+    batch past image 4,000 finds no marker file, makes it and kills its own worker."""
+
+    def __init__(self, model, marker, **kwargs):
+        super().__init__(model, **kwargs)
+        self.marker = marker
+
+    def __call__(self, batch):
+        if batch["id"][0] >= 4000:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().__call__(batch)
+
+
+def test_ray_worker_killed_mid_job_is_retried(ray_cluster, model, reference, parquet_dir,
+                                              tmp_path):
+    marker = tmp_path / "killed"
+    ds = ray_cluster.data.read_parquet(str(parquet_dir)).repartition(PARQUET_SHARDS)
+    preds = ds.map_batches(KillingPredictor, fn_constructor_kwargs={
+        "model": open(model, "rb").read(), "marker": str(marker), "input_name": "image",
+        "num_threads": 1}, concurrency=2, batch_size=500, num_cpus=0.5)
+    ids, outs = _ray_predictions(preds)
+    assert marker.exists()  # a worker did die
+    assert len(ids) == IMAGES and sorted(ids.tolist()) == list(range(IMAGES))  # no duplicates
+    assert np.array_equal(outs, reference[ids])
+
+
+# ---- Dask ------------------------------------------------------------------------------------
+def test_dask_recipe(model, reference, parquet_dir):
+    pytest.importorskip("distributed", reason=NO_DASK)
+    dd = pytest.importorskip("dask.dataframe", reason=NO_DASK)
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        ddf = dd.read_parquet(str(parquet_dir))
+        pred = Predictor(model, input_name="image", num_threads=1)
+        got = ddf.map_partitions(pred, meta=pred.meta(ddf)).compute()
+    ids = got["id"].to_numpy()
+    assert sorted(ids.tolist()) == list(range(IMAGES))
+    assert np.array_equal(np.stack(got["output"]), reference[ids])
