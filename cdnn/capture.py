@@ -21,6 +21,7 @@ from cdnn._callable import make_callable
 from cdnn_runtime.errors import CdnnCaptureError, CdnnError, CdnnUnsupportedError
 
 from .mha import CaptureAttention
+from .recurrent import CaptureRecurrent
 from .translate import translate, unsupported
 
 __all__ = ["Captured", "CdnnCaptureError", "FixedBatchWarning", "GraphBuilder",
@@ -330,7 +331,8 @@ class _LRN(nn.Module):
 def prepare_for_capture(model):
     """A copy of the model ready to trace: eval mode, torch.nn.utils.prune masks made permanent
     (weights keep their names), LocalResponseNorm kept as one op, MultiheadAttention as
-    cdnn.mha.CaptureAttention (its projections q_proj, k_proj, v_proj, out_proj)."""
+    cdnn.mha.CaptureAttention (its projections q_proj, k_proj, v_proj, out_proj), nn.LSTM,
+    nn.GRU and nn.RNN as cdnn.recurrent.CaptureRecurrent (its matrices ih_l0, hh_l0, ...)."""
     from torch.nn.utils import prune as tprune
     memo = {}
     for _, mod in model.named_modules():  # pruned weights are computed tensors: copy values
@@ -350,6 +352,10 @@ def prepare_for_capture(model):
                 setattr(mod, cname, _LRN(child))
             elif isinstance(child, nn.MultiheadAttention):  # attention (version 3)
                 setattr(mod, cname, CaptureAttention(child))
+            elif isinstance(child, nn.RNNBase):  # recurrent layers (version 3)
+                setattr(mod, cname, CaptureRecurrent(child))
+    if isinstance(model, nn.RNNBase):  # recurrent layers (version 3)
+        return CaptureRecurrent(model)
     return CaptureAttention(model) if isinstance(model, nn.MultiheadAttention) else model
 
 

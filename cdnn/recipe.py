@@ -1,9 +1,9 @@
 """Compression recipes: per-layer density (or quality), codebook bits, clustering init, gap bits.
 
 A recipe maps module names (shell-style patterns allowed) or layer kinds (`kind:linear`,
-`kind:conv2d`, `kind:conv1d`, `kind:conv_transpose2d`, `kind:embedding`) to settings; layers
-not named get the preset's defaults. Exact names win over patterns, patterns over kinds, kinds
-over the preset.
+`kind:conv2d`, `kind:conv1d`, `kind:conv_transpose2d`, `kind:embedding`, and `kind:lstm`,
+`kind:gru`, `kind:rnn` for a recurrent layer's matrices) to settings; layers not named get the
+preset's defaults. Exact names win over patterns, patterns over kinds, kinds over the preset.
 """
 
 import fnmatch
@@ -24,11 +24,12 @@ MAX_CODE_BITS = MAX_CODEBOOK_SIZE.bit_length() - 1
 BIAS_DTYPES = ("float32", "float16")
 
 #: The kinds of compressed layer (the graph op of their weight).
-KINDS = ("linear", "conv2d", "conv1d", "conv_transpose2d", "embedding")
+KINDS = ("linear", "conv2d", "conv1d", "conv_transpose2d", "embedding", "lstm", "gru", "rnn")
 #: Every convolution gets what Deep Compression gives conv layers; an embedding table (rows of
-#: a matrix, as a linear layer's weight) what it gives fully connected ones.
+#: a matrix, as a linear layer's weight) and a recurrent layer's W_ih and W_hh (each the weight
+#: of a linear map) what it gives fully connected ones.
 _CONVS = ("conv2d", "conv1d", "conv_transpose2d")
-_MATRICES = ("linear", "embedding")
+_MATRICES = ("linear", "embedding", "lstm", "gru", "rnn")
 
 PRESETS = {
     # Deep Compression: conv 8 bits, fc 5 bits; its published densities for the reference nets.

@@ -16,6 +16,8 @@ import torch.utils._pytree as pytree
 from cdnn_runtime.constants import MAX_NODE_OUTPUTS, MAX_RANK
 from cdnn_runtime.errors import CdnnUnsupportedError
 
+from .recurrent import CUSTOM_OPS
+
 aten = torch.ops.aten
 
 #: ATen overload -> handler(g, node)
@@ -556,6 +558,8 @@ def _narrow(g, node):
 
 @handles(aten.select.int)
 def _select(g, node):
+    if _select_of_recurrent_state(g, node):  # recurrent layers (version 3): h_n[-1]
+        return
     axis, size = _static_dim(g, node, int(node.args[1]))
     index = node.args[2]
     if not isinstance(index, int) or not -size <= index < size:
@@ -1050,3 +1054,156 @@ def _masked_fill(g, node):
     prm = {"mask": _const_mask(g, node, mask, "fill"),
            "value": g.const_param([float(value)], node)}
     g.emit(node, "masked_fill", [g.value_name(x)], prm)
+
+
+# ---- recurrent layers (version 3)
+
+#: ATen op of nn.LSTM, nn.GRU, nn.RNN, or cdnn.recurrent's op of the same arguments (which
+#: keeps a free sequence length) -> (the format's op, its nonlinearity for rnn).
+_RECURRENT = {aten.lstm.input: ("lstm", None), aten.gru.input: ("gru", None),
+              aten.rnn_tanh.input: ("rnn", "tanh"), aten.rnn_relu.input: ("rnn", "relu"),
+              **CUSTOM_OPS}
+
+
+class _Part:
+    """A stand-in fx node for one of the graph nodes one ATen op becomes (a layer of an
+    nn.LSTM): `g.emit` names that node's outputs after it."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _emit_part(g, node, suffix, op, inputs, params=None, attrs=None, n_outputs=None,
+               name=None):
+    """Emit a graph node for a part of fx node `node`, its outputs named `<node>.<suffix>`
+    (`.0`, `.1`, ... with `n_outputs`); returns the output's value name (or list of them)."""
+    part = _Part(f"{node.name}.{suffix}")
+    g.emit(part, op, inputs, params, attrs, name=name or part.name, n_outputs=n_outputs)
+    value = g.values.pop(part)
+    return value[1] if isinstance(value, tuple) else value
+
+
+def _first_dims_swapped(g, node, v, suffix):
+    """The graph value of fx value `v` with dims 0 and 1 swapped: the source of `v` when `v`
+    is such a transpose of a graph value (a sequence-first layout made from a batch-first
+    one), else a new transpose node."""
+    if v.target == aten.transpose.int and _is_value(g, v.args[0]) and \
+            {int(d) % _rank(v) for d in v.args[1:3]} == {0, 1}:
+        return g.value_name(v.args[0])
+    return _emit_part(g, node, suffix, "transpose", [g.value_name(v)],
+                      attrs={"dim0": 0, "dim1": 1})
+
+
+@handles(aten.zeros.default)
+def _zeros_of_batch(g, node):
+    """Zeros sized by the free batch: no graph value, taken by a recurrent op as its default
+    initial state (what nn.LSTM and nn.GRU make when given none)."""
+    if not node.users or not all(u.target in _RECURRENT for u in node.users):
+        unsupported(node, "zeros sized by the batch other than a recurrent layer's initial "
+                          "state")
+    g.values[node] = ("zeros", None)
+
+
+def _initial_states(g, node, state, key, layers, dirs):
+    """Per layer, the graph value [N, D, H] of initial state `state` (of the module's shape
+    [layers * D, N, H]), or None for zeros (the default state, or a constant of zeros)."""
+    held = g.values.get(state)
+    if isinstance(held, tuple) and held[0] == "param" and \
+            not bool((g.state[held[1]] == 0).all()):
+        unsupported(node, f"an initial state {key} that is a constant other than zeros (give "
+                          "it as an input)")
+    if isinstance(held, tuple):
+        return [None] * layers
+    batch_first = _first_dims_swapped(g, node, state, key)
+    if layers == 1:
+        return [batch_first]
+    return [_emit_part(g, node, f"{key}_l{k}", "slice", [batch_first],
+                       attrs={"dim": 1, "start": k * dirs, "end": (k + 1) * dirs, "step": 1})
+            for k in range(layers)]
+
+
+def _state_of_layer(v):
+    """(recurrent fx node, output index) when fx value `v` is the h_n or c_n of one."""
+    if v.target is operator.getitem and v.args[0].target in _RECURRENT and v.args[1] > 0:
+        return v.args[0], v.args[1]
+    return None
+
+
+def _layer_pick(u):
+    """Whether fx node `u` picks one layer's state out of a module's h_n (`h_n[-1]`)."""
+    return u.target == aten.select.int and int(u.args[1]) % _rank(u.args[0]) == 0
+
+
+def _output_used(node, index):
+    """Whether output `index` of recurrent fx node `node` is used other than by picks of
+    one layer's state, which read the layers' own outputs."""
+    return any(u.target is operator.getitem and u.args[1] == index and
+               any(not (index and _layer_pick(w)) for w in u.users) for u in node.users)
+
+
+def _select_of_recurrent_state(g, node):
+    """`h_n[i]` of a recurrent module's h_n or c_n ([layers * D, N, H]): its layer's state
+    [N, D, H] at direction i % D, without the stitched value. Returns whether it was one."""
+    found = _state_of_layer(node.args[0]) if _layer_pick(node) else None
+    if found is None:
+        return False
+    rec, index = found
+    layer_outputs = g.values[("recurrent layers", rec)]
+    dirs = 2 if rec.args[7] else 1
+    layer, direction = divmod(int(node.args[2]) % (len(layer_outputs) * dirs), dirs)
+    g.emit(node, "select", [layer_outputs[layer][index]], attrs={"dim": 1, "index": direction})
+    return True
+
+
+@handles(*_RECURRENT)
+def _recurrent(g, node):
+    """nn.LSTM, nn.GRU, nn.RNN in eval mode: one graph node per layer on the batch-first
+    sequence (a sequence-first one transposed on the way in and out), each direction's
+    weights compressible; the module's h_n and c_n ([layers * D, N, H]) stitched from the
+    layers' [N, D, H] where they are used."""
+    op, nonlinearity = _RECURRENT[node.target]
+    x, hx, flat, has_biases, layers, _, train, bidirectional, batch_first = node.args[:9]
+    if train:
+        unsupported(node, "a recurrent layer in training mode")
+    if _rank(x) != 3:
+        unsupported(node, "an unbatched input (rank 2)")
+    dirs, per = (2 if bidirectional else 1), (4 if has_biases else 2)
+    if len(flat) != layers * dirs * per:
+        unsupported(node, "an LSTM with proj_size > 0")
+    hidden = int(flat[1].meta["val"].shape[1])  # W_hh [G * H, H]
+    states = [_initial_states(g, node, s, key, layers, dirs)
+              for key, s in zip(("h0", "c0"), hx if op == "lstm" else [hx])]
+    if op == "lstm" and (states[0][0] is None) != (states[1][0] is None):
+        unsupported(node, "an LSTM given one of h0 and c0 and zeros for the other (give both)")
+    attrs = {"hidden_size": hidden, "bidirectional": bool(bidirectional)}
+    if nonlinearity is not None:
+        attrs["nonlinearity"] = nonlinearity
+    base = module_path(node) if module_path(node) != "(top level)" else node.name
+    seq = g.value_name(x) if batch_first else _first_dims_swapped(g, node, x, "input")
+    layer_outputs = []
+    for k in range(layers):
+        prm = {}
+        for d, suffix in enumerate(("", "_reverse")[:dirs]):
+            group = flat[(k * dirs + d) * per:(k * dirs + d + 1) * per]
+            for role, p in zip(("w_ih", "w_hh", "b_ih", "b_hh"), group):
+                prm[role + suffix] = g.param(p, node)
+            for role in ("w_ih", "w_hh"):
+                g.compressible(prm[role + suffix], op)
+        ins = [seq] + [s[k] for s in states if s[k] is not None]
+        outs = _emit_part(g, node, f"l{k}", op, ins, prm, attrs, name=f"{base}.l{k}",
+                          n_outputs=3 if op == "lstm" else 2)
+        seq = outs[0]
+        layer_outputs.append(outs)
+    results = [None] * (3 if op == "lstm" else 2)
+    if _output_used(node, 0):
+        results[0] = seq if batch_first else _emit_part(g, node, "output", "transpose", [seq],
+                                                        attrs={"dim0": 0, "dim1": 1})
+    for index, key in ((1, "h_n"), (2, "c_n"))[:len(results) - 1]:
+        if _output_used(node, index):
+            pieces = [outs[index] for outs in layer_outputs]
+            stacked = pieces[0] if layers == 1 else \
+                _emit_part(g, node, f"{key}_cat", "cat", pieces, attrs={"dim": 1})
+            results[index] = _emit_part(g, node, key, "transpose", [stacked],
+                                        attrs={"dim0": 0, "dim1": 1})
+    g.values[node] = ("multi", results)
+    g.values[("recurrent layers", node)] = layer_outputs  # for _select_of_recurrent_state

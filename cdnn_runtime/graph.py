@@ -265,6 +265,55 @@ def _check_constant(node, attrs, tensors, where):
         raise _bad(where, f"constant value of shape {shape} does not have 1 in dim 0")
 
 
+# ---- recurrent layers (version 3)
+
+#: Recurrent op -> gates per hidden unit (rows of w_ih and w_hh per hidden unit).
+RECURRENT_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+_DIRECTION = ("w_ih", "w_hh", "b_ih", "b_hh")
+
+
+def _check_recurrent(node, attrs, tensors, where):
+    """lstm, gru, rnn: the LSTM's initial states h0 and c0 together; w_ih [G*H, in], w_hh
+    [G*H, H], b_ih and b_hh [G*H] (G gates, H hidden_size); the `_reverse` params exactly
+    when bidirectional, the same roles as the forward ones, w_ih of the same width."""
+    op, p, hidden = node["op"], node["params"], attrs["hidden_size"]
+    if op == "lstm" and len(node["inputs"]) == 2:
+        raise _bad(where, "lstm takes x alone or x, h0 and c0 (both initial states)")
+    forward = sorted(r for r in p if not r.endswith("_reverse"))
+    reverse = sorted(r[:-len("_reverse")] for r in p if r.endswith("_reverse"))
+    if not attrs["bidirectional"] and reverse:
+        raise _bad(where, f"{op} has reverse params {reverse} but is not bidirectional")
+    if attrs["bidirectional"] and reverse != forward:
+        raise _bad(where, f"bidirectional {op}'s reverse params {reverse} differ from its "
+                          f"forward ones {forward}")
+    rows = RECURRENT_GATES[op] * hidden
+    width = tensors[p["w_ih"]]["shape"][1]
+    for suffix in ("", "_reverse") if attrs["bidirectional"] else ("",):
+        want = {"w_ih": [rows, width], "w_hh": [rows, hidden], "b_ih": [rows], "b_hh": [rows]}
+        for role in _DIRECTION:
+            shape = tensors[p[role + suffix]]["shape"] if role + suffix in p else want[role]
+            if shape != want[role]:
+                gates = RECURRENT_GATES[op]
+                raise _bad(where, f"{op} {role}{suffix} of shape {shape} is not {want[role]} "
+                                  f"(hidden_size {hidden}, {gates} gate{'s' * (gates > 1)})")
+
+
+_RECURRENT_PARAMS = {"w_ih": True, "w_hh": True, "b_ih": False, "b_hh": False,
+                     **{f"{role}_reverse": False for role in _DIRECTION}}
+_RECURRENT_WEIGHTS = {f"{role}{suffix}": 2 for suffix in ("", "_reverse")
+                      for role in ("w_ih", "w_hh")}
+_RECURRENT_ATTRS = {"hidden_size": ("posint", None), "bidirectional": ("bool", False)}
+
+
+# ---- free sequence dims (version 3)
+def _check_unflatten(node, attrs, tensors, where):
+    """unflatten: one dim (never the batch) into sizes."""
+    _check_not_batch(node, attrs, tensors, where)
+    if len(attrs["sizes"]) >= MAX_RANK:
+        raise _bad(where, f"unflatten into {len(attrs['sizes'])} dims (at most "
+                          f"{MAX_RANK - 1})")
+
+
 _POOL = {"kernel_size": ("pair+", None), "stride": ("pair+", "kernel_size"),
          "padding": ("pair0", [0, 0]), "ceil_mode": ("bool", False)}
 _LAYER = {"weight": True, "bias": False}
@@ -379,6 +428,15 @@ OPS = {
                           check=_check_masked_fill),
     # ---- constants over the batch (version 3)
     "constant": OpSpec(params={"value": True}, since=3, check=_check_constant),
+    # ---- recurrent layers (version 3): one layer of nn.LSTM, nn.GRU, nn.RNN, batch first
+    "lstm": OpSpec(inputs=(1, 3), params=_RECURRENT_PARAMS, attrs=_RECURRENT_ATTRS,
+                   outputs=(3, 3), since=3, weights=_RECURRENT_WEIGHTS, check=_check_recurrent),
+    "gru": OpSpec(inputs=(1, 2), params=_RECURRENT_PARAMS, attrs=_RECURRENT_ATTRS,
+                  outputs=(2, 2), since=3, weights=_RECURRENT_WEIGHTS, check=_check_recurrent),
+    "rnn": OpSpec(inputs=(1, 2), params=_RECURRENT_PARAMS,
+                  attrs={**_RECURRENT_ATTRS,
+                         "nonlinearity": (("enum", ("tanh", "relu")), "tanh")},
+                  outputs=(2, 2), since=3, weights=_RECURRENT_WEIGHTS, check=_check_recurrent),
 }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .errors import CdnnUnsupportedError
 from .kernels import attention, elementwise, norms, pooling, reduce, resize, shape
 from .kernels.embedding import Embedding
+from .kernels.recurrent import Recurrent
 
 
 def _identity(x):
@@ -198,6 +199,15 @@ def _constant(a, p):
     return lambda like: np.repeat(value, like.shape[0], axis=0)
 
 
+# ---- recurrent layers (version 3)
+def _recurrent(a, p, cell):
+    """One layer of one or two directions (the reverse one's params are `<role>_reverse`),
+    its weights as stored (raw or the reader's SparseTensor)."""
+    directions = [tuple(p.get(role + suffix) for role in ("w_ih", "w_hh", "b_ih", "b_hh"))
+                  for suffix in (("", "_reverse") if a["bidirectional"] else ("",))]
+    return Recurrent(cell, a["hidden_size"], directions)
+
+
 #: op name -> builder(attrs, params) -> the op's function of its inputs (a list of arrays for
 #: an op with several outputs).
 OPS = {
@@ -281,6 +291,10 @@ OPS = {
     "masked_fill": _masked_fill,
     # ---- constants over the batch (version 3)
     "constant": _constant,
+    # ---- recurrent layers (version 3)
+    "lstm": lambda a, p: _recurrent(a, p, "lstm"),
+    "gru": lambda a, p: _recurrent(a, p, "gru"),
+    "rnn": lambda a, p: _recurrent(a, p, f"rnn_{a['nonlinearity']}"),
 }
 
 

@@ -507,6 +507,37 @@ CASES.update({
 })
 
 
+# ---- recurrent layers (version 3): SPLIT's split node made into these ops, SPLIT's fc.weight
+# [2, 6] as every matrix (an rnn of 2 hidden units takes it as w_ih, not as w_hh)
+def _recurrent_op(op, params, attrs, inputs=("x",), version=3):
+    outputs = ["x0", "x1", "x2"][:3 if op == "lstm" else 2]
+    return edit(SPLIT, lambda h, s: (node(h, "split").update(
+        op=op, inputs=list(inputs), params=params, attrs=attrs, outputs=outputs),
+        h.update(format_version=version)))
+
+
+_RNN = {"w_ih": "fc.weight", "w_hh": "fc.weight"}
+CASES.update({
+    "rnn in a version 2 file": (_recurrent_op("rnn", _RNN, {"hidden_size": 2}, version=2),
+                                CdnnFormatError, f"{_AT}: op 'rnn' needs format version 3; "
+                                                 "the file is version 2"),
+    "lstm given h0 without c0": (_recurrent_op("lstm", _RNN, {"hidden_size": 2}, ("x", "x")),
+                                 CdnnFormatError, f"{_AT}: lstm takes x alone or x, h0 and c0"),
+    "rnn reverse params without bidirectional": (
+        _recurrent_op("rnn", {**_RNN, "w_ih_reverse": "fc.weight"}, {"hidden_size": 2}),
+        CdnnFormatError, rf"{_AT}: rnn has reverse params \['w_ih'\] but is not bidirectional"),
+    "gru bidirectional without all reverse params": (
+        _recurrent_op("gru", {**_RNN, "w_ih_reverse": "fc.weight"},
+                      {"hidden_size": 2, "bidirectional": True}), CdnnFormatError,
+        rf"{_AT}: bidirectional gru's reverse params \['w_ih'\] differ from its forward ones"),
+    "rnn w_hh of the wrong shape": (_recurrent_op("rnn", _RNN, {"hidden_size": 2}),
+                                    CdnnFormatError, rf"{_AT}: rnn w_hh of shape \[2, 6\] is "
+                                                     r"not \[2, 2\] \(hidden_size 2, 1 gate\)"),
+    "lstm without w_hh": (_recurrent_op("lstm", {"w_ih": "fc.weight"}, {"hidden_size": 2}),
+                          CdnnFormatError, f"{_AT}: op 'lstm' needs param 'w_hh'"),
+})
+
+
 # ---- the spec's edge cases (issue 20): JSON, null, fillers, node rules, metadata, dense copies
 def _retext(data, old, new):
     """The file with its header's JSON text edited (for what json.dumps cannot write)."""

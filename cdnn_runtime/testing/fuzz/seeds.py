@@ -81,6 +81,15 @@ def seed_graph_ops():
     w.add_raw("cst.value", np.linspace(0.5, -0.5, 10).astype(np.float32).reshape(1, 10))
     # ---- token inputs and embeddings (version 3): a sparse table, also a tied linear head
     _add_sparse(w, "emb.weight", (6, 10), _codes(rng, 6, 10, 0.5, 8), cb, gap_bits=2)
+    # ---- recurrent layers (version 3): sparse and raw matrices from an rng of their own
+    rec = np.random.default_rng(13)
+    for name, shape in (("lstm.w_ih", (12, 10)), ("lstm.w_ih_reverse", (12, 10)),
+                        ("gru.w_ih", (9, 6)), ("rnn.w_hh", (4, 4))):
+        _add_sparse(w, name, shape, _codes(rec, *shape, 0.5, 8), cb, gap_bits=2)
+    for name, shape in (("lstm.w_hh", (12, 3)), ("lstm.w_hh_reverse", (12, 3)),
+                        ("lstm.b_ih", (12,)), ("lstm.b_ih_reverse", (12,)), ("gru.w_hh", (9, 3)),
+                        ("gru.b_hh", (9,)), ("rnn.w_ih", (4, 6)), ("rnn.b_hh", (4,))):
+        w.add_raw(name, (rec.standard_normal(shape) / 4).astype(np.float32))
     node = _node
     w.set_graph({
         "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 3, 8, 8]},
@@ -90,6 +99,22 @@ def seed_graph_ops():
             # ---- token inputs and embeddings (version 3): ids [N, 3] -> [N, 3, 10] -> [N, 3, 6]
             node("emb", "embedding", ["ids"], "emb", {"weight": "emb.weight"}),
             node("emb_head", "linear", ["emb"], "emb_logits", {"weight": "emb.weight"}),
+            # ---- recurrent layers (version 3): emb [N, seq, 10] through a bidirectional lstm,
+            # a bidirectional gru from its h_n, an rnn: [N, seq, 4]
+            {"name": "rec_lstm", "op": "lstm", "inputs": ["emb"],
+             "outputs": ["rec_ly", "rec_lh", "rec_lc"],
+             "params": {r: f"lstm.{r}" for r in ("w_ih", "w_hh", "b_ih", "w_ih_reverse",
+                                                 "w_hh_reverse", "b_ih_reverse")},
+             "attrs": {"hidden_size": 3, "bidirectional": True}},
+            {"name": "rec_gru", "op": "gru", "inputs": ["rec_ly", "rec_lh"],
+             "outputs": ["rec_gy", "rec_gh"],
+             "params": {"w_ih": "gru.w_ih", "w_hh": "gru.w_hh", "b_hh": "gru.b_hh",
+                        "w_ih_reverse": "gru.w_ih", "w_hh_reverse": "gru.w_hh",
+                        "b_hh_reverse": "gru.b_hh"},
+             "attrs": {"hidden_size": 3, "bidirectional": True}},
+            {"name": "rec_rnn", "op": "rnn", "inputs": ["rec_gy"], "outputs": ["rec", "rec_rh"],
+             "params": {"w_ih": "rnn.w_ih", "w_hh": "rnn.w_hh", "b_hh": "rnn.b_hh"},
+             "attrs": {"hidden_size": 4, "nonlinearity": "relu"}},
             node("c1", "conv2d", ["x"], "c1", {"weight": "c1.weight", "bias": "c1.bias"},
                  {"padding": [1, 1]}),
             node("bn1", "batch_norm", ["c1"], "bn1", {"mean": "bn1.mean", "var": "bn1.var",
@@ -228,7 +253,7 @@ def seed_graph_ops():
             node("lsm", "log_softmax", ["plus"], "logp", attrs={"dim": -1}),
         ],
         "outputs": [{"name": "probs"}, {"name": "logp"}, {"name": "fc1"},
-                    {"name": "emb_logits"}],
+                    {"name": "emb_logits"}, {"name": "rec"}],  # rec: recurrent layers (v3)
     })
     return w.to_bytes()
 
