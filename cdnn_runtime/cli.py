@@ -1,4 +1,4 @@
-"""Torch-free commands: `inspect` and `run` (also reachable as `cdnn inspect` / `cdnn run`).
+"""Torch-free commands: `inspect`, `run` and `batch` (also reachable as `cdnn inspect`, ...).
 
 Exit codes: 0 success, 1 a failed check or a bad file, 2 bad usage.
 """
@@ -57,6 +57,26 @@ def cmd_run(args):
     return 0
 
 
+def cmd_batch(args):
+    from .shards import ShardProgress, run_batch
+    progress = ShardProgress(quiet=args.quiet)
+    try:
+        rep = run_batch(args.file, args.input, args.output, workers=args.workers,
+                        ray_address=args.ray, input_name=args.column,
+                        num_threads=args.threads, progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print_json(rep)
+    else:
+        print(f"{rep['done']} shard(s) written to {args.output} ({rep['rows']} rows), "
+              f"{rep['skipped']} already there, {len(rep['failed'])} failed, in "
+              f"{rep['seconds']:.1f} s")
+    for message in rep["failed"]:
+        print(f"error: {message}", file=sys.stderr)
+    return 1 if rep["failed"] else 0
+
+
 def _as_input(x, spec):
     """Array `x` for graph input `spec`: an integer or boolean array whose values float32
     holds exactly is converted for a float32 input, saying so on stderr; any other dtype that
@@ -78,7 +98,8 @@ def _as_input(x, spec):
 
 
 def add_runtime_commands(sub):
-    """Add `inspect` and `run` to an argparse subparsers object; returns {name: parser}."""
+    """Add `inspect`, `run` and `batch` to an argparse subparsers object; returns {name:
+    parser}."""
     p = add_command(
         sub, "inspect", cmd_inspect, "show what a .cdnn file holds and where its bytes go",
         "Per layer: op, shape, density, codebook size, gap bits, bytes by stream (codes, "
@@ -106,6 +127,32 @@ def add_runtime_commands(sub):
     p.add_argument("--repeats", type=positive, default=10,
                    help="runs timed with --profile (default 10; medians are shown)")
     parsers["run"] = p
+    p = add_command(
+        sub, "batch", cmd_batch, "run a .cdnn model over a folder of shards, locally or on Ray",
+        "Run the model over every .npy / .npz / Parquet shard of a folder (or a glob) and "
+        "write one output shard each into the output folder (NAME.npz, or NAME.parquet for "
+        "Parquet): a .npy is the model's input; a .npz or a table holds columns, the one named "
+        "like the model's input (or --column) is fed and the others copied. Each shard is "
+        "written atomically and shards already written are skipped, so a rerun resumes. A "
+        "shard that fails is named on stderr, the rest go on, and the exit code is 1.",
+        "cdnn batch model.cdnn --input shards/ --output preds/ --workers 2",
+        "cdnn batch model.cdnn --input 'data/*.parquet' --output preds/ --column image",
+        "cdnn batch model.cdnn --input /shared/shards --output /shared/preds --ray auto")
+    p.add_argument("file")
+    p.add_argument("--input", required=True, help="a folder of shards, or a glob (quoted)")
+    p.add_argument("--output", required=True, help="the folder of output shards")
+    p.add_argument("--workers", type=positive, default=1,
+                   help="local worker processes (default 1: this process)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run on the Ray cluster at ADDRESS ('auto': the one this machine "
+                        "belongs to); shards and output on storage every node sees")
+    p.add_argument("--column", help="the column fed to the model (default: the model's "
+                                    "input name)")
+    p.add_argument("--threads", type=positive, default=None,
+                   help="threads per worker (default: the cores shared out among workers)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parsers["batch"] = p
     return parsers
 
 

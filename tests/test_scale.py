@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 
 from _scale_model import compressed_lenet5, fashion_images
-from cdnn_runtime import CdnnArgumentError, InferenceSession
+from cdnn_runtime import CdnnArgumentError, CdnnUsageError, InferenceSession, writer
+from cdnn_runtime import cli as runtime_cli
 from cdnn_runtime.batch import Predictor, predict_in_processes
+from cdnn_runtime.shards import run_batch
 
 IMAGES = 10_000
 PARQUET_SHARDS = 8
@@ -144,7 +146,7 @@ def test_predictor_pickles_once_per_process(model):
 
 
 def test_batch_module_imports_no_engine():
-    code = ("import sys, cdnn_runtime.batch; "
+    code = ("import sys, cdnn_runtime.batch, cdnn_runtime.shards; "
             "print(sorted(m for m in ('pandas', 'pyarrow', 'ray', 'dask', 'torch') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -156,6 +158,96 @@ def test_process_pool_recipe(model, images, reference):
     got = list(predict_in_processes(model, batches, workers=2))
     assert [list(b["id"][:1]) for b in got] == [[0], [250], [500], [750]]  # in order
     assert np.array_equal(np.concatenate([b["output"] for b in got]), reference[:1000])
+
+
+# ---- cdnn batch ------------------------------------------------------------------------------
+def _npy_shards(folder, images, count=4, size=50):
+    folder.mkdir(exist_ok=True)
+    for k in range(count):
+        np.save(folder / f"s{k}.npy", images[k * size:(k + 1) * size])
+    return folder
+
+
+def _shard_outputs(folder, count=4):
+    return np.concatenate([np.load(folder / f"s{k}.npz")["output"] for k in range(count)])
+
+
+def test_batch_command_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        runtime_cli.main(["batch", "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "cdnn batch model.cdnn --input shards/" in out
+    assert "--ray ADDRESS" in out and "resumes" in out
+
+
+def test_batch_command_resumes(model, images, reference, tmp_path, capsys):
+    source, out = _npy_shards(tmp_path / "in", images), tmp_path / "out"
+    assert runtime_cli.main(["batch", model, "--input", str(source), "--output", str(out)]) == 0
+    assert "4 shard(s) written" in capsys.readouterr().out
+    assert np.array_equal(_shard_outputs(out), reference[:200])
+    (out / "s2.npz").unlink()
+    kept = os.stat(out / "s1.npz")
+    rep = run_batch(model, str(source / "*.npy"), str(out))
+    assert (rep["done"], rep["skipped"], rep["failed"]) == (1, 3, [])
+    assert os.stat(out / "s1.npz").st_mtime_ns == kept.st_mtime_ns  # not written again
+    assert np.array_equal(_shard_outputs(out), reference[:200])
+
+
+def test_batch_command_writes_each_shard_whole(model, images, reference, tmp_path,
+                                               monkeypatch):
+    """A job that dies while writing its third shard leaves two whole shards and no partial
+    file; the rerun writes the rest."""
+    source, out = _npy_shards(tmp_path / "in", images), tmp_path / "out"
+    real_fsync, calls = os.fsync, []
+
+    def dying_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 5:  # two shards done (file and folder each), the third mid-write
+            raise KeyboardInterrupt
+        return real_fsync(fd)
+
+    monkeypatch.setattr(writer.os, "fsync", dying_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(model, str(source), str(out))
+    monkeypatch.setattr(writer.os, "fsync", real_fsync)
+    assert sorted(os.listdir(out)) == ["s0.npz", "s1.npz"]  # no temporary file left
+    rep = run_batch(model, str(source), str(out))
+    assert (rep["done"], rep["skipped"]) == (2, 2)
+    assert np.array_equal(_shard_outputs(out), reference[:200])
+
+
+def test_batch_command_reports_bad_shards_and_goes_on(model, images, reference, tmp_path):
+    source, out = _npy_shards(tmp_path / "in", images), tmp_path / "out"
+    (source / "broken.npy").write_bytes(b"\x93NUMPY not really")
+    np.savez(source / "columns.npz", image=images[:3])  # no column named like the input
+    exe = os.path.join(os.path.dirname(sys.executable), "cdnn")
+    r = subprocess.run([exe, "batch", model, "--input", source, "--output", out, "--workers",
+                        "2"], capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert "error: broken.npy: cannot be decoded" in r.stderr
+    assert "error: columns.npz: the batch has no column 'x'" in r.stderr
+    assert "4 shard(s) written" in r.stdout and "2 failed" in r.stdout
+    assert sorted(os.listdir(out)) == [f"s{k}.npz" for k in range(4)]
+    assert np.array_equal(_shard_outputs(out), reference[:200])
+
+
+def test_batch_command_usage_errors(model, tmp_path):
+    with pytest.raises(CdnnUsageError, match="no .npy, .npz or .parquet shards"):
+        run_batch(model, str(tmp_path), str(tmp_path / "out"))
+    np.save(tmp_path / "a.npy", np.zeros((1, 1, 28, 28), np.float32))
+    np.savez(tmp_path / "a.npz", x=np.zeros((1, 1, 28, 28), np.float32))
+    with pytest.raises(CdnnUsageError, match="a.npy and a.npz would both write a.npz"):
+        run_batch(model, str(tmp_path), str(tmp_path / "out"))
+
+
+def test_batch_command_on_parquet(model, reference, parquet_dir, tmp_path):
+    pd = pytest.importorskip("pandas")
+    rep = run_batch(model, str(parquet_dir / "part-0[01].parquet"), str(tmp_path),
+                    input_name="image")
+    assert rep["done"] == 2 and rep["rows"] == 2 * IMAGES // PARQUET_SHARDS
+    got = pd.concat([pd.read_parquet(p) for p in sorted(rep["outputs"].values())])
+    assert list(got.columns) == ["id", "output"]
+    assert np.array_equal(np.stack(got["output"]), reference[got["id"].to_numpy()])
 
 
 # ---- Ray -------------------------------------------------------------------------------------
@@ -222,6 +314,13 @@ def test_ray_worker_killed_mid_job_is_retried(ray_cluster, model, reference, par
     assert np.array_equal(outs, reference[ids])
 
 
+def test_batch_command_on_ray(ray_cluster, model, images, reference, tmp_path):
+    source, out = _npy_shards(tmp_path / "in", images), tmp_path / "out"
+    rep = run_batch(model, str(source), str(out), ray_address="auto")
+    assert (rep["done"], rep["failed"]) == (4, [])
+    assert np.array_equal(_shard_outputs(out), reference[:200])
+
+
 # ---- Dask ------------------------------------------------------------------------------------
 def test_dask_recipe(model, reference, parquet_dir):
     pytest.importorskip("distributed", reason=NO_DASK)
@@ -235,3 +334,4 @@ def test_dask_recipe(model, reference, parquet_dir):
     ids = got["id"].to_numpy()
     assert sorted(ids.tolist()) == list(range(IMAGES))
     assert np.array_equal(np.stack(got["output"]), reference[ids])
+
