@@ -6,6 +6,7 @@ path and the source line, before any work.
 """
 
 import copy
+import inspect
 import os
 import traceback
 import warnings
@@ -49,9 +50,15 @@ class GraphBuilder:
     [value names])`` for the outputs of a node with several.
     """
 
-    def __init__(self, state, dynamic=True):
+    def __init__(self, state, dynamic=True, free_dims=()):
         self.state = state  # tensor name -> torch tensor (parameters, buffers, constants)
         self.dynamic = dynamic  # whether the batch dimension is free
+        # per user input (in order): {dim: [name, max]} of its free dims besides the batch; a
+        # position table over a free dim lowers its max to the table's rows
+        self.free_dims = [dict(f) for f in free_dims]
+        self.sym_sources = {}  # fx node of a symbolic size -> (fx node of the tensor, dim)
+        self.positions = {}  # graph value of an `arange` -> (graph input, dim) it counts
+        self.traced_sizes = []  # per user input: its example's shape (free dims' traced size)
         self.graph = {"inputs": [], "nodes": [], "outputs": []}
         self.params = {}
         self.weights = {}
@@ -197,24 +204,86 @@ def _where_batch_is_fixed(model, inputs, exc):
         "the line is not known"
 
 
-def export_model(model, example_inputs, dynamic_batch=True):
+#: The largest size a free dim may declare (the batch's bound too).
+MAX_FREE_SIZE = 2**20
+
+
+def resolve_dynamic_dims(model, example_inputs, dynamic_dims, input_names=None):
+    """`dynamic_dims` ({input: {dim: name | (name, max) | torch.export.Dim}}, an input named
+    as in `input_names`, else as the forward's parameter, or by position) as one
+    {dim: [name, max or None]} per example input, checked against the example."""
+    n = len(example_inputs)
+    free = [{} for _ in range(n)]
+    if not dynamic_dims:
+        return free
+    if not isinstance(dynamic_dims, dict):
+        raise CdnnCaptureError("dynamic_dims must map an input (name or position) to "
+                               "{dim: name}, e.g. {'ids': {1: 'seq'}}")
+    names = list(input_names or [])
+    if len(names) < n:
+        try:
+            params = [p.name for p in inspect.signature(model.forward).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            params = []
+        names += params[len(names):n]
+    for key, dims in dynamic_dims.items():
+        k = key if isinstance(key, int) and not isinstance(key, bool) else \
+            names.index(key) if key in names else None
+        if k is None or not 0 <= k < n:
+            raise CdnnCaptureError(f"dynamic_dims names input {key!r}, which the model does "
+                                   f"not have (its inputs: {', '.join(map(str, names[:n]))})")
+        x = example_inputs[k]
+        if not isinstance(dims, dict) or not isinstance(x, torch.Tensor):
+            raise CdnnCaptureError(f"dynamic_dims[{key!r}] must map dims of a tensor input to "
+                                   "names, e.g. {1: 'seq'}")
+        for d, spec in dims.items():
+            if not isinstance(d, int) or not 1 <= d % max(x.ndim, 1) < x.ndim:
+                raise CdnnCaptureError(f"dynamic_dims[{key!r}]: dim {d!r} is not a dim of the "
+                                       f"input after the batch (shape {list(x.shape)})")
+            if isinstance(spec, torch.export.Dim):
+                spec = (spec.__name__, getattr(spec, "max", None))
+            name, top = (spec, None) if isinstance(spec, str) else tuple(spec)
+            if top is not None and top >= MAX_FREE_SIZE:
+                top = None
+            size = x.shape[d]
+            if size < 2:
+                raise CdnnCaptureError(f"input {key!r} dim {d} is declared free but the example "
+                                       f"has size {size} there: trace with a length of 2 or "
+                                       "more (torch.export fixes a dim of size 1)")
+            if top is not None and not size <= top <= MAX_FREE_SIZE:
+                raise CdnnCaptureError(f"input {key!r} dim {d}: max {top} is below the "
+                                       f"example's size {size}")
+            free[k][d % x.ndim] = [str(name), top]
+    return free
+
+
+def export_model(model, example_inputs, dynamic_batch=True, free_dims=None):
     """torch.export the model in eval mode, with a free batch dimension (dim 0 of every tensor
     input) unless the model's code fixes it; returns (exported program, whether the batch is
     free). A fixed batch is exported as the example has it, with a FixedBatchWarning naming
-    the line that fixes it."""
+    the line that fixes it. `free_dims` (from resolve_dynamic_dims) frees more dims."""
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
     model = model.eval()
+    free_dims = free_dims or [{} for _ in example_inputs]
+    named = {}
+    for dims in free_dims:
+        for name, top in dims.values():
+            named.setdefault(name, torch.export.Dim(name, min=1, max=top or MAX_FREE_SIZE))
+    extra = [{d: named[name] for d, (name, _) in dims.items()} for dims in free_dims]
     if dynamic_batch:
-        batch = torch.export.Dim("batch", min=1, max=2**20)
-        dyn = tuple({0: batch} if isinstance(x, torch.Tensor) and x.ndim else None
-                    for x in example_inputs)
+        batch = torch.export.Dim("batch", min=1, max=MAX_FREE_SIZE)
+        dyn = tuple({0: batch, **more} if isinstance(x, torch.Tensor) and x.ndim else None
+                    for x, more in zip(example_inputs, extra))
         batch_of_two = _batch_of_two(example_inputs)
         try:
             return torch.export.export(model, batch_of_two, dynamic_shapes=dyn), True
         except CdnnError:  # refused by cdnn's own code in the model (cdnn.mha): not the batch
             raise
         except Exception as exc:  # a model whose code fixes the batch size
+            if named:
+                _refuse_free_dims(exc)
             where = _where_batch_is_fixed(model, batch_of_two, exc)
             n = example_inputs[0].shape[0] if isinstance(example_inputs[0], torch.Tensor) \
                 else "?"
@@ -222,11 +291,21 @@ def export_model(model, example_inputs, dynamic_batch=True):
             warnings.warn(f"the model's code fixes the batch size at {where}; the file runs "
                           f"batches of {n} only", FixedBatchWarning, stacklevel=2)
     try:
-        return torch.export.export(model, example_inputs), False
+        dyn = tuple(more or None for more in extra) if named else None
+        return torch.export.export(model, example_inputs, dynamic_shapes=dyn), False
     except CdnnError:
         raise
     except Exception as exc:
+        if named:
+            _refuse_free_dims(exc)
         raise CdnnCaptureError(f"torch.export could not trace the model: {exc}") from exc
+
+
+def _refuse_free_dims(exc):
+    """A free-dim export that failed: torch.export's reason, first lines, as a capture error."""
+    text = "\n".join(str(exc).strip().splitlines()[:6])
+    raise CdnnCaptureError("the model cannot be traced with the dims declared free "
+                           f"(dynamic_dims): torch.export says: {text}") from exc
 
 
 #: torch dtype of a user input -> the graph input's dtype (integers: format version 3).
@@ -242,24 +321,39 @@ def _graph_input(g, node, dynamic):
     if dtype is None:
         raise CdnnUnsupportedError(f"input {node.name!r}: dtype {t.dtype}, cdnn runs float32 "
                                    "inputs and int64 or int32 ones (token ids, positions)")
-    shape = [d if isinstance(d, int) else None for d in t.shape]
+    k = len(g.graph["inputs"])
+    free = g.free_dims[k] if k < len(g.free_dims) else {}
+    shape = [int(d) if isinstance(d, int) else None for d in t.shape]
+    for d in free:
+        shape[d] = g.traced_sizes[k][d]
     if dynamic and shape:
         shape[0] = None
-    g.graph["inputs"].append({"name": node.name, "dtype": dtype, "shape": shape})
+    spec = {"name": node.name, "dtype": dtype, "shape": shape}
+    if free:
+        spec["free"] = [{"dim": d, "name": name, "max": top} for d, (name, top) in free.items()]
+    g.graph["inputs"].append(spec)
     g.values[node] = node.name
 
 
 def capture(model, example_inputs, *, input_names=None, output_names=None,
-            dynamic_batch=True):
-    """Trace `model` on `example_inputs` into a Captured graph (BatchNorm left unfolded)."""
+            dynamic_batch=True, dynamic_dims=None):
+    """Trace `model` on `example_inputs` into a Captured graph (BatchNorm left unfolded).
+    `dynamic_dims` ({input: {dim: name or (name, max)}}) declares dims besides the batch free
+    (a sequence length); their max is the one given, else the rows of a position table they
+    index, else 2^20."""
+    if not isinstance(example_inputs, tuple):
+        example_inputs = (example_inputs,)
+    free = resolve_dynamic_dims(model, example_inputs, dynamic_dims, input_names)
     if isinstance(model, torch.export.ExportedProgram):
         ep, dynamic = model, True
     else:
-        ep, dynamic = export_model(model, example_inputs, dynamic_batch)
+        ep, dynamic = export_model(model, example_inputs, dynamic_batch, free)
     sig = ep.graph_signature
     state = dict(ep.state_dict)
     state.update(getattr(ep, "constants", {}) or {})
-    g = GraphBuilder(state, dynamic)
+    g = GraphBuilder(state, dynamic, free)
+    g.traced_sizes = [list(x.shape) if isinstance(x, torch.Tensor) else [] for x in
+                      example_inputs]
     lifted = {**sig.inputs_to_parameters, **sig.inputs_to_buffers,
               **getattr(sig, "inputs_to_lifted_tensor_constants", {})}
     for node in ep.graph.nodes:
@@ -275,6 +369,9 @@ def capture(model, example_inputs, *, input_names=None, output_names=None,
             translate(g, node)
         else:
             unsupported(node, f"fx op kind {node.op}")
+    for spec in g.graph["inputs"]:
+        for f in spec.get("free", ()):
+            f["max"] = f["max"] or MAX_FREE_SIZE
     graph = _rename_io(g.graph, input_names, output_names)
     return Captured(graph=graph, params=g.params, weights=g.weights)
 

@@ -13,7 +13,7 @@ import time
 
 from cdnn_runtime._argparse import add_command, positive, print_json
 from cdnn_runtime.cli import add_runtime_commands, dispatch, emit_inspect
-from cdnn_runtime.errors import CdnnUsageError  # noqa: F401  (importable from here as before)
+from cdnn_runtime.errors import CdnnUsageError
 from cdnn_runtime.report import load_inspect
 
 from .progress import Progress, count_layers
@@ -36,6 +36,24 @@ def _shape(text):
     return dims
 
 
+def _free_dim(text):
+    """--free-dim [INPUT:]DIM:NAME[:MAX] as (input name or index, dim, name, max or None)."""
+    parts = text.split(":")
+    if parts and not parts[0].lstrip("-").isdigit():
+        key, parts = parts[0], parts[1:]
+    else:
+        key = 0
+    try:
+        if len(parts) not in (2, 3) or not parts[1]:
+            raise ValueError
+        dim, name = int(parts[0]), parts[1]
+        top = int(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [INPUT:]DIM:NAME[:MAX] (e.g. ids:1:seq:512), "
+                                         f"got {text!r}") from None
+    return key, dim, name, top
+
+
 def _batches(text):
     sizes = _int_list(text, "batch sizes")
     if not sizes or any(b < 1 for b in sizes):
@@ -53,6 +71,23 @@ def _count(text):
     return v
 
 
+def load_examples(paths):
+    """The example inputs of `cdnn compress --example`: .npy files as tensors (floats as
+    float32, integers as int64 ids)."""
+    import numpy as np
+    import torch
+    tensors = []
+    for path in paths:
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CdnnUsageError(f"{path}: cannot read as a .npy array ({exc}); save one with "
+                                 "numpy.save") from None
+        dtype = np.int64 if a.dtype.kind in "iu" else np.float32
+        tensors.append(torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)))
+    return tuple(tensors)
+
+
 def cmd_compress(args):
     if os.path.exists(args.output) and not args.force:
         print(f"error: {args.output} exists; pass --force to replace it", file=sys.stderr)
@@ -60,20 +95,27 @@ def cmd_compress(args):
     torch = require_torch("compress")
     from .compress import compress
     model, name = load_source(args.src, args.model, args.seed)
-    shape = args.input_shape or DEFAULT_SHAPES.get(args.src)
-    if shape is None:
-        print("error: --input-shape is needed (for example --input-shape 1,3,224,224)",
-              file=sys.stderr)
-        return 2
-    example = torch.randn(*([max(2, shape[0])] + shape[1:]),
-                          generator=torch.Generator().manual_seed(0))
+    if args.example:
+        example = load_examples(args.example)
+    else:
+        shape = args.input_shape or DEFAULT_SHAPES.get(args.src)
+        if shape is None:
+            print("error: --input-shape (for example --input-shape 1,3,224,224) or --example "
+                  "(.npy files) is needed", file=sys.stderr)
+            return 2
+        shape = [max(2, shape[0])] + shape[1:]
+        example = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) \
+            if args.input_dtype == "float32" else torch.zeros(shape, dtype=torch.int64)
+    dynamic_dims = {}
+    for key, dim, dim_name, top in args.free_dim or ():
+        dynamic_dims.setdefault(key, {})[dim] = (dim_name, top)
     progress = Progress(count_layers(model), quiet=args.quiet)
     progress.stage(f"capture {name} with torch.export, fold BatchNorm")
     t0 = time.perf_counter()
     try:
         packed = compress(model, example, args.recipe, preset=args.preset, seed=args.seed,
                           model_name=name if args.src in DEFAULT_SHAPES else None,
-                          progress=progress)
+                          dynamic_dims=dynamic_dims or None, progress=progress)
     finally:
         progress.close()
     packed.save(args.output, overwrite=True)
@@ -177,11 +219,23 @@ def build_parser():
         "tqdm is installed, plain lines otherwise.",
         "cdnn compress lenet-5 -o lenet5.cdnn",
         "cdnn compress ckpt.pt --model mypkg.nets:make_net --input-shape 1,3,32,32 "
-        "-o net.cdnn")
+        "-o net.cdnn\n"
+        "  cdnn compress gpt.pt --model mypkg.nets:make_gpt --example ids.npy "
+        "--free-dim ids:1:seq -o gpt.cdnn")
     p.add_argument("src", help=SOURCE_HELP)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--model", help="package.module:factory building the architecture")
     p.add_argument("--input-shape", type=_shape, help="e.g. 1,3,224,224 (batch first)")
+    p.add_argument("--input-dtype", choices=["float32", "int64"], default="float32",
+                   help="int64: token ids (the example is zeros of --input-shape)")
+    p.add_argument("--example", nargs="+", metavar="NPY",
+                   help="the example inputs as .npy files, one per model input, in order "
+                        "(batch 1 is fine; int64 token ids too); instead of --input-shape")
+    p.add_argument("--free-dim", action="append", type=_free_dim,
+                   metavar="[INPUT:]DIM:NAME[:MAX]",
+                   help="a dim besides the batch left free in the file, e.g. ids:1:seq:512 (a "
+                        "sequence length; MAX defaults to the position table's rows); "
+                        "repeatable")
     p.add_argument("--preset", default="deep-compression",
                    choices=["deep-compression", "lossless-ish"])
     p.add_argument("--recipe", help="JSON (or YAML) recipe file")

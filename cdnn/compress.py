@@ -305,9 +305,10 @@ def half_biases(model, settings):
 
 
 def encode(model, example_inputs, layers, settings, *, metadata=None, coding="auto",
-           input_names=None, output_names=None):
+           input_names=None, output_names=None, dynamic_dims=None):
     """Write the model as .cdnn bytes: shared layers as sparse_codebook, the rest raw."""
-    cap = capture(model, example_inputs, input_names=input_names, output_names=output_names)
+    cap = capture(model, example_inputs, input_names=input_names, output_names=output_names,
+                  dynamic_dims=dynamic_dims)
     w = Writer(metadata=metadata)
     for tname, array in cap.params.items():
         name = tname.rpartition(".")[0]
@@ -343,7 +344,8 @@ def weights_sha256(model):
 
 def compress(model, example_inputs, recipe=None, *, preset="deep-compression", train=None,
              evaluate=None, prune_steps=3, seed=0, model_name=None, coding="auto",
-             input_names=None, output_names=None, masks=None, progress=_noop):
+             input_names=None, output_names=None, masks=None, dynamic_dims=None,
+             progress=_noop):
     """Compress a PyTorch model into a .cdnn file held in memory (a CompressedModel).
 
     `recipe` maps layer names, patterns or kinds to settings (see cdnn.recipe); `train` is an
@@ -352,13 +354,16 @@ def compress(model, example_inputs, recipe=None, *, preset="deep-compression", t
     `masks` ({"fc1.weight": bool tensor, ...}, as returned by `prune`) says the model is already
     pruned: the pruning stage is skipped and only the weights the masks keep are stored, so one
     pruned model can be shared and fine-tuned at several bit widths.
+    `dynamic_dims` ({"ids": {1: "seq"}}, or {1: ("seq", 512)} with a maximum) declares input
+    dims besides the batch free in the file (see cdnn.capture.capture).
     """
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
     source_sha = weights_sha256(model)
     dense_params = sum(p.numel() for p in model.parameters())
     work = prepare_for_capture(model)
-    cap = capture(work, example_inputs)  # fails here, before any work, on an unknown op
+    # fails here, before any work, on an unknown op or a dim that cannot be free
+    cap = capture(work, example_inputs, input_names=input_names, dynamic_dims=dynamic_dims)
     kinds = {w.rpartition(".")[0]: kind for w, kind in cap.weights.items()}
     settings = recipes.resolve(kinds, recipe, preset, model_name)
     folded = fold_batchnorm(work, example_inputs, captured=cap)
@@ -390,7 +395,8 @@ def compress(model, example_inputs, recipe=None, *, preset="deep-compression", t
         "extra": {f"score_{k}": v for k, v in scores.items()},
     }
     data = encode(work, example_inputs, layers, settings, metadata=metadata, coding=coding,
-                  input_names=input_names, output_names=output_names)
+                  input_names=input_names, output_names=output_names,
+                  dynamic_dims=dynamic_dims)
     return CompressedModel(data, work, layers, settings, dense_params, scores)
 
 

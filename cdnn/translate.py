@@ -121,6 +121,7 @@ def _module_name(weight_name):
 @handles(aten.sym_size.int)
 def _sym_size(g, node):
     g.values[node] = ("sym", int(node.args[1]))
+    g.sym_sources[node] = (node.args[0], int(node.args[1]))
 
 
 @handles(aten.dropout.default, aten.dropout_.default, aten.clone.default,
@@ -212,8 +213,37 @@ def _embedding(g, node):
     tied to a linear head is one tensor that both nodes name."""
     weight = g.param(node.args[0], node)
     g.compressible(weight, "embedding")
-    g.emit(node, "embedding", [g.value_name(node.args[1])], {"weight": weight},
-           name=_module_name(weight))
+    ids = g.value_name(node.args[1])
+    if ids in g.positions:  # a position table bounds the free dim it is indexed by
+        _bound_free_dim(g, *g.positions[ids], g.params[weight].shape[0])
+    g.emit(node, "embedding", [ids], {"weight": weight}, name=_module_name(weight))
+
+
+# ---- free sequence dims (version 3) ------------------------------------------------------------
+
+def _bound_free_dim(g, value, dim, rows):
+    """Lower the max of graph input `value`'s free `dim` to `rows` (a position table's)."""
+    for spec in g.graph["inputs"]:
+        for f in spec.get("free", ()) if spec["name"] == value else ():
+            if f["dim"] == dim:
+                f["max"] = min(f["max"] or rows, rows)
+
+
+@handles(aten.arange.default, aten.arange.start, aten.arange.start_step)
+def _arange(g, node):
+    """torch.arange over a size known at run time (a free sequence's length): positions
+    0..n-1, int64, as the `arange` op of the tensor whose size it is."""
+    args = list(node.args)
+    start, end, step = (0, args[0], 1) if len(args) == 1 else (args + [1])[:3]
+    dtype = node.kwargs.get("dtype")
+    source = g.sym_sources.get(end)
+    if source is None or start != 0 or step != 1 or dtype not in (None, torch.int64):
+        unsupported(node, "an arange other than torch.arange(x.shape[d]) of int64 positions")
+    tensor, dim = source
+    like = g.value_name(tensor)
+    g.emit(node, "arange", [like], attrs={"dim": dim})
+    if any(s["name"] == like for s in g.graph["inputs"]):
+        g.positions[node.name] = (like, dim)
 
 
 def _same_padding(node, padding, stride, dilation):
@@ -384,6 +414,8 @@ def _reshape(g, node):
     rest = []
     for d in shape[1:]:
         if not isinstance(d, int):
+            if isinstance(d, torch.fx.Node) and d in g.sym_sources:
+                return _reshape_over_free_dims(g, node)
             unsupported(node, "a reshape to a size known only at run time")
         rest.append(int(d))
     # with a free batch, a literal first dim equal to the example's batch is ambiguous only
@@ -428,14 +460,16 @@ def _cat(g, node):
            attrs={"dim": int(arg(node, 1, "dim", 0))})
 
 
-def _static_dim(g, node, dim):
+def _static_dim(g, node, dim, free_ok=False):
     """`dim` of the node's input as a non-negative axis and its size, which must be known at
-    capture and must not be the batch."""
+    capture (None for a free dim, with `free_ok`) and must not be the batch."""
     shape = node.args[0].meta["val"].shape
     axis = dim % len(shape)
     if axis == 0:
         unsupported(node, "an op along dim 0, the batch dimension")
     if not isinstance(shape[axis], int):
+        if free_ok:
+            return axis, None
         unsupported(node, f"dim {dim} of a size known only at run time")
     return axis, int(shape[axis])
 
@@ -519,9 +553,14 @@ def _constant_over_batch(g, node):
 def _emit_slice(g, node, dim, start, end, step):
     """A slice of dim (not the batch) with Python's bounds, as clamped non-negative ones; the
     input itself when it takes the whole dim."""
-    axis, size = _static_dim(g, node, dim)
+    axis, size = _static_dim(g, node, dim, free_ok=True)
     if not all(isinstance(v, int) for v in (start, end, step)):
         unsupported(node, "a slice with bounds known only at run time")
+    if size is None:  # a free dim: Python's bounds, applied by the runtime
+        if (start, step) == (0, 1) and end >= 2**62:
+            return _identity(g, node)
+        return g.emit(node, "slice", [g.value_name(node.args[0])],
+                      attrs={"dim": axis, "start": start, "end": min(end, 2**62), "step": step})
     start, end, step = slice(start, end, step).indices(size)
     if not range(start, end, step):
         unsupported(node, "a slice that selects nothing")
@@ -560,8 +599,11 @@ def _narrow(g, node):
 def _select(g, node):
     if _select_of_recurrent_state(g, node):  # recurrent layers (version 3): h_n[-1]
         return
-    axis, size = _static_dim(g, node, int(node.args[1]))
+    axis, size = _static_dim(g, node, int(node.args[1]), free_ok=True)
     index = node.args[2]
+    if size is None and isinstance(index, int):  # a free dim: the runtime checks the index
+        return g.emit(node, "select", [g.value_name(node.args[0])],
+                      attrs={"dim": axis, "index": index})
     if not isinstance(index, int) or not -size <= index < size:
         unsupported(node, f"select of index {index} of a dim of size {size}")
     g.emit(node, "select", [g.value_name(node.args[0])],
@@ -578,11 +620,39 @@ def _unbind(g, node):
 
 @handles(aten.unflatten.int)
 def _unflatten(g, node):
-    _static_dim(g, node, int(node.args[1]))
-    out = node.meta["val"].shape[1:]
-    if not all(isinstance(d, int) for d in out):
-        unsupported(node, "an unflatten to a size known only at run time")
-    g.emit(node, "reshape", [g.value_name(node.args[0])], attrs={"shape": [int(d) for d in out]})
+    axis, _ = _static_dim(g, node, int(node.args[1]))
+    out = node.meta["val"].shape
+    if all(isinstance(d, int) for d in out[1:]):
+        g.emit(node, "reshape", [g.value_name(node.args[0])],
+               attrs={"shape": [int(d) for d in out[1:]]})
+    else:  # other dims free (version 3)
+        n = len(out) - len(node.args[0].meta["val"].shape) + 1
+        g.emit(node, "unflatten", [g.value_name(node.args[0])],
+               attrs={"dim": axis, "sizes": [int(d) for d in out[axis:axis + n]]})
+
+
+def _reshape_over_free_dims(g, node):
+    """A reshape of the trailing dims of a value with free dims (`x.view(B, T, H, D)`): the dims
+    the input and output share (the batch, the sequence) kept, the rest flattened and split."""
+    src, out = node.args[0].meta["val"].shape, node.meta["val"].shape
+    p = 0
+    while p < min(len(src), len(out)) and str(src[p]) == str(out[p]):
+        p += 1
+    tail_in, tail_out = src[p:], out[p:]
+    if p < 1 or not tail_out or not all(isinstance(d, int) for d in (*tail_in, *tail_out)) or \
+            math.prod(tail_in) != math.prod(tail_out):
+        unsupported(node, "a reshape that moves elements across a free dim (only the dims "
+                          "after the batch and the free dims may be reshaped)")
+    value = g.value_name(node.args[0])
+    if list(tail_in) == list(tail_out):
+        return _identity(g, node)
+    if len(tail_in) != 1:
+        g.emit(node, "flatten", [value], attrs={"start_dim": p, "end_dim": -1})
+        value = g.graph["nodes"][-1]["outputs"][0] = f"{node.name}.flat"
+    if list(tail_out) != [math.prod(tail_in)]:
+        g.emit(node, "unflatten", [value], attrs={"dim": p, "sizes": [int(d) for d in tail_out]})
+    if g.graph["nodes"][-1]["outputs"][0] != node.name:
+        g.graph["nodes"][-1]["outputs"][0] = node.name
 
 
 _PAD_MODES = {aten.reflection_pad1d.default: "reflect", aten.reflection_pad2d.default: "reflect",
@@ -1086,10 +1156,17 @@ def _emit_part(g, node, suffix, op, inputs, params=None, attrs=None, n_outputs=N
 def _first_dims_swapped(g, node, v, suffix):
     """The graph value of fx value `v` with dims 0 and 1 swapped: the source of `v` when `v`
     is such a transpose of a graph value (a sequence-first layout made from a batch-first
-    one), else a new transpose node."""
-    if v.target == aten.transpose.int and _is_value(g, v.args[0]) and \
-            {int(d) % _rank(v) for d in v.args[1:3]} == {0, 1}:
-        return g.value_name(v.args[0])
+    one; through `.contiguous()`), whose node goes when nothing else reads it; else a new
+    transpose node."""
+    chain = [v]
+    while chain[-1].target in (aten.clone.default, aten.contiguous.default):
+        chain.append(chain[-1].args[0])
+    t = chain[-1]
+    if t.target == aten.transpose.int and _is_value(g, t.args[0]) and \
+            {int(d) % _rank(t) for d in t.args[1:3]} == {0, 1}:
+        if all(len(c.users) == 1 for c in chain):  # the transpose was for this layer only
+            g.graph["nodes"] = [n for n in g.graph["nodes"] if n["outputs"] != [g.values[t]]]
+        return g.value_name(t.args[0])
     return _emit_part(g, node, suffix, "transpose", [g.value_name(v)],
                       attrs={"dim0": 0, "dim1": 1})
 

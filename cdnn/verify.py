@@ -36,11 +36,13 @@ def _loaded(spec, a, path):
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def model_inputs(specs, inputs=None, input_shape=None, batch=8, seed=0, bounds=None):
+def model_inputs(specs, inputs=None, input_shape=None, batch=8, seed=0, bounds=None,
+                 traced=None):
     """(arrays, one per graph input; where they come from): loaded from the .npy paths
     `inputs`, or seeded random of `input_shape` (or the file's input shape, with `batch` where
-    the file leaves the batch open): normal for float32 inputs, ids in [0, bounds[name]) (2
-    when not given) for integer ones."""
+    the file leaves the batch open and the traced size, `traced[name]`, at a free dim such as a
+    sequence): normal for float32 inputs, ids in [0, bounds[name]) (2 when not given) for
+    integer ones."""
     if inputs:
         if len(inputs) != len(specs):
             raise CdnnUsageError(f"--inputs gives {len(inputs)} arrays; the model takes "
@@ -60,7 +62,9 @@ def model_inputs(specs, inputs=None, input_shape=None, batch=8, seed=0, bounds=N
     rng = np.random.default_rng(seed)
     arrays = []
     for spec in specs:
-        rest = input_shape[1:] if input_shape else spec.shape[1:]
+        rest = input_shape[1:] if input_shape else \
+            [(traced or {}).get(spec.name, spec.shape)[k] if isinstance(d, str) else d
+             for k, d in enumerate(spec.shape) if k]
         n = spec.shape[0] if spec.shape[0] is not None else batch
         dtype = _INPUT_DTYPES.get(spec.type, np.float32)
         if dtype is np.float32:
@@ -161,7 +165,8 @@ def verify(path, against, *, model_spec=None, seed=0, inputs=None, input_shape=N
     sess = InferenceSession(data)
     specs = sess.get_inputs()
     arrays, where = model_inputs(specs, inputs, input_shape, batch, input_seed,
-                                 id_bounds(sess.graph, f))
+                                 id_bounds(sess.graph, f),
+                                 {i["name"]: i["shape"] for i in sess.graph["inputs"]})
     got = sess.run(None, {s.name: x for s, x in zip(specs, arrays)})
     model, name = load_source(against, model_spec, seed)
     eval_mode(model)

@@ -428,6 +428,10 @@ OPS = {
                           check=_check_masked_fill),
     # ---- constants over the batch (version 3)
     "constant": OpSpec(params={"value": True}, since=3, check=_check_constant),
+    # ---- free sequence dims (version 3)
+    "arange": OpSpec(attrs={"dim": ("int", None)}, since=3, check=_check_not_batch),
+    "unflatten": OpSpec(attrs={"dim": ("int", None), "sizes": ("sizes", None)}, since=3,
+                        check=_check_unflatten),
     # ---- recurrent layers (version 3): one layer of nn.LSTM, nn.GRU, nn.RNN, batch first
     "lstm": OpSpec(inputs=(1, 3), params=_RECURRENT_PARAMS, attrs=_RECURRENT_ATTRS,
                    outputs=(3, 3), since=3, weights=_RECURRENT_WEIGHTS, check=_check_recurrent),
@@ -444,9 +448,48 @@ def graph_version(graph):
     """The lowest format version whose vocabulary holds every op of `graph` (a writer stamps
     its file with it, so that files of older ops stay readable by older readers)."""
     ops = [n["op"] for n in (graph or {}).get("nodes", ())]
-    dtypes = [i.get("dtype") for i in (graph or {}).get("inputs", ()) if isinstance(i, dict)]
+    inputs = [i for i in (graph or {}).get("inputs", ()) if isinstance(i, dict)]
+    dtypes = [i.get("dtype") for i in inputs]
     return max([BASE_VERSION] + [OPS[op].since for op in ops if op in OPS]
-               + [VALUE_DTYPES[d] for d in dtypes if isinstance(d, str) and d in VALUE_DTYPES])
+               + [VALUE_DTYPES[d] for d in dtypes if isinstance(d, str) and d in VALUE_DTYPES]
+               + [FREE_DIMS_SINCE for i in inputs if "free" in i])
+
+
+#: Graph inputs with free dims besides the batch (key "free") since this format version.
+FREE_DIMS_SINCE = 3
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _free_dims(spec, name, w, version):
+    """The input's declared free dims (key "free", version 3): a list of {"dim", "name", "max"},
+    each dim from 1 (never the batch) to its rank - 1, once, with a maximum from the traced size
+    (shape[dim]) to 2^31."""
+    free = spec["free"]
+    if version < FREE_DIMS_SINCE:
+        raise CdnnFormatError(f"{w} ({name!r}): free dims need format version "
+                              f"{FREE_DIMS_SINCE}; the file is version {version}")
+    shape = spec["shape"]
+    if not isinstance(free, list) or not 1 <= len(free) < len(shape):
+        raise CdnnFormatError(f"{w} ({name!r}): free must be a list of 1 to {len(shape) - 1} "
+                              "dims")
+    seen = set()
+    for k, f in enumerate(free):
+        fw = f"{w} ({name!r}) free dim {k}"
+        if not isinstance(f, dict) or set(f) != {"dim", "name", "max"}:
+            raise CdnnFormatError(f"{fw}: must be an object with exactly dim, name and max")
+        d = f["dim"]
+        if not _is_int(d) or not 1 <= d < len(shape) or d in seen:
+            raise CdnnFormatError(f"{fw}: dim {d!r:.20} must be a dim of the input from 1 "
+                                  f"(dim 0 is the batch) to {len(shape) - 1}, named once")
+        seen.add(d)
+        _name(f["name"], fw)
+        if not _is_int(f["max"]) or not shape[d] <= f["max"] <= 2**31:
+            raise CdnnFormatError(f"{fw}: max {f['max']!r:.20} must be an integer from the "
+                                  f"traced size {shape[d]} to 2^31")
+    return [dict(f) for f in free]
 
 
 def _name(value, where):
@@ -545,7 +588,7 @@ def validate_graph(graph, tensors, check, version=FORMAT_VERSION):
     inputs = check.list(graph, "inputs", where, 1, MAX_NODE_INPUTS)
     for i, spec in enumerate(inputs):
         w = f"graph input {i}"
-        check.keys(spec, w, required={"name", "dtype", "shape"})
+        check.keys(spec, w, required={"name", "dtype", "shape"}, optional={"free"})
         name = _name(spec["name"], w)
         dtype = spec["dtype"]
         if not isinstance(dtype, str) or dtype not in VALUE_DTYPES:
@@ -563,6 +606,8 @@ def validate_graph(graph, tensors, check, version=FORMAT_VERSION):
             if not ok:
                 raise CdnnFormatError(f"{w} ({name!r}): dim {j} must be a positive integer"
                                       " (only dim 0 may be null, the free batch dimension)")
+        if "free" in spec:
+            _free_dims(spec, name, w, version)
         if name in defined:
             raise CdnnFormatError(f"{w}: value {name!r} defined twice")
         defined[name] = w

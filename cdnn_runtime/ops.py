@@ -291,6 +291,9 @@ OPS = {
     "masked_fill": _masked_fill,
     # ---- constants over the batch (version 3)
     "constant": _constant,
+    # ---- free sequence dims (version 3)
+    "arange": _attrs_of(shape.arange, "dim"),
+    "unflatten": _attrs_of(shape.unflatten, "dim", "sizes"),
     # ---- recurrent layers (version 3)
     "lstm": lambda a, p: _recurrent(a, p, "lstm"),
     "gru": lambda a, p: _recurrent(a, p, "gru"),

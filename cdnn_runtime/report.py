@@ -146,7 +146,11 @@ def print_inspect(rep, out=sys.stdout, name=None):
     if rep["graph"]:
         g = rep["graph"]
         dims = lambda shape: ", ".join("N" if d is None else str(d) for d in shape)  # noqa: E731
-        ins = ", ".join(f"{i['name']} [{dims(i['shape'])}]" for i in g["inputs"])
+
+        def free(i):  # a free dim as its name and max: [N, seq<=128]
+            named = {f["dim"]: f"{f['name']}<={f['max']}" for f in i.get("free", ())}
+            return [named.get(k, d) for k, d in enumerate(i["shape"])]
+        ins = ", ".join(f"{i['name']} [{dims(free(i))}]" for i in g["inputs"])
         outs = ", ".join(o["name"] + (f" [{dims(o['shape'])}]" if "shape" in o else "")
                          for o in g["outputs"])
         out.write(f"graph: {len(g['ops'])} nodes; inputs {ins}; outputs {outs}\n")

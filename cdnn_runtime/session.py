@@ -55,7 +55,7 @@ _FUSABLE = {
 class NodeArg:
     """An input or output of the model, as onnxruntime describes one."""
     name: str
-    shape: list  # None for the free batch dimension (or unknown)
+    shape: list  # None for the free batch dimension (or unknown), a name for a free dim
     type: str = "tensor(float)"
 
 
@@ -123,7 +123,13 @@ class InferenceSession:
             raise CdnnFormatError("the file holds tensors but no graph, so there is nothing to "
                                   "run (cdnn_runtime.read gives access to its tensors)")
         g = self.file.graph
-        self._inputs = [NodeArg(i["name"], list(i["shape"]), _TYPE_NAMES[i["dtype"]])
+        # free dims besides the batch (format v3): input name -> {dim: (name, max)}
+        self._free = {i["name"]: {f["dim"]: (f["name"], f["max"]) for f in i.get("free", ())}
+                      for i in g["inputs"]}
+        self._traced = {i["name"]: list(i["shape"]) for i in g["inputs"]}
+        self._inputs = [NodeArg(i["name"], [self._free[i["name"]].get(d, (s,))[0]
+                                            for d, s in enumerate(i["shape"])],
+                                _TYPE_NAMES[i["dtype"]])
                         for i in g["inputs"]]
         self._input_dtypes = {i["name"]: np.dtype(i["dtype"]) for i in g["inputs"]}
         # [None] until _check_shapes computes each output's shape
@@ -322,30 +328,52 @@ class InferenceSession:
                                 output_padding=tuple(a["output_padding"]))
 
     def _check_shapes(self):
-        """Run the graph once on an empty batch (a fixed batch: on zeros) so that every shape
-        mismatch shows at load; the outputs' shapes come from that run, the free batch (a
-        dim that is 0 on the empty batch) as None."""
+        """Run the graph once on an empty batch (a fixed batch: on zeros) at the traced sizes
+        so that every shape mismatch shows at load; the outputs' shapes come from that run,
+        the free batch (a dim that is 0 on the empty batch) as None. With free dims besides the
+        batch, a second run one step away from the traced sizes tells which output dims follow
+        them: a dim equal to a free dim's size in both runs takes its name, another that
+        changes is None."""
+        for i in self._inputs:
+            if i.shape[0] is not None and math.prod(self._traced[i.name]) > _MAX_CHECK_ELEMENTS:
+                return  # a large fixed batch: checked on first run
+        outs = self._run_at(0)
+        free = any(i.shape[0] is None for i in self._inputs)
+        shapes = [[None if free and d == 0 else int(d) for d in y.shape] for y in outs]
+        traced = [(self._traced[name][d], top) for name, f in self._free.items()
+                  for d, (_, top) in f.items()]
+        step = 1 if all(s < top for s, top in traced) else \
+            -1 if all(s > 1 for s, _ in traced) else 0
+        if traced and step:
+            sizes = {}
+            for name, f in self._free.items():
+                for d, (dim_name, _) in f.items():
+                    sizes[dim_name] = (self._traced[name][d], self._traced[name][d] + step)
+            for shape, y in zip(shapes, self._run_at(step)):
+                for k, d in enumerate(y.shape):
+                    if shape[k] is not None and d != shape[k]:
+                        named = [n for n, (a, b) in sizes.items() if (a, b) == (shape[k], d)]
+                        shape[k] = named[0] if len(named) == 1 else None
+        self._outputs = [NodeArg(o.name, shape) for o, shape in zip(self._outputs, shapes)]
+
+    def _run_at(self, step):
+        """The outputs for zeros at the traced sizes, the free dims `step` from them (the free
+        batch empty)."""
         feed = {}
         for i in self._inputs:
-            if any(d is None for d in i.shape[1:]):
-                return  # a free dim besides the batch: checked on each run
-            if i.shape[0] is not None and math.prod(i.shape) > _MAX_CHECK_ELEMENTS:
-                return  # a large fixed batch: checked on first run
-            feed[i.name] = np.zeros([0 if i.shape[0] is None else i.shape[0]]
-                                    + list(i.shape[1:]), self._input_dtypes[i.name])
-        free = any(i.shape[0] is None for i in self._inputs)
+            shape = [0 if i.shape[0] is None else self._traced[i.name][0]]
+            shape += [s + step if d in self._free[i.name] else s
+                      for d, s in enumerate(self._traced[i.name]) if d]
+            feed[i.name] = np.zeros(shape, self._input_dtypes[i.name])
         try:
             with np.errstate(all="ignore"):
-                outs = self._execute(feed, [o.name for o in self._outputs])
+                return self._execute(feed, [o.name for o in self._outputs])
         except ValueError as exc:
             raise CdnnFormatError(f"the graph does not fit its declared input shapes: {exc}") \
                 from None
         except MemoryError:
             raise CdnnMemoryError("not enough memory to run the model's fixed batch once at "
                                   "load") from None
-        self._outputs = [NodeArg(o.name, [None if free and d == 0 else int(d)
-                                          for d in y.shape])
-                         for o, y in zip(self._outputs, outs)]
 
     # ---- running ---------------------------------------------------------------------------
     def get_inputs(self):
@@ -394,6 +422,7 @@ class InferenceSession:
             raise ValueError("input_feed must be a dict mapping input names to arrays")
         feed = {}
         batch = None
+        free_sizes = {}
         for name, shape, spec in self._input_specs:
             x = input_feed.get(name)
             if x is None:
@@ -406,10 +435,17 @@ class InferenceSession:
                 raise ValueError(f"input {name!r} must be {self._input_dtypes[name]}, got "
                                  f"{x.dtype}")
             xs = x.shape
-            if len(xs) != len(shape) or any(d is not None and d != s
+            if len(xs) != len(shape) or any(d is not None and not isinstance(d, str) and d != s
                                             for d, s in zip(shape, xs)):
                 raise ValueError(f"input {name!r} has shape {list(xs)}, expected "
                                  f"{self._shape_text(spec)}")
+            for d, (dim_name, top) in self._free[name].items():
+                if not 1 <= xs[d] <= top:
+                    raise ValueError(f"input {name!r} dim {d} ({dim_name}) is {xs[d]}; the "
+                                     f"model takes 1 to {top}")
+                if free_sizes.setdefault(dim_name, xs[d]) != xs[d]:
+                    raise ValueError(f"inputs disagree on {dim_name} ({free_sizes[dim_name]} "
+                                     f"and {xs[d]})")
             if shape[0] is None:
                 if batch is not None and xs[0] != batch:
                     raise ValueError(f"inputs disagree on the batch size ({batch} and "

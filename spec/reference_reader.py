@@ -346,19 +346,36 @@ def _ops():
     return _OPS
 
 
+def _free_dims(free, shape, where, version):
+    """An input's free dims (section 7, since version 3)."""
+    if version < 3 or not isinstance(free, list) or not 1 <= len(free) < len(shape):
+        _fail(where, "free dims")
+    dims = set()
+    for f in free:
+        _keys(f, where + " free dim", {"dim", "name", "max"})
+        d, top = f["dim"], f["max"]
+        if type(d) is not int or not 1 <= d < len(shape) or d in dims or type(top) is not int \
+                or not shape[d] <= top <= 2**31:
+            _fail(where, f"free dim {d!r:.20}")
+        dims.add(d)
+        _name(f["name"], where)
+
+
 def read_graph(graph, tensors, version):
     """The graph with params and attrs in every node and every attribute's default applied."""
     _keys(graph, "graph", {"inputs", "nodes", "outputs"})
     defined = set()
     for i, spec in enumerate(_list(graph, "inputs", "graph", 1, MAX_GRAPH_VALUES)):
         where = f"graph input {i}"
-        _keys(spec, where, {"name", "dtype", "shape"})
+        _keys(spec, where, {"name", "dtype", "shape"}, {"free"})
         shape = spec["shape"]
         if not isinstance(spec["dtype"], str) or INPUT_DTYPES.get(spec["dtype"], version + 1) \
                 > version or not isinstance(shape, list) or not 1 <= len(shape) \
                 <= MAX_RANK or not all((d is None and j == 0) or (type(d) is int and 1 <= d
                                        <= 2**31) for j, d in enumerate(shape)):
             _fail(where, "dtype or shape")
+        if "free" in spec:
+            _free_dims(spec["free"], shape, where, version)
         if _name(spec["name"], where) in defined:
             _fail(where, f"value {spec['name']!r} defined twice")
         defined.add(spec["name"])

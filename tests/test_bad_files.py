@@ -391,6 +391,35 @@ CASES.update({
 })
 
 
+# ---- free sequence dims (version 3): the embedding file's ids [N, 5] with a free dim 1
+def _free(free, version=3, dtype="int64"):
+    def fn(h, s):
+        h["graph"]["inputs"][0]["free"] = free
+        h.update(format_version=version)
+    return edit(_embedding(dtype=dtype), fn)
+
+
+_FI = r"graph input 0 \('ids'\)"
+CASES.update({
+    "free dims in a version 2 file": (_free([{"dim": 1, "name": "seq", "max": 9}], 2, "float32"),
+                                      CdnnFormatError, f"{_FI}: free dims need format version "
+                                                       "3; the file is version 2"),
+    "free batch dim": (_free([{"dim": 0, "name": "seq", "max": 9}]), CdnnFormatError,
+                       rf"{_FI} free dim 0: dim 0 must be a dim of the input from 1 \(dim 0 is "
+                       r"the batch\) to 1, named once"),
+    "free dim named twice": (_free([{"dim": 1, "name": "a", "max": 9}] * 2), CdnnFormatError,
+                             f"{_FI}: free must be a list of 1 to 1 dims"),
+    "free max below the traced size": (_free([{"dim": 1, "name": "seq", "max": 4}]),
+                                       CdnnFormatError, rf"{_FI} free dim 0: max 4 must be an "
+                                                        "integer from the traced size 5 to 2"),
+    "free dim without a max": (_free([{"dim": 1, "name": "seq"}]), CdnnFormatError,
+                               f"{_FI} free dim 0: must be an object with exactly dim, name and "
+                               "max"),
+    "free dims an object": (_free({"1": 9}), CdnnFormatError,
+                            f"{_FI}: free must be a list of 1 to 1 dims"),
+})
+
+
 # ---- normalisation, resizing, pooling (version 3): a node of a golden vector made into one of
 # these ops (SPLIT's fc.weight is [2, 6], GOOD's fc1.bias is [8])
 def _norm_op(op, attrs, params=None, base=SPLIT, at="split", version=3):

@@ -323,6 +323,23 @@ def test_the_zoo_gru_tagger_captures_and_runs():
         _close(sess.run(None, {"ids": ids.numpy()})[0], ref, rtol=1e-4)
 
 
+def test_a_free_sequence_length_runs_at_other_lengths():
+    """cdnn.recurrent's ops keep the sequence length free under torch.export (ATen's lstm
+    unrolls the steps); a GRU with an initial state runs at lengths 2 and 9."""
+    torch.manual_seed(5)
+    model = _Recurrent(nn.GRU(6, 8, 2, batch_first=True, bidirectional=True), True).eval()
+    packed = compress(model, (_randn(1, 5, 6), _randn(1, 4, 8)),
+                      dynamic_dims={0: {1: "seq"}})
+    sess = InferenceSession(packed.to_bytes())
+    assert sess.get_inputs()[0].shape == [None, "seq", 6]
+    for batch, length in ((1, 2), (3, 9)):
+        xs = (_randn(batch, length, 6, seed=length), _randn(batch, 4, 8, seed=batch))
+        with torch.no_grad():
+            refs = packed.reference_model()(*xs)
+        for y, ref in zip(sess.run(None, {"x": xs[0].numpy(), "h0": xs[1].numpy()}), refs):
+            _close(y, ref, rtol=1e-4)
+
+
 @pytest.mark.filterwarnings("ignore:The tensor attributes self.rnn._flat_weights")
 def test_capture_of_the_module_itself_reads_aten_ops_and_keeps_its_weights_raw():
     """Without prepare_for_capture, nn.LSTM exports as aten.lstm.input: the same nodes, its

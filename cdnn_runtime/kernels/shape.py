@@ -253,3 +253,23 @@ def channel_shuffle(x, groups):
         raise ValueError(f"channel_shuffle of {c} channels into {groups} groups")
     y = x.reshape(n, groups, c // groups, *x.shape[2:]).swapaxes(1, 2)
     return np.ascontiguousarray(y).reshape(x.shape)
+
+
+# ---- free sequence dims (version 3)
+def unflatten(x, dim, sizes):
+    """torch.unflatten: dim (never the batch) split into `sizes`, whose product is its size."""
+    check_float32_array("x", x)
+    axis = _sample_axis(x, dim, "unflatten")
+    sizes = _ints("sizes", sizes)
+    if _prod(sizes) != x.shape[axis] or min(sizes, default=0) < 1:
+        raise ValueError(f"unflatten of dim {axis} of shape {list(x.shape)} into "
+                         f"{list(sizes)}")
+    return np.ascontiguousarray(x).reshape(x.shape[:axis] + sizes + x.shape[axis + 1:])
+
+
+def arange(like, dim):
+    """torch.arange(like.shape[dim]) as int64 positions (a free sequence's position ids)."""
+    if not isinstance(like, np.ndarray):
+        raise KernelArgumentError(f"like must be a numpy array, got {type(like).__name__}")
+    axis = _sample_axis(like, dim, "arange")
+    return np.arange(like.shape[axis], dtype=np.int64)

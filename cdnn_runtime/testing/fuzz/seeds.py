@@ -94,11 +94,18 @@ def seed_graph_ops():
     w.set_graph({
         "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 3, 8, 8]},
                    {"name": "y", "dtype": "float32", "shape": [None, 10]},
-                   {"name": "ids", "dtype": "int64", "shape": [None, 3]}],
+                   {"name": "ids", "dtype": "int64", "shape": [None, 3],
+                    "free": [{"dim": 1, "name": "seq", "max": 6}]}],
         "nodes": [
             # ---- token inputs and embeddings (version 3): ids [N, 3] -> [N, 3, 10] -> [N, 3, 6]
             node("emb", "embedding", ["ids"], "emb", {"weight": "emb.weight"}),
-            node("emb_head", "linear", ["emb"], "emb_logits", {"weight": "emb.weight"}),
+            # ---- free sequence dims (version 3): positions over the free seq, [N, seq, 2, 5]
+            node("pos", "arange", ["ids"], "pos", attrs={"dim": 1}),
+            node("pos_emb", "embedding", ["pos"], "pos_emb", {"weight": "emb.weight"}),
+            node("emb_pos", "add", ["emb", "pos_emb"], "emb_pos"),
+            node("emb_unf", "unflatten", ["emb_pos"], "emb_unf", attrs={"dim": 2, "sizes": [2, 5]}),
+            node("emb_flat", "flatten", ["emb_unf"], "emb_flat", attrs={"start_dim": 2}),
+            node("emb_head", "linear", ["emb_flat"], "emb_logits", {"weight": "emb.weight"}),
             # ---- recurrent layers (version 3): emb [N, seq, 10] through a bidirectional lstm,
             # a bidirectional gru from its h_n, an rnn: [N, seq, 4]
             {"name": "rec_lstm", "op": "lstm", "inputs": ["emb"],
