@@ -174,6 +174,11 @@ class Predictor:
         want = np.dtype({"tensor(float)": "float32", "tensor(int64)": "int64",
                          "tensor(int32)": "int32"}[spec.type])
         if x.dtype != want:
+            if x.dtype.kind in "USO":
+                raise CdnnArgumentError(f"column {column!r} holds text ({x.dtype}), not "
+                                        "arrays; Dask's from_pandas turns object columns "
+                                        "into strings unless dask.config.set("
+                                        "{'dataframe.convert-string': False})")
             if x.dtype.kind != want.kind and not (want.kind == "i" and x.dtype.kind == "u"):
                 raise CdnnArgumentError(f"column {column!r} is {x.dtype}; the model's input "
                                         f"{spec.name!r} takes {want} (images: scale and "

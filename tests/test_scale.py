@@ -129,6 +129,8 @@ def test_predictor_refuses_what_it_cannot_feed(model, images):
         pred({"image": images[:4]})
     with pytest.raises(CdnnArgumentError, match="uint8.*takes float32"):
         pred({"x": (images[:4] * 255).astype(np.uint8)})
+    with pytest.raises(CdnnArgumentError, match="holds text.*convert-string"):
+        pred({"x": np.array(["[0.1, 0.2]"] * 4)})
     with pytest.raises(CdnnArgumentError, match=r"column\(s\) x: input 'x' has shape"):
         pred({"x": images[:4, :, :20]})
     with pytest.raises(CdnnArgumentError, match="unknown output 'logits'"):
@@ -276,7 +278,7 @@ def test_ray_data_recipe(ray_cluster, model, reference, parquet_dir):
     ds = ray_cluster.data.read_parquet(str(parquet_dir)).repartition(PARQUET_SHARDS)
     preds = ds.map_batches(Predictor, fn_constructor_kwargs={
         "model": open(model, "rb").read(), "input_name": "image", "num_threads": 1},
-        concurrency=2, batch_size=1000, num_cpus=0.5)
+        compute=ray_cluster.data.ActorPoolStrategy(size=2), batch_size=1000, num_cpus=0.5)
     ids, outs = _ray_predictions(preds)
     assert sorted(ids.tolist()) == list(range(IMAGES))
     assert np.array_equal(outs, reference[ids])
@@ -307,7 +309,8 @@ def test_ray_worker_killed_mid_job_is_retried(ray_cluster, model, reference, par
     ds = ray_cluster.data.read_parquet(str(parquet_dir)).repartition(PARQUET_SHARDS)
     preds = ds.map_batches(KillingPredictor, fn_constructor_kwargs={
         "model": open(model, "rb").read(), "marker": str(marker), "input_name": "image",
-        "num_threads": 1}, concurrency=2, batch_size=500, num_cpus=0.5)
+        "num_threads": 1}, compute=ray_cluster.data.ActorPoolStrategy(size=2), batch_size=500,
+        num_cpus=0.5)
     ids, outs = _ray_predictions(preds)
     assert marker.exists()  # a worker did die
     assert len(ids) == IMAGES and sorted(ids.tolist()) == list(range(IMAGES))  # no duplicates
@@ -335,3 +338,18 @@ def test_dask_recipe(model, reference, parquet_dir):
     assert sorted(ids.tolist()) == list(range(IMAGES))
     assert np.array_equal(np.stack(got["output"]), reference[ids])
 
+
+
+# ---- the benchmark's estimate ----------------------------------------------------------------
+def test_bench_estimate_of_a_100_node_job():
+    from bench_scale import estimate
+    run = {"engine": "ray", "model": "cdnn", "first_result_s": 6.0}
+    report = {"machine": {"cpu_count": 2}, "shipped_bytes_per_worker": {"cdnn": 50_000},
+              "runs": [{**run, "workers": 1, "steady_images_per_s": 1000.0},
+                       {**run, "workers": 2, "steady_images_per_s": 2000.0}]}
+    (row,) = estimate(report)["rows"]
+    assert row["node_images_per_s"] == 2000.0  # the node's cores as workers, as measured
+    assert row["minutes"] == pytest.approx((1e8 / (100 * 2000.0) + 6.0) / 60)
+    assert row["shipped_bytes"] == 100 * 2 * 50_000
+    report["runs"].pop()  # one worker measured: its rate times the cores
+    assert estimate(report)["rows"][0]["node_images_per_s"] == 2000.0
