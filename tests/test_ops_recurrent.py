@@ -278,7 +278,8 @@ def test_both_presets_code_the_matrices_of_an_lstm_model(preset):
 
 def test_a_layer_state_picked_from_h_n_reads_the_layer_output():
     """`h_n[-1]` and `c_n[0]` of a module's states read the layers' own outputs (a select of
-    the layer's direction), the stitched [layers * D, N, H] value is not built."""
+    the layer's direction), the stitched [layers * D, N, H] value is not built; the input's
+    transpose to sequence first is read through, no node of its own."""
 
     class LastState(nn.Module):
         def __init__(self):
@@ -294,6 +295,7 @@ def test_a_layer_state_picked_from_h_n_reads_the_layer_output():
     packed = _compress(LastState().eval(), [(5, 4)], "lossless-ish")
     ops = [n["op"] for n in packed.file.graph["nodes"]]
     assert ops.count("lstm") == 2 and ops.count("select") == 3 and ops.count("cat") == 1
+    assert "transpose" not in ops
     _run_against_reference(packed, [(5, 4)])
 
 
