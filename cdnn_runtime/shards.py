@@ -58,6 +58,9 @@ def read_shard(path, column):
     DataFrame (.parquet)."""
     suffix = os.path.splitext(path)[1]
     if suffix == ".npy":
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise ValueError("not a .npy file (it does not start with NumPy's magic string)")
         return {column: np.load(path, allow_pickle=False)}
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
@@ -98,7 +101,8 @@ def _process_in_worker(shard, output_dir):
 
 def run_batch(model, source, output_dir, *, workers=1, ray_address=None, input_name=None,
               output_names=None, num_threads=None, progress=None):
-    """Run `model` over the shards of `source` (a folder or a glob) into `output_dir`.
+    """Run `model` (a path, the file's bytes, a session, or a Predictor whose settings then
+    rule) over the shards of `source` (a folder or a glob) into `output_dir`.
 
     Locally in this process (`workers=1`) or a pool of `workers` processes; on the Ray cluster
     at `ray_address` when given (the shards and `output_dir` on storage every node sees).
@@ -119,7 +123,8 @@ def run_batch(model, source, output_dir, *, workers=1, ray_address=None, input_n
     todo = [s for s in shards if not os.path.exists(outputs[s])]
     if num_threads is None and workers > 1:
         num_threads = max(1, (os.cpu_count() or 1) // workers)
-    predictor = Predictor(model, input_name, output_names, num_threads)
+    predictor = model if isinstance(model, Predictor) else \
+        Predictor(model, input_name, output_names, num_threads)
     progress = progress or ShardProgress(quiet=True)
     progress.start(len(todo))
     results = []

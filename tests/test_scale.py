@@ -6,8 +6,11 @@ Fashion-MNIST-sized images from the bundled sample. Ray and Dask run real local 
 one per module.
 """
 
+import io
+import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +24,7 @@ from _scale_model import compressed_lenet5, fashion_images
 from cdnn_runtime import CdnnArgumentError, CdnnUsageError, InferenceSession, writer
 from cdnn_runtime import cli as runtime_cli
 from cdnn_runtime.batch import Predictor, predict_in_processes
-from cdnn_runtime.shards import run_batch
+from cdnn_runtime.shards import ShardProgress, run_batch
 
 IMAGES = 10_000
 PARQUET_SHARDS = 8
@@ -189,8 +192,10 @@ def test_batch_command_resumes(model, images, reference, tmp_path, capsys):
     assert np.array_equal(_shard_outputs(out), reference[:200])
     (out / "s2.npz").unlink()
     kept = os.stat(out / "s1.npz")
-    rep = run_batch(model, str(source / "*.npy"), str(out))
-    assert (rep["done"], rep["skipped"], rep["failed"]) == (1, 3, [])
+    assert runtime_cli.main(["batch", model, "--input", str(source / "*.npy"), "--output",
+                             str(out), "--json", "--quiet"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert (rep["done"], rep["skipped"], rep["failed"], rep["rows"]) == (1, 3, [], 50)
     assert os.stat(out / "s1.npz").st_mtime_ns == kept.st_mtime_ns  # not written again
     assert np.array_equal(_shard_outputs(out), reference[:200])
 
@@ -221,6 +226,7 @@ def test_batch_command_writes_each_shard_whole(model, images, reference, tmp_pat
 def test_batch_command_reports_bad_shards_and_goes_on(model, images, reference, tmp_path):
     source, out = _npy_shards(tmp_path / "in", images), tmp_path / "out"
     (source / "broken.npy").write_bytes(b"\x93NUMPY not really")
+    (source / "text.npy").write_bytes(b"id,image\n")
     np.savez(source / "columns.npz", image=images[:3])  # no column named like the input
     exe = os.path.join(os.path.dirname(sys.executable), "cdnn")
     r = subprocess.run([exe, "batch", model, "--input", source, "--output", out, "--workers",
@@ -228,9 +234,38 @@ def test_batch_command_reports_bad_shards_and_goes_on(model, images, reference, 
     assert r.returncode == 1, r.stderr
     assert "error: broken.npy: cannot be decoded" in r.stderr
     assert "error: columns.npz: the batch has no column 'x'" in r.stderr
-    assert "4 shard(s) written" in r.stdout and "2 failed" in r.stdout
+    assert "error: text.npy: cannot be decoded (ValueError: not a .npy file" in r.stderr
+    assert "4 shard(s) written" in r.stdout and "3 failed" in r.stdout
     assert sorted(os.listdir(out)) == [f"s{k}.npz" for k in range(4)]
     assert np.array_equal(_shard_outputs(out), reference[:200])
+
+
+def test_batch_progress_lines_and_bar():
+    lines = io.StringIO()
+    progress = ShardProgress(stream=lines)
+    progress.start(2)
+    progress("a.npy")
+    progress("b.npz")
+    progress.close()
+    assert re.fullmatch(r"  \[ *[0-9.]+ s\] 1/2 a.npy\n  \[ *[0-9.]+ s\] 2/2 b.npz\n",
+                        lines.getvalue())
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    pytest.importorskip("tqdm")
+    screen = Terminal()
+    progress = ShardProgress(stream=screen)
+    progress.start(2)
+    progress("a.npy")
+    progress.close()
+    assert "1/2" in screen.getvalue() and "shard" in screen.getvalue()
+    quiet = io.StringIO()
+    progress = ShardProgress(stream=quiet, quiet=True)
+    progress.start(2)
+    progress("a.npy")
+    assert quiet.getvalue() == ""
 
 
 def test_batch_command_usage_errors(model, tmp_path):
@@ -317,10 +352,33 @@ def test_ray_worker_killed_mid_job_is_retried(ray_cluster, model, reference, par
     assert np.array_equal(outs, reference[ids])
 
 
-def test_batch_command_on_ray(ray_cluster, model, images, reference, tmp_path):
+class ShardKillingPredictor(Predictor):
+    """A Predictor whose Ray task worker dies (SIGKILL) on the first shard it runs, once."""
+
+    def __init__(self, model, marker):
+        super().__init__(model)
+        self.marker = marker
+
+    def __reduce__(self):
+        return ShardKillingPredictor, (self.session, self.marker)
+
+    def __call__(self, batch):
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return super().__call__(batch)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_batch_command_on_ray_with_a_worker_killed(ray_cluster, model, images, reference,
+                                                   tmp_path):
     source, out = _npy_shards(tmp_path / "in", images), tmp_path / "out"
-    rep = run_batch(model, str(source), str(out), ray_address="auto")
+    marker = tmp_path / "killed"
+    rep = run_batch(ShardKillingPredictor(model, str(marker)), str(source), str(out),
+                    ray_address="auto")
+    assert marker.exists()  # a task's worker did die, and Ray ran the shard again
     assert (rep["done"], rep["failed"]) == (4, [])
+    assert sorted(os.listdir(out)) == [f"s{k}.npz" for k in range(4)]  # whole, no leftovers
     assert np.array_equal(_shard_outputs(out), reference[:200])
 
 
