@@ -1173,11 +1173,11 @@ def _first_dims_swapped(g, node, v, suffix):
 
 @handles(aten.zeros.default)
 def _zeros_of_batch(g, node):
-    """Zeros sized by the free batch: no graph value, taken by a recurrent op as its default
-    initial state (what nn.LSTM and nn.GRU make when given none)."""
+    """Zeros sized at run time (by the free batch): no graph value, taken by a recurrent op as
+    its default initial state (what nn.LSTM and nn.GRU make when given none)."""
     if not node.users or not all(u.target in _RECURRENT for u in node.users):
-        unsupported(node, "zeros sized by the batch other than a recurrent layer's initial "
-                          "state")
+        unsupported(node, "zeros of a size known only at run time (the batch's), other than "
+                          "a recurrent layer's initial state")
     g.values[node] = ("zeros", None)
 
 

@@ -368,6 +368,7 @@ def test_zeros_of_the_batch_other_than_a_state_are_refused():
         def forward(self, x):
             return x + torch.zeros(x.shape[0], 3)
 
-    with pytest.raises(CdnnUnsupportedError, match="zeros sized by the batch other than a "
-                                                   "recurrent layer's initial state"):
+    with pytest.raises(CdnnUnsupportedError, match=r"zeros of a size known only at run time "
+                                                   r"\(the batch's\), other than a recurrent "
+                                                   "layer's initial state"):
         capture(Zeros(), (torch.randn(1, 3),))
