@@ -1,4 +1,5 @@
-"""Torch-free commands: `inspect`, `run` and `batch` (also reachable as `cdnn inspect`, ...).
+"""Torch-free commands: `inspect`, `run`, `batch` and `warmup` (also reachable as `cdnn
+inspect`, ...).
 
 Exit codes: 0 success, 1 a failed check or a bad file, 2 bad usage.
 """
@@ -153,7 +154,27 @@ def add_runtime_commands(sub):
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parsers["batch"] = p
+    p = add_command(
+        sub, "warmup", cmd_warmup, "compile every kernel once, so that no model compiles later",
+        "Compile every variant of every kernel into the kernel cache (about a minute on 2 "
+        "cores, once per installation and cache directory; CDNN_CACHE_DIR chooses it): a model "
+        "loaded afterwards, in any process, starts without compiling.",
+        "cdnn-runtime warmup")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    parsers["warmup"] = p
     return parsers
+
+
+def cmd_warmup(args):
+    from .warmup import warmup
+    say = None if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    res = warmup(progress=say)
+    if args.json:
+        print_json(res)
+    else:
+        print(f"compiled {res['compiled']} kernel signatures in {res['seconds']:.1f} s (0: the "
+              "cache was warm)")
+    return 0
 
 
 def dispatch(args):

@@ -1,0 +1,80 @@
+"""`cdnn-runtime warmup` compiles every kernel variant once: afterwards, in fresh processes with
+the same cache directory, loading and running architectures never seen before compiles
+nothing (numba's dispatchers count the signatures they compiled)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+from torch import nn
+
+from cdnn import compress, models, zoo
+from cdnn.zoo_sequence import SEQUENCE_FAMILIES
+
+
+class _Wide(nn.Module):
+    """Layers big enough for the threaded kernels and the parallel Huffman decoder: a strided
+    11x11 convolution over a 96x96 image, adaptive pooling, a 2304 x 1024 linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, 11, stride=4, padding=2)
+        self.pool = nn.AdaptiveAvgPool2d(6)
+        self.fc = nn.Linear(64 * 36, 1024)
+
+    def forward(self, x):
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+_RUN = """
+import json, sys
+import numpy as np
+import cdnn_runtime
+from cdnn_runtime.warmup import compiled_signatures
+counts = {}
+for path in sys.argv[1:]:
+    before = compiled_signatures()
+    sess = cdnn_runtime.InferenceSession(path)
+    feed = {}
+    for i in sess.get_inputs():
+        shape = [2] + [d if isinstance(d, int) else 5 for d in i.shape[1:]]
+        feed[i.name] = np.ones(shape, np.float32) if i.type == "tensor(float)" else \\
+            np.zeros(shape, np.int64)
+    sess.run(None, feed)
+    counts[path] = compiled_signatures() - before
+print(json.dumps(counts))
+"""
+
+
+def _files(tmp_path):
+    torch.manual_seed(0)
+    cases = {"lenet5": (models.lenet_5(), torch.randn(1, 1, 28, 28), None),
+             "resnet_tiny": (zoo.resnet50_tiny(), torch.randn(1, 3, 32, 32), None),
+             "mobilenet_v2_tiny": (zoo.mobilenet_v2_tiny(), torch.randn(1, 3, 32, 32), None),
+             "wide": (_Wide(), torch.randn(1, 3, 96, 96), None)}
+    for name in ("gpt", "lstm_kws"):
+        family = SEQUENCE_FAMILIES[name]
+        cases[name] = (family.tiny(), family.example(), {0: {family.seq_dim: "seq"}})
+    paths = []
+    for name, (model, example, free) in cases.items():
+        path = tmp_path / f"{name}.cdnn"
+        compress(model.eval(), (example,), dynamic_dims=free).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_after_warmup_no_architecture_compiles_anything(tmp_path):
+    paths = _files(tmp_path)
+    env = {**os.environ, "CDNN_CACHE_DIR": str(tmp_path / "kernels")}
+    exe = [sys.executable, "-m", "cdnn_runtime.cli", "warmup", "--json"]
+    cold = subprocess.run(exe, env=env, capture_output=True, text=True, timeout=900)
+    assert cold.returncode == 0, cold.stderr
+    assert json.loads(cold.stdout)["compiled"] > 50  # the whole kernel set, from cold
+    run = subprocess.run([sys.executable, "-c", _RUN, *paths], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {p: 0 for p in paths}
+    warm = subprocess.run(exe, env=env, capture_output=True, text=True, timeout=600)
+    assert json.loads(warm.stdout)["compiled"] == 0
