@@ -95,6 +95,8 @@ def cmd_compress(args):
     torch = require_torch("compress")
     from .compress import compress
     model, name = load_source(args.src, args.model, args.seed)
+    if args.train_data or args.val_data or args.data_hook:
+        return compress_to_budget_command(args, model, name)
     if args.example:
         example = load_examples(args.example)
     else:
@@ -122,6 +124,63 @@ def cmd_compress(args):
     if not args.quiet:
         print(packed.format_report(), end="")
         print(f"wrote {args.output} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def compress_to_budget_command(args, model, name):
+    """`cdnn compress ... --train-data --val-data --max-drop`: the budget search (cdnn.budget)."""
+    from .budget import BudgetPlan, compress_to_budget, format_report, write_report_files
+    from .budget_data import hook_splits, load_split
+    if args.data_hook:
+        if args.train_data or args.val_data:
+            raise CdnnUsageError("give either --data-hook or --train-data and --val-data")
+        train, val = hook_splits(args.data_hook)
+    elif not (args.train_data and args.val_data):
+        raise CdnnUsageError("compressing to a budget needs both --train-data and --val-data "
+                             "(or --data-hook)")
+    else:
+        train, val = load_split(args.train_data, "train"), load_split(args.val_data, "val")
+    plan = BudgetPlan(metric=args.metric, max_drop=args.max_drop, min_score=args.min_score,
+                      keep=tuple(args.keep), first_steps=args.prune_steps,
+                      retrain_epochs=args.retrain_epochs, fine_tune_epochs=args.fine_tune_epochs,
+                      lr=args.lr, batch_size=args.batch_size, distill=args.distill,
+                      seed=args.seed, budget_minutes=args.budget_minutes)
+    progress = Progress(count_layers(model), quiet=args.quiet)
+    t0 = time.perf_counter()
+    try:
+        res = compress_to_budget(model, train, val, plan, model_name=name,
+                                 work_dir=args.work_dir or args.output + ".work",
+                                 example_shape=args.input_shape or DEFAULT_SHAPES.get(args.src),
+                                 progress=progress)
+    finally:
+        progress.close()
+    from cdnn_runtime.writer import write_atomic
+    write_atomic(args.output, res.data)
+    stem = os.path.splitext(args.output)[0]
+    paths = write_report_files(res.report, stem)
+    if not args.quiet:
+        print(format_report(res.report), end="")
+        print(f"wrote {args.output} ({len(res.data):,} bytes), {', '.join(paths)} in "
+              f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _fractions(text):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1], got "
+                                         f"{text!r}")
+    return values
+
+
+def cmd_dataset(args):
+    from .budget_data import export_fashion_mnist
+    paths = export_fashion_mnist(args.out, val=args.val, seed=args.seed, root=args.root)
+    for split, path in paths.items():
+        print(f"wrote {path} ({split})")
     return 0
 
 
@@ -242,6 +301,50 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress and no report")
+    g = p.add_argument_group(
+        "compress to an accuracy budget (retrains on your data; docs/compress-your-model.md)")
+    g.add_argument("--train-data", metavar="NPZ_OR_DIR",
+                   help="training data: an .npz with x and y, or a folder of x*.npy / y*.npy "
+                        "shards")
+    g.add_argument("--val-data", metavar="NPZ_OR_DIR",
+                   help="validation data (same forms): the budget is measured on it")
+    g.add_argument("--data-hook", metavar="PKG.MOD:FN",
+                   help="instead: FN('train') and FN('val') return (x, y) arrays")
+    g.add_argument("--metric", choices=["top1", "mse"], default="top1",
+                   help="top1 (class labels, cross-entropy) or mse (targets shaped like outputs)")
+    g.add_argument("--max-drop", type=float, default=0.5,
+                   help="largest drop from the fair baseline: points of top-1 accuracy, or MSE "
+                        "increase (default 0.5)")
+    g.add_argument("--min-score", type=float,
+                   help="an absolute budget as well: least top-1 percent, or largest MSE")
+    g.add_argument("--keep", type=_fractions, default=[0.3, 0.15, 0.1, 0.075, 0.06, 0.05],
+                   help="fractions of the weights kept, one search level each "
+                        "(default 0.3,0.15,0.1,0.075,0.06,0.05)")
+    g.add_argument("--prune-steps", type=positive, default=3,
+                   help="pruning steps to the first level (default 3)")
+    g.add_argument("--retrain-epochs", type=_count, default=2,
+                   help="epochs of retraining per pruning step (default 2)")
+    g.add_argument("--fine-tune-epochs", type=_count, default=2,
+                   help="epochs of centroid fine-tuning per file (default 2)")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam's rate, down a cosine per call")
+    g.add_argument("--batch-size", type=positive, default=128)
+    g.add_argument("--distill", action="store_true",
+                   help="retrain half on the fair baseline's outputs as soft targets")
+    g.add_argument("--budget-minutes", type=float,
+                   help="start no new search level after this many minutes")
+    g.add_argument("--work-dir", help="where each finished stage is kept, to resume an "
+                                      "interrupted run (default OUTPUT.work)")
+    p = add_command(
+        sub, "dataset", cmd_dataset, "write Fashion-MNIST as .npz files with x and y",
+        "Write the Fashion-MNIST IDX files as train.npz, val.npz (held out from the training "
+        "images, seeded: the split `make paper` uses) and test.npz, each holding x float32 "
+        "[N, 1, 28, 28] in [0, 1] and y int64: the data `cdnn compress --train-data` takes.",
+        "cdnn dataset fashion-mnist --out data/")
+    p.add_argument("name", choices=["fashion-mnist"])
+    p.add_argument("--out", required=True, help="folder to write train.npz, val.npz, test.npz")
+    p.add_argument("--val", type=positive, default=5000, help="training images held out")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out permutation")
+    p.add_argument("--root", help="folder of the IDX files (default: Debian's)")
     p = add_runtime_commands(sub)["inspect"]
     p.description += "\n  cdnn inspect model.cdnn --plot model.png   (needs matplotlib)"
     p.add_argument("--plot", metavar="PNG",
