@@ -445,6 +445,8 @@ def _permute(g, node):
 
 @handles(aten.transpose.int)
 def _transpose(g, node):
+    if _transpose_of_recurrent_output(g, node):  # recurrent layers (version 3)
+        return
     g.emit(node, "transpose", [g.value_name(node.args[0])],
            attrs={"dim0": int(node.args[1]), "dim1": int(node.args[2])})
 
@@ -1199,32 +1201,66 @@ def _initial_states(g, node, state, key, layers, dirs):
             for k in range(layers)]
 
 
-def _state_of_layer(v):
-    """(recurrent fx node, output index) when fx value `v` is the h_n or c_n of one."""
-    if v.target is operator.getitem and v.args[0].target in _RECURRENT and v.args[1] > 0:
+def _output_of(v):
+    """(recurrent fx node, output index) when fx value `v` is an output of one, else None."""
+    if v.target is operator.getitem and v.args[0].target in _RECURRENT:
         return v.args[0], v.args[1]
     return None
 
 
-def _layer_pick(u):
-    """Whether fx node `u` picks one layer's state out of a module's h_n (`h_n[-1]`)."""
+def _dim0_pick(u):
+    """Whether fx node `u` selects along dim 0 (`h_n[-1]`, a sequence-first `out[-1]`)."""
     return u.target == aten.select.int and int(u.args[1]) % _rank(u.args[0]) == 0
 
 
+def _swaps_first_dims(u):
+    """Whether fx node `u` is a transpose of dims 0 and 1."""
+    return u.target == aten.transpose.int and \
+        {int(d) % _rank(u) for d in u.args[1:3]} == {0, 1}
+
+
+def _read_from_layers(u, index, batch_first):
+    """Whether fx node `u`, a user of output `index` of a recurrent op, reads the layers' own
+    outputs instead: a pick of one layer's state (`h_n[-1]`); of a sequence-first module's
+    output, a step (`out[-1]`) or the output made batch first again."""
+    if index:
+        return _dim0_pick(u)
+    return not batch_first and (_dim0_pick(u) or _swaps_first_dims(u))
+
+
 def _output_used(node, index):
-    """Whether output `index` of recurrent fx node `node` is used other than by picks of
-    one layer's state, which read the layers' own outputs."""
+    """Whether output `index` of recurrent fx node `node` is used other than by the users
+    that read the layers' own outputs."""
     return any(u.target is operator.getitem and u.args[1] == index and
-               any(not (index and _layer_pick(w)) for w in u.users) for u in node.users)
+               any(not _read_from_layers(w, index, node.args[8]) for w in u.users)
+               for u in node.users)
+
+
+def _transpose_of_recurrent_output(g, node):
+    """`out.transpose(0, 1)` of a sequence-first recurrent module's output `out`: the last
+    layer's batch-first output itself. Returns whether it was one."""
+    found = _output_of(node.args[0]) if _swaps_first_dims(node) else None
+    if found is None or found[1] != 0 or found[0].args[8]:
+        return False
+    g.values[node] = g.values[("recurrent output", found[0])]
+    return True
 
 
 def _select_of_recurrent_state(g, node):
     """`h_n[i]` of a recurrent module's h_n or c_n ([layers * D, N, H]): its layer's state
-    [N, D, H] at direction i % D, without the stitched value. Returns whether it was one."""
-    found = _state_of_layer(node.args[0]) if _layer_pick(node) else None
+    [N, D, H] at direction i % D, without the stitched value; `out[t]` of a sequence-first
+    module's output: step t of the last layer's batch-first output. Returns whether it was
+    one of these."""
+    found = _output_of(node.args[0]) if _dim0_pick(node) else None
     if found is None:
         return False
     rec, index = found
+    if index == 0:
+        if rec.args[8]:  # batch first: dim 0 is the batch
+            return False
+        g.emit(node, "select", [g.values[("recurrent output", rec)]],
+               attrs={"dim": 1, "index": int(node.args[2])})
+        return True
     layer_outputs = g.values[("recurrent layers", rec)]
     dirs = 2 if rec.args[7] else 1
     layer, direction = divmod(int(node.args[2]) % (len(layer_outputs) * dirs), dirs)
@@ -1284,3 +1320,4 @@ def _recurrent(g, node):
                                         attrs={"dim0": 0, "dim1": 1})
     g.values[node] = ("multi", results)
     g.values[("recurrent layers", node)] = layer_outputs  # for _select_of_recurrent_state
+    g.values[("recurrent output", node)] = seq  # for _transpose_of_recurrent_output

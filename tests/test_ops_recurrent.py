@@ -299,6 +299,36 @@ def test_a_layer_state_picked_from_h_n_reads_the_layer_output():
     _run_against_reference(packed, [(5, 4)])
 
 
+class _Steps(nn.Module):
+    """The last step of a recurrent module's output through a linear head, and the output
+    itself, batch first; the module sequence first or, transposed the other way, batch first
+    (then the output is returned sequence first)."""
+
+    def __init__(self, batch_first):
+        super().__init__()
+        self.rnn = nn.GRU(4, 6, 2, batch_first=batch_first, bidirectional=True)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x):
+        if self.rnn.batch_first:
+            out, _ = self.rnn(x)
+            return self.fc(out[:, -1]), out.transpose(0, 1)
+        out, _ = self.rnn(x.transpose(0, 1))
+        return self.fc(out[-1]), out.transpose(0, 1)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_a_sequence_first_output_is_read_batch_first(batch_first):
+    """Of a sequence-first module, `out[-1]` is a step of the layer's batch-first output and
+    `out.transpose(0, 1)` that output itself, no transposes; a batch-first module's output
+    transposed to sequence first is a transpose."""
+    torch.manual_seed(6)
+    packed = _compress(_Steps(batch_first).eval(), [(5, 4)], "lossless-ish")
+    ops = [n["op"] for n in packed.file.graph["nodes"]]
+    assert ops.count("gru") == 2 and ops.count("transpose") == (1 if batch_first else 0)
+    _run_against_reference(packed, [(5, 4)])
+
+
 def test_the_zoo_keyword_spotter_captures_and_runs():
     """The two-layer LSTM keyword spotter of cdnn.zoo_sequence on 49 MFCC frames of 10."""
     from cdnn import zoo_sequence
