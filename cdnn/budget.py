@@ -60,7 +60,7 @@ class BudgetPlan:
     metric: str = "top1"
     max_drop: float = 0.5  # points of top-1 accuracy, or absolute MSE increase
     min_score: float = None  # an absolute floor as well (accuracy in points, or largest MSE)
-    keep: tuple = (0.3, 0.15, 0.1, 0.075, 0.06, 0.05)  # fraction of weights kept per level
+    keep: tuple = (0.3, 0.2, 0.14, 0.1, 0.075, 0.055)  # fraction of weights kept per level
     first_steps: int = 3  # pruning steps from dense to level 1; one step per level after
     retrain_epochs: int = 2
     fine_tune_epochs: int = 2
@@ -456,6 +456,8 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
             masks = prune_layers(net, {n: {"density": d} for n, d in densities.items()},
                                  train=retrain, steps=steps, progress=progress)
             work.save_torch(pruned_name, {"state": net.state_dict(), "masks": masks})
+        pruned_score = display(torch_score(net, val, plan.metric), plan.metric)
+        stage(f"level {k}: pruned, validation {pruned_score:.4f} (torch, before sharing)")
         point_name = f"level-{k}.json"
         if work.has(point_name):
             point = work.load_json(point_name)
@@ -465,6 +467,7 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
             point = _finish(net, masks, kinds, densities, bits, k, keep, tol, curves, example,
                             train, val, plan, teacher, model_name, dense_bytes, floor, work,
                             stage, progress)
+            point["pruned_validation"] = pruned_score
             if not point["within_budget"]:
                 more = {n: {**b, "bits": min(b["bits"] + 1, b["tried"][0][0] if b["tried"]
                                              else b["bits"])} for n, b in bits.items()}

@@ -1,4 +1,4 @@
-"""The `cdnn` command line: demo, compress, inspect, run, verify, bench.
+"""The `cdnn` command line: demo, compress, dataset, inspect, run, verify, bench.
 
 Exit codes: 0 success, 1 a failed check or a bad file, 2 bad usage.
 `inspect`, `run` and `bench` without `--against` work without torch. The work is done by
@@ -317,9 +317,9 @@ def build_parser():
                         "increase (default 0.5)")
     g.add_argument("--min-score", type=float,
                    help="an absolute budget as well: least top-1 percent, or largest MSE")
-    g.add_argument("--keep", type=_fractions, default=[0.3, 0.15, 0.1, 0.075, 0.06, 0.05],
+    g.add_argument("--keep", type=_fractions, default=[0.3, 0.2, 0.14, 0.1, 0.075, 0.055],
                    help="fractions of the weights kept, one search level each "
-                        "(default 0.3,0.15,0.1,0.075,0.06,0.05)")
+                        "(default 0.3,0.2,0.14,0.1,0.075,0.055)")
     g.add_argument("--prune-steps", type=positive, default=3,
                    help="pruning steps to the first level (default 3)")
     g.add_argument("--retrain-epochs", type=_count, default=2,

@@ -1,0 +1,240 @@
+"""Compress to an accuracy budget from the command line alone, on Fashion-MNIST: the
+`## Compress to an accuracy budget` section of PAPER.md.
+
+  1. `cdnn dataset fashion-mnist` writes train.npz (55,000 images), val.npz (5,000 held out,
+     the split of `make paper`) and test.npz (10,000);
+  2. trains each LeNet dense as `make paper` does (the user's checkpoint: Adam 1e-3, batch
+     128, RECIPES' dense epochs, seeded) and saves its state dict;
+  3. runs `cdnn compress CKPT --model ... --train-data train.npz --val-data val.npz
+     --max-drop 0.5` with the knobs of BUDGET_ARGS, timed;
+  4. reports the chosen file and every explored one run by cdnn_runtime on the 10,000 test
+     images (which the search never saw), against the fair baseline the search trained (its
+     dense.pt in the work directory, scored on the same test images);
+  5. writes results/paper_budget.json, budget_<net>.png and the PAPER.md section.
+usage: python benchmarks/paper_budget.py [--nets lenet-300-100,lenet-5] [--quick]
+                                         [--threads N] [--out DIR] [--work DIR]
+                                         [--from-json PATH]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from _common import RESULTS
+from _paper_common import (
+    SECTION_MARK,
+    lenet_parser,
+    load_json,
+    runtime_accuracy,
+    write_section_report,
+)
+from cdnn import models
+from cdnn.capture import prepare_for_capture
+from cdnn.train import accuracy, fit, loader
+
+#: The dense training of the user's checkpoint (as reproduce.py's RECIPES).
+DENSE_EPOCHS = {"lenet-300-100": 10, "lenet-5": 6}
+FACTORIES = {"lenet-300-100": "cdnn.models:lenet_300_100", "lenet-5": "cdnn.models:lenet_5"}
+#: The search's knobs per network (chosen to fit 40 minutes on 2 cores).
+BUDGET_ARGS = {
+    "lenet-300-100": ["--keep", "0.15,0.11,0.09,0.075,0.065,0.055", "--prune-steps", "3",
+                      "--retrain-epochs", "3", "--fine-tune-epochs", "3"],
+    "lenet-5": ["--keep", "0.15,0.11,0.09,0.075,0.065", "--prune-steps", "3",
+                "--retrain-epochs", "2", "--fine-tune-epochs", "2"],
+}
+MAX_DROP = 0.5
+TARGETS = {"lenet-300-100": {"target": 35, "stretch": 40}, "lenet-5": {"target": 35,
+                                                                     "stretch": 45}}
+SECTION = "## Compress to an accuracy budget (`cdnn compress --max-drop`)"
+CDNN = [sys.executable, "-m", "cdnn.cli"]
+
+
+def export_data(work, quick):
+    folder = os.path.join(work, "data")
+    if not os.path.exists(os.path.join(folder, "test.npz")):
+        subprocess.run(CDNN + ["dataset", "fashion-mnist", "--out", folder], check=True)
+    if not quick:
+        return folder
+    small = os.path.join(work, "data-quick")
+    os.makedirs(small, exist_ok=True)
+    for name, n in (("train", 2000), ("val", 1000), ("test", 2000)):
+        with np.load(os.path.join(folder, f"{name}.npz")) as d:
+            np.savez(os.path.join(small, f"{name}.npz"), x=d["x"][:n], y=d["y"][:n])
+    return small
+
+
+def split(folder, name):
+    with np.load(os.path.join(folder, f"{name}.npz")) as d:
+        return d["x"], d["y"]
+
+
+def train_checkpoint(name, folder, work, quick, log):
+    """The user's dense checkpoint: trained as `make paper` trains it."""
+    path = os.path.join(work, f"{name}.pt")
+    if os.path.exists(path):
+        return path
+    x, y = split(folder, "train")
+    torch.manual_seed(0)
+    model = models.seeded(models.MODELS[name], 0)
+    t0 = time.time()
+    fit(model, loader(x, y, 128, 0), epochs=1 if quick else DENSE_EPOCHS[name], lr=1e-3)
+    torch.save(model.state_dict(), path + ".tmp")
+    os.replace(path + ".tmp", path)
+    log(f"{name}: dense checkpoint trained in {time.time() - t0:.0f} s")
+    return path
+
+
+def run_net(name, folder, work, quick, log):
+    ckpt = train_checkpoint(name, folder, work, quick, log)
+    out = os.path.join(work, f"{name}.cdnn")
+    knobs = BUDGET_ARGS[name] if not quick else [
+        "--keep", "0.2,0.1", "--prune-steps", "1", "--retrain-epochs", "1",
+        "--fine-tune-epochs", "1"]
+    cmd = CDNN + ["compress", ckpt, "--model", FACTORIES[name], "--input-shape", "1,1,28,28",
+                  "-o", out, "--train-data", os.path.join(folder, "train.npz"),
+                  "--val-data", os.path.join(folder, "val.npz"), "--max-drop", str(MAX_DROP),
+                  "--force", *knobs]
+    log(" ".join(cmd[2:]))
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.time() - t0
+    log(proc.stderr[-3000:] + proc.stdout)
+    report = load_json(os.path.splitext(out)[0] + ".budget.json") if proc.returncode == 0 \
+        else load_json(out + ".work/report.json")
+    xte, yte = split(folder, "test")
+    base = prepare_for_capture(models.MODELS[name]())
+    base.load_state_dict(torch.load(out + ".work/dense.pt", weights_only=True))
+    baseline_test = 100 * accuracy(base, torch.from_numpy(xte), torch.from_numpy(yte))
+    points = []
+    for p in report["points"]:
+        with open(os.path.join(out + ".work", p["file"]), "rb") as fh:
+            acc, _ = runtime_accuracy(fh.read(), xte, yte)
+        points.append({**{k: p[k] for k in ("level", "tag", "keep", "file", "file_bytes",
+                                           "ratio", "validation_score", "within_budget",
+                                           "epochs")},
+                       "test_accuracy": 100 * acc, "test_drop": baseline_test - 100 * acc})
+    chosen = report.get("chosen")
+    res = {"command": " ".join(["cdnn"] + cmd[3:]).replace(work + "/", ""),
+           "exit_code": proc.returncode, "seconds": seconds,
+           "fair_baseline_epochs": report["fair_baseline_epochs"],
+           "fair_baseline_validation": report["fair_baseline_validation"],
+           "fair_baseline_test": baseline_test, "source_validation": report["source_validation"],
+           "dense_bytes": report["dense_bytes"], "points": points,
+           "chosen": None if chosen is None else next(
+               q for q in points if q["file"] == chosen["file"]),
+           "layers": None if chosen is None else {
+               n: {"density": r["density"], "bits": r["bits"],
+                   "drop_alone": r["density_why"]["drop_alone_at_density"]}
+               for n, r in chosen["layers"].items()}}
+    c = res["chosen"]
+    res["targets"] = {k: bool(c and c["ratio"] >= v and c["test_drop"] <= MAX_DROP)
+                      for k, v in TARGETS[name].items()}
+    log(f"{name}: {json.dumps(c)} in {seconds / 60:.1f} min; fair baseline test "
+        f"{baseline_test:.2f}")
+    return res
+
+
+def plot(name, res, path):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    pts = res["points"]
+    ax.plot([p["ratio"] for p in pts], [p["validation_score"] for p in pts], "o-",
+            label="validation (chooses)")
+    ax.plot([p["ratio"] for p in pts], [p["test_accuracy"] for p in pts], "s--",
+            label="test (reports)")
+    ax.axhline(res["fair_baseline_test"], color="#555555", ls=":", label="fair baseline, test")
+    ax.axhline(res["fair_baseline_test"] - MAX_DROP, color="#c44e52", ls=":",
+               label=f"test baseline - {MAX_DROP} points")
+    ax.set_xlabel("compression ratio")
+    ax.set_ylabel("top-1 accuracy, % (cdnn_runtime)")
+    ax.set_title(f"{name}: the search's curve", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def markdown(rep):
+    q = " (QUICK smoke run: 2,000 images, 1 epoch; not a result)" if rep["quick"] else ""
+    out = [SECTION, SECTION_MARK.format(script="paper_budget.py"), "",
+           f"Written by `benchmarks/paper_budget.py` ({rep['date']}, {rep['threads']} "
+           f"threads){q}. The user's side: a dense checkpoint trained as above, the .npz files "
+           "of `cdnn dataset fashion-mnist`, and one command; the search (cdnn/budget.py) "
+           "chooses densities and bits on the 5,000 validation images, through cdnn_runtime; "
+           "the 10,000 test images only report. The fair baseline is the checkpoint "
+           "fine-tuned by the search itself for as many epochs as its most trained point "
+           "received.", "",
+           "| network | command time | fair baseline (epochs; test) | chosen file | ratio | "
+           "test accuracy | below fair baseline | target | stretch |",
+           "|---|---:|---|---:|---:|---:|---:|---|---|"]
+    for name, r in rep["nets"].items():
+        c = r["chosen"]
+        t = TARGETS[name]
+        if c is None:
+            out.append(f"| {name} | {r['seconds'] / 60:.1f} min | {r['fair_baseline_epochs']}; "
+                       f"{r['fair_baseline_test']:.2f}% | none within the budget | | | | "
+                       f"{t['target']}x: not met | {t['stretch']}x: not met |")
+            continue
+        out.append(f"| {name} | {r['seconds'] / 60:.1f} min | {r['fair_baseline_epochs']}; "
+                   f"{r['fair_baseline_test']:.2f}% | {c['file_bytes']:,} B | "
+                   f"**{c['ratio']:.1f}x** | {c['test_accuracy']:.2f}% | "
+                   f"{c['test_drop']:+.2f} | {t['target']}x within {MAX_DROP}: "
+                   f"{'met' if r['targets']['target'] else 'not met'} | {t['stretch']}x: "
+                   f"{'met' if r['targets']['stretch'] else 'not met'} |")
+    for name, r in rep["nets"].items():
+        out += ["", f"### {name}", "", f"`{r['command']}`", "",
+                "| level | weights kept | bytes | ratio | validation | within budget | "
+                "test | below fair baseline (test) | epochs |",
+                "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+        for p in r["points"]:
+            out.append(f"| {p['level']}{' ' + p['tag'] if p['tag'] else ''} | {p['keep']:.1%} | "
+                       f"{p['file_bytes']:,} | {p['ratio']:.1f}x | {p['validation_score']:.2f}% "
+                       f"| {'yes' if p['within_budget'] else 'no'} | {p['test_accuracy']:.2f}% | "
+                       f"{p['test_drop']:+.2f} | {p['epochs']} |")
+        if r["layers"]:
+            out += ["", "Chosen per layer: " + "; ".join(
+                f"{n} {v['density']:.1%} at {v['bits']} bits (alone: -{v['drop_alone']:.2f})"
+                for n, v in r["layers"].items()) + ".", ""]
+        out += [f"![{name} budget curve](budget_{name}{'-quick' if rep['quick'] else ''}.png)", ""]
+    return "\n".join(out)
+
+
+def main():
+    ap = lenet_parser(__doc__, quick_help="smoke run: 2,000 images, 1 epoch; writes -quick files",
+                      threads_help="torch threads of this script and the command",
+                      from_json_help="rewrite the section from a saved paper_budget.json")
+    ap.add_argument("--out", default=RESULTS)
+    ap.add_argument("--work", default="/tmp/cdnn_budget", help="checkpoints, data, work dirs")
+    args = ap.parse_args()
+    if args.from_json:
+        rep = load_json(args.from_json)
+        write_section_report(rep, os.path.dirname(os.path.abspath(args.from_json)), None,
+                             markdown(rep))
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.makedirs(args.work, exist_ok=True)
+
+    def log(text):
+        print(text, flush=True)
+    folder = export_data(args.work, args.quick)
+    rep = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick,
+           "threads": torch.get_num_threads(), "nets": {}}
+    for name in args.nets.split(","):
+        rep["nets"][name] = run_net(name, folder, args.work, args.quick, log)
+        suffix = "-quick" if args.quick else ""
+        plot(name, rep["nets"][name], os.path.join(args.out, f"budget_{name}{suffix}.png"))
+    write_section_report(rep, args.out, "paper_budget", markdown(rep))
+
+
+if __name__ == "__main__":
+    main()
