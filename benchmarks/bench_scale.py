@@ -120,6 +120,21 @@ def ray_context(sizes, batch):
     return {"ray": ray, "ray_data": data}
 
 
+def summarize_runs(rounds, engine, kind, workers, args):
+    """One row of the report from the rounds of one job (collect()'s tuples)."""
+    assert all(r[3] == args.images for r in rounds), "rows lost"
+    total = stats([r[1] for r in rounds])["median_ms"] / 1e3
+    steady = [(args.images - args.batch) / (r[1] - r[0]) for r in rounds if r[1] > r[0]]
+    peaks = [kb / 1024 for r in rounds for kb in r[2].values()]
+    return {"engine": engine, "model": kind, "workers": workers,
+            "images_per_s": args.images / total,
+            "steady_images_per_s": float(np.median(steady)) if steady else None,
+            "first_result_s": stats([r[0] for r in rounds])["median_ms"] / 1e3,
+            "job_s": stats([r[1] for r in rounds]),
+            "peak_rss_mb_max": max(peaks), "peak_rss_mb_mean": float(np.mean(peaks)),
+            "worker_processes": len(rounds[-1][2])}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,25 +165,18 @@ def main():
               "runs": []}
     for engine in engines:
         for workers in worker_counts:
+            rounds = {kind: [] for kind in KINDS}
+            for _ in range(args.rounds):  # the two models take turns, so both see one machine
+                for kind in KINDS:
+                    rounds[kind].append(ENGINES[engine](kind, models[kind], images, workers,
+                                                        args.batch, ctx))
             for kind in KINDS:
-                rounds = [ENGINES[engine](kind, models[kind], images, workers, args.batch, ctx)
-                          for _ in range(args.rounds)]
-                assert all(r[3] == args.images for r in rounds), "rows lost"
-                total = stats([r[1] for r in rounds])["median_ms"] / 1e3
-                first = stats([r[0] for r in rounds])["median_ms"] / 1e3
-                steady = [(args.images - args.batch) / (r[1] - r[0]) for r in rounds
-                          if r[1] > r[0]]
-                peaks = [kb / 1024 for r in rounds for kb in r[2].values()]
-                run = {"engine": engine, "model": kind, "workers": workers,
-                       "images_per_s": args.images / total,
-                       "steady_images_per_s": float(np.median(steady)) if steady else None,
-                       "first_result_s": first, "job_s": stats([r[1] for r in rounds]),
-                       "peak_rss_mb_max": max(peaks), "peak_rss_mb_mean": float(np.mean(peaks)),
-                       "worker_processes": len(rounds[-1][2])}
+                run = summarize_runs(rounds[kind], engine, kind, workers, args)
                 report["runs"].append(run)
                 log(f"{engine:5s} {kind:5s} {workers} worker(s): {run['images_per_s']:9.0f} "
                     f"images/s (steady {run['steady_images_per_s'] or 0:9.0f}), first result "
-                    f"{first:.2f} s, peak RSS {run['peak_rss_mb_max']:.0f} MB per worker")
+                    f"{run['first_result_s']:.2f} s, peak RSS {run['peak_rss_mb_max']:.0f} MB "
+                    "per worker")
     if "ray" in ctx:
         ctx["ray"].shutdown()
     write_report(report)
@@ -226,7 +234,8 @@ def write_report(report):
     est = report["estimate"]
     lines += ["", f"Estimate on paper (docs/scale-out.md): {est['images']:,} images on "
               f"{est['nodes']} nodes of {est['node_cores']} cores, each node at the steady rate "
-              f"measured here with {est['node_cores']} worker(s), plus the first result's delay.",
+              f"measured here with {est['node_cores']} workers (else one worker's rate times "
+              f"{est['node_cores']}), plus the first result's delay.",
               "", "| engine | model | images/s per node | minutes | model bytes shipped in all |",
               "|---|---|---:|---:|---:|"]
     for e in est["rows"]:
