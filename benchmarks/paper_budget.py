@@ -42,9 +42,9 @@ DENSE_EPOCHS = {"lenet-300-100": 10, "lenet-5": 6}
 FACTORIES = {"lenet-300-100": "cdnn.models:lenet_300_100", "lenet-5": "cdnn.models:lenet_5"}
 #: The search's knobs per network (chosen to fit 40 minutes on 2 cores).
 BUDGET_ARGS = {
-    "lenet-300-100": ["--keep", "0.15,0.11,0.09,0.075,0.065,0.055", "--prune-steps", "3",
+    "lenet-300-100": ["--keep", "0.2,0.15,0.125,0.11,0.095,0.08", "--prune-steps", "3",
                       "--retrain-epochs", "3", "--fine-tune-epochs", "3"],
-    "lenet-5": ["--keep", "0.15,0.11,0.09,0.075,0.065", "--prune-steps", "3",
+    "lenet-5": ["--keep", "0.15,0.125,0.11,0.095,0.08", "--prune-steps", "3",
                 "--retrain-epochs", "2", "--fine-tune-epochs", "2"],
 }
 MAX_DROP = 0.5
@@ -75,7 +75,7 @@ def split(folder, name):
 
 def train_checkpoint(name, folder, work, quick, log):
     """The user's dense checkpoint: trained as `make paper` trains it."""
-    path = os.path.join(work, f"{name}.pt")
+    path = os.path.join(work, f"{name}{'-quick' if quick else ''}.pt")
     if os.path.exists(path):
         return path
     x, y = split(folder, "train")
@@ -91,7 +91,7 @@ def train_checkpoint(name, folder, work, quick, log):
 
 def run_net(name, folder, work, quick, log):
     ckpt = train_checkpoint(name, folder, work, quick, log)
-    out = os.path.join(work, f"{name}.cdnn")
+    out = os.path.join(work, f"{name}{'-quick' if quick else ''}.cdnn")
     knobs = BUDGET_ARGS[name] if not quick else [
         "--keep", "0.2,0.1", "--prune-steps", "1", "--retrain-epochs", "1",
         "--fine-tune-epochs", "1"]

@@ -377,7 +377,8 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
     train, val, example, kinds, outputs = check_inputs(model, train, val, plan.metric,
                                                        example_shape)
     work = WorkDir(work_dir)
-    _check_work_dir(work, {"plan": json.loads(json.dumps(asdict(plan))),
+    recorded = {k: v for k, v in asdict(plan).items() if k != "budget_minutes"}
+    _check_work_dir(work, {"plan": json.loads(json.dumps(recorded)),
                            "model": model_name or type(model).__name__,
                            "train": data_fingerprint(train), "val": data_fingerprint(val)})
     trial = _trial_split(val, plan.seed)
