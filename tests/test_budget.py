@@ -117,8 +117,28 @@ def test_end_to_end_report_curve_and_resume(data, tmp_path, capsys, monkeypatch)
     out = tmp_path / "net.cdnn"
     args = ["compress", "lenet-300-100", "-o", out, "--train-data", data / "train.npz",
             "--val-data", data / "val.npz", "--max-drop", "5", "--keep", "0.2,0.1", *TINY]
+    scored = []
+    real_score = budget.runtime_score
+
+    def interrupted(*a, **k):  # the run is killed while level 2's file is scored
+        scored.append(1)
+        if len(scored) == 2:
+            raise KeyboardInterrupt
+        return real_score(*a, **k)
+    monkeypatch.setattr(budget, "runtime_score", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        call(capsys, *args)
+    assert not out.exists()
+    monkeypatch.setattr(budget, "runtime_score", real_score)
+    calls = []
+    real_train = budget.train_epochs
+    monkeypatch.setattr(budget, "train_epochs",
+                        lambda *a, **k: (calls.append(a[3]), real_train(*a, **k)))
     code, stdout, err = call(capsys, *args)
     assert code == 0, err
+    assert "dense fine-tune: done before (resumed)" in err and "sensitivity: done before" in err
+    assert "level 1: file made before (resumed)" in err and "level 2: pruned before" in err
+    assert calls == [1]  # level 2's centroid fine-tuning only
     assert "fair baseline" in err and "level 2" in err and "sensitivity" in err
     report = json.loads((tmp_path / "net.budget.json").read_text())
     chosen = report["chosen"]
@@ -141,19 +161,12 @@ def test_end_to_end_report_curve_and_resume(data, tmp_path, capsys, monkeypatch)
     if (tmp_path / "net.budget.png").exists():
         assert (tmp_path / "net.budget.png").read_bytes()[:4] == b"\x89PNG"
 
-    # an interruption during level 2's file: its stages before are not run again
-    work = tmp_path / "net.cdnn.work"
-    (work / "level-2.json").unlink()
-    calls = []
-    real = budget.train_epochs
-    monkeypatch.setattr(budget, "train_epochs",
-                        lambda *a, **k: (calls.append(a[3]), real(*a, **k)))
+    # level 2's file made again from its saved pruned net: the same bytes (seeded)
+    (tmp_path / "net.cdnn.work" / "level-2.json").unlink()
+    calls.clear()
     code, _, err = call(capsys, *args, "--force")
-    assert code == 0, err
-    assert "dense fine-tune: done before (resumed)" in err
-    assert "level 1: file made before (resumed)" in err and "level 2: pruned before" in err
-    assert calls == [1]  # level 2's centroid fine-tuning only
-    assert out.read_bytes() == data_bytes  # deterministic for a seed
+    assert code == 0 and calls == [1], err
+    assert out.read_bytes() == data_bytes
     # another run's work directory is refused
     code, _, err = call(capsys, *args[:-6], "--keep", "0.3", *TINY, "--force")
     assert code == 1 and "holds another run" in err
@@ -189,3 +202,42 @@ def test_export_fashion_mnist(tmp_path):
     with np.load(paths["val"]) as v, np.load(paths["test"]) as t:
         assert v["x"].shape == (5000, 1, 28, 28) and v["x"].dtype == np.float32
         assert t["y"].shape == (10000,) and t["y"].dtype == np.int64
+
+
+def regression_data(split):
+    """A data hook: y = x @ W for a fixed W, 4 outputs."""
+    r = np.random.default_rng({"train": 1, "val": 2}[split])
+    x = r.normal(size=(200, 8)).astype(np.float32)
+    w = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    return torch.from_numpy(x), x @ w
+
+
+def test_mse_through_a_data_hook(tmp_path):
+    from cdnn.budget_data import hook_splits
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    train, val = hook_splits("test_budget:regression_data")
+    plan = budget.BudgetPlan(metric="mse", max_drop=10.0, keep=(0.5,), first_steps=1,
+                             retrain_epochs=1, fine_tune_epochs=1)
+    res = budget.compress_to_budget(model, train, val, plan, work_dir=tmp_path / "work")
+    chosen = res.report["chosen"]
+    x, y = val.x, val.y
+    mse = float(((InferenceSession(res.data)(x) - y) ** 2).mean())
+    assert mse == pytest.approx(chosen["validation_score"], rel=1e-4)
+    assert mse <= res.report["fair_baseline_validation"] + 10.0
+
+
+def test_npy_shard_folder(data, tmp_path, capsys, monkeypatch):
+    _no_training(monkeypatch)
+    x, y = blobs(30, 4)
+    for i in range(3):
+        np.save(tmp_path / f"x_{i:03d}.npy", x[10 * i:10 * i + 10])
+        np.save(tmp_path / f"y_{i:03d}.npy", y[10 * i:10 * i + 10])
+    from cdnn.budget_data import load_split
+    split = load_split(str(tmp_path), "train")
+    assert split.x.shape == (30, 1, 28, 28) and (split.y == y).all()
+    np.save(tmp_path / "x_003.npy", x[:5, :, :14])
+    np.save(tmp_path / "y_003.npy", y[:5])
+    code, _, err = call(capsys, "compress", "lenet-300-100", "-o", tmp_path / "o.cdnn",
+                        "--train-data", tmp_path, "--val-data", data / "val.npz")
+    assert code == 1 and "x_003.npy: inputs shaped [1, 14, 28], the first shard's" in err
