@@ -131,6 +131,12 @@ def compress_to_budget_command(args, model, name):
     """`cdnn compress ... --train-data --val-data --max-drop`: the budget search (cdnn.budget)."""
     from .budget import BudgetPlan, compress_to_budget, format_report, write_report_files
     from .budget_data import hook_splits, load_split
+    ignored = [flag for flag, value in (("--recipe", args.recipe), ("--example", args.example),
+                                        ("--free-dim", args.free_dim))
+               if value] + (["--preset"] if args.preset != "deep-compression" else [])
+    if ignored:
+        raise CdnnUsageError(f"{', '.join(ignored)}: not used when compressing to a budget "
+                             "(the search chooses densities and bits)")
     if args.data_hook:
         if args.train_data or args.val_data:
             raise CdnnUsageError("give either --data-hook or --train-data and --val-data")

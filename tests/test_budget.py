@@ -93,6 +93,10 @@ def test_bad_data_is_refused_before_training(data, tmp_path, capsys, monkeypatch
                         "--train-data", data / "train.npz")
     assert code == 1 and "needs both --train-data and --val-data" in err
     code, _, err = call(capsys, "compress", "lenet-300-100", "-o", tmp_path / "o.cdnn",
+                        "--train-data", data / "train.npz", "--val-data", data / "val.npz",
+                        "--recipe", "r.json")
+    assert code == 1 and "--recipe: not used when compressing to a budget" in err
+    code, _, err = call(capsys, "compress", "lenet-300-100", "-o", tmp_path / "o.cdnn",
                         "--data-hook", "test_budget:nothing_here")
     assert code == 1 and "--data-hook test_budget:nothing_here" in err
 
