@@ -54,8 +54,9 @@ def gpt_recipe(path=CHARGPT):
     from cdnn_runtime import read
     layers = read(path).metadata["recipe"]["layers"]
     keys = ("density", "bits", "bias")
+    where = os.path.relpath(path, os.path.dirname(os.path.dirname(RESULTS)))
     return ({name: {k: s[k] for k in keys if k in s} for name, s in layers.items()},
-            f"the per-layer recipe of {os.path.relpath(path, os.path.dirname(RESULTS))}: "
+            f"the per-layer recipe of {where}: "
             + json.dumps(sorted({(s.get("density"), s.get("bits")) for s in layers.values()})))
 
 
