@@ -26,10 +26,19 @@ def entropy_bits(values):
 
 
 def _weight_nodes(f):
-    """{weight tensor name: graph node} for every linear and conv2d node of the graph."""
+    """{weight tensor name: graph node} for every linear and conv2d node of the graph; a
+    recurrent layer's matrix (w_ih, w_hh, ...) as a node of its own named after the tensor,
+    with its bias (b_ih, b_hh, ...)."""
     if f.graph is None:
         return {}
-    return {n["params"]["weight"]: n for n in f.graph["nodes"] if "weight" in n["params"]}
+    nodes = {n["params"]["weight"]: n for n in f.graph["nodes"] if "weight" in n["params"]}
+    for n in f.graph["nodes"]:  # ---- recurrent layers (version 3)
+        for role, t in n["params"].items() if n["op"] in ("lstm", "gru", "rnn") else ():
+            if role.startswith("w_"):
+                bias = n["params"].get("b_" + role[2:])
+                nodes[t] = {"name": t.rpartition(".")[0] or t, "op": n["op"],
+                            "params": {} if bias is None else {"bias": bias}}
+    return nodes
 
 
 def layer_report(f, t, node=None, entropy=False):

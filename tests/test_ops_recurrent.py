@@ -16,6 +16,7 @@ from cdnn_runtime.errors import CdnnFormatError, CdnnUnsupportedError
 from cdnn_runtime.graph import OPS, normalize_attrs
 from cdnn_runtime.kernels.recurrent import Recurrent
 from cdnn_runtime.reader import read
+from cdnn_runtime.report import inspect_report
 from cdnn_runtime.writer import Writer
 from test_kernels import make_csr
 from test_ops_attention import _close, _randn, _run_against_reference
@@ -273,6 +274,9 @@ def test_both_presets_code_the_matrices_of_an_lstm_model(preset):
     assert kinds == {f"rnn.{p}_l{k}.weight": "lstm" for p in ("ih", "hh") for k in (0, 1)}
     assert set(packed.settings) == {f"rnn.{p}_l{k}" for p in ("ih", "hh") for k in (0, 1)}
     assert _coded_share(packed) >= 0.9
+    layers = {r["layer"]: r for r in inspect_report(packed.file, packed.nbytes)["layers"]}
+    assert layers["rnn.hh_l1"]["op"] == "lstm"
+    assert layers["rnn.hh_l1"]["bias_tensor"] == "rnn.hh_l1.bias"
     _run_against_reference(packed, [(5, 6)])
 
 
