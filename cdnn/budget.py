@@ -430,13 +430,16 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
 
     # 3. the levels
     points = []
-    masks = None
+    masks = previous = None
     for k, keep in enumerate(plan.keep, start=1):
         if plan.budget_minutes is not None and \
                 time.perf_counter() - t_start > 60 * plan.budget_minutes:
             stage(f"level {k}: not started, {plan.budget_minutes:g} minutes spent")
             break
         densities, tol = spread_density(curves, sizes, keep)
+        if previous:  # pruning goes on from the level before: no layer grows back
+            densities = {n: min(d, previous[n]) for n, d in densities.items()}
+        previous = densities
         pruned_name = f"level-{k}-pruned.pt"
         if work.has(pruned_name):
             saved = work.load_torch(pruned_name)
