@@ -33,7 +33,7 @@ point) and chargpt.vocab.json (its vocabulary) into --out (benchmarks/results). 
 (a tiny GPT of the same context, a few files, a few steps): *-quick files, in well under a
 minute.
 
-usage: python benchmarks/paper_chargpt.py [--quick] [--threads 1] [--out DIR]
+usage: python benchmarks/paper_chargpt.py [--quick] [--threads 1] [--out DIR] [--work DIR]
                                           [--from-json PATH]
 """
 
@@ -246,8 +246,42 @@ def budget(r, step_s):
             "estimate_min": steps * step_s / 60}
 
 
-def run(quick=False, seed=0, log=print):
+class Stash:
+    """With a work folder, what each phase made (the dense model, the fair baseline's figures,
+    each point's figures and file), so that a rerun with the same folder resumes where an
+    interrupted one stopped; without one, nothing is kept."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+
+    def _path(self, name):
+        return os.path.join(self.folder, name) if self.folder else None
+
+    def get(self, name):
+        path = self._path(name + ".json")
+        if path is None or not os.path.exists(path):
+            return None
+        blob = None
+        if os.path.exists(self._path(name + ".cdnn")):
+            with open(self._path(name + ".cdnn"), "rb") as fh:
+                blob = fh.read()
+        return load_json(path), blob
+
+    def put(self, name, value, blob=None):
+        if self.folder is None:
+            return
+        if blob is not None:
+            with open(self._path(name + ".cdnn"), "wb") as fh:
+                fh.write(blob)
+        with open(self._path(name + ".json"), "w") as fh:  # last: it marks the phase done
+            json.dump(value, fh, indent=1)
+
+
+def run(quick=False, seed=0, log=print, work=None):
     r = dict(QUICK if quick else FULL)
+    stash = Stash(work)
     t_all = time.time()
     ids, corpus = load_corpus(r.get("max_files"))
     log(f"corpus: Python {corpus['python']} stdlib, " + ", ".join(
@@ -263,29 +297,47 @@ def run(quick=False, seed=0, log=print):
     def fit(m, steps, lr, s, **kw):
         return train_steps(m, ids["train"], steps, lr, s, r["batch"], **kw)
 
-    t0 = time.time()
-    fit(model, r["dense_steps"], r["lr"], seed, warmup=r["warmup"], floor=0.1, log=log)
-    dense_s = time.time() - t0
-    step_s = dense_s / r["dense_steps"]
+    kept_dense = stash.get("dense")
+    if kept_dense:
+        dense = kept_dense[0]
+        model.load_state_dict(torch.load(os.path.join(work, "dense.pt"), weights_only=True))
+        model.eval()
+    else:
+        t0 = time.time()
+        fit(model, r["dense_steps"], r["lr"], seed, warmup=r["warmup"], floor=0.1, log=log)
+        dense = {"val": bpc_torch(model, val, r["eval_batch"]),
+                 "heldout": bpc_torch(model, test, r["eval_batch"]),
+                 "seconds": time.time() - t0}
+        if work:
+            torch.save(model.state_dict(), os.path.join(work, "dense.pt"))
+        stash.put("dense", dense)
+    step_s = dense["seconds"] / r["dense_steps"]
     plan = budget(r, step_s)
-    dense = {"val": bpc_torch(model, val, r["eval_batch"]),
-             "heldout": bpc_torch(model, test, r["eval_batch"]), "seconds": dense_s}
     log(f"dense, {r['dense_steps']} steps ({step_s:.2f} s a step): held-out "
         f"{dense['heldout']:.4f}, validation {dense['val']:.4f} bits/char; whole run "
         f"~{plan['estimate_min']:.0f} min of training")
 
-    t0 = time.time()
-    base = copy.deepcopy(model)
-    fit(base, plan["extra_steps"], r["retrain_lr"], seed + 1)
-    baseline = {"val": bpc_torch(base, val, r["eval_batch"]),
-                "heldout": bpc_torch(base, test, r["eval_batch"]),
-                "steps": plan["extra_steps"], "seconds": time.time() - t0}
+    baseline = (stash.get("baseline") or [None])[0]
+    if baseline is None:
+        t0 = time.time()
+        base = copy.deepcopy(model)
+        fit(base, plan["extra_steps"], r["retrain_lr"], seed + 1)
+        baseline = {"val": bpc_torch(base, val, r["eval_batch"]),
+                    "heldout": bpc_torch(base, test, r["eval_batch"]),
+                    "steps": plan["extra_steps"], "seconds": time.time() - t0}
+        stash.put("baseline", baseline)
+        del base
     log(f"fair baseline, dense + {plan['extra_steps']} steps: held-out "
         f"{baseline['heldout']:.4f}, validation {baseline['val']:.4f}")
-    del base
 
     points, blobs = [], []
     for density in r["densities"]:
+        done = {bits: stash.get(f"point_d{density}_b{bits}") for bits in r["bits"]}
+        if all(done.values()):
+            for point, blob in done.values():
+                points.append(point)
+                blobs.append(blob)
+            continue
         t0 = time.time()
         pruned = copy.deepcopy(model)
         recipe = {k: {"density": density} for k in ("kind:linear", "kind:embedding")}
@@ -304,6 +356,10 @@ def run(quick=False, seed=0, log=print):
         log(f"density {density}: pruned ({calls['n']} retraining calls, {prune_s:.0f} s): "
             f"validation {pruned_val:.4f}")
         for bits in r["bits"]:
+            if done[bits]:
+                points.append(done[bits][0])
+                blobs.append(done[bits][1])
+                continue
             t0 = time.time()
             rec = {k: {"density": density, "bits": bits, "bias": "float16"}
                    for k in ("kind:linear", "kind:embedding")}
@@ -331,6 +387,7 @@ def run(quick=False, seed=0, log=print):
                 f"{point['val']:.4f} ({point['seconds']:.0f} s)")
             points.append(point)
             blobs.append(blob)
+            stash.put(f"point_d{density}_b{bits}", point, blob)
     kept = choose(points, baseline)
     float32_bytes = 4 * n_params
     report = {"date": time.strftime("%Y-%m-%d"), "quick": quick, "seed": seed,
@@ -347,6 +404,7 @@ def run(quick=False, seed=0, log=print):
               "dense": dense, "fair_baseline": baseline, "points": points, "kept": kept,
               "target": target(points, kept, baseline)}
     report["seconds"] = time.time() - t_all
+    report["resumed"] = bool(kept_dense)
     return report, blobs[kept] if kept is not None else None
 
 
@@ -382,8 +440,9 @@ def markdown(rep):
     q = " QUICK smoke run," if rep["quick"] else ""
     out = [SECTION, SECTION_MARK.format(script="paper_chargpt.py"), "",
            f"Produced by `benchmarks/paper_chargpt.py` ({rep['date']},{q} torch "
-           f"{rep['torch']}, {rep['threads']} thread(s), {rep['seconds'] / 60:.1f} minutes in "
-           f"all). Corpus: the `*.py` files of the standard library of Python "
+           f"{rep['torch']}, {rep['threads']} thread(s), {rep['seconds'] / 60:.1f} minutes"
+           f"{' for its last part, resumed from a work folder' if rep.get('resumed') else ''}"
+           "). Corpus: the `*.py` files of the standard library of Python "
            f"{c['python']} ({c['implementation']}), `site-packages` and test directories "
            f"({', '.join(c['skipped_dirs'])}) left out, split by file on the SHA-256 of the "
            f"relative path: training {c['train']['files']} files ({c['train']['chars']:,} "
@@ -467,13 +526,17 @@ def main():
                       "paper_chargpt.json, beside it", threads=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=RESULTS, help="folder for the json, PAPER.md, the file")
+    ap.add_argument("--work", metavar="DIR",
+                    help="keep each phase's results (the dense model, every point) in DIR and "
+                         "resume from them: a rerun after an interruption skips what is done")
     args = ap.parse_args()
     if args.from_json:
         write_outputs(load_json(args.from_json),
                       os.path.dirname(os.path.abspath(args.from_json)), with_json=False)
         return
     torch.set_num_threads(args.threads)
-    rep, blob = run(args.quick, args.seed, log=lambda *a: print(*a, flush=True))
+    rep, blob = run(args.quick, args.seed, log=lambda *a: print(*a, flush=True),
+                    work=args.work)
     if blob is not None and len(blob) > 2_500_000:
         blob = None  # too large to keep in the repository
     write_outputs(rep, args.out, blob)

@@ -34,13 +34,28 @@ def test_bits_per_character_is_cross_entropy_in_bits():
     assert n == 6 and total / n == pytest.approx(2.0)
 
 
+def _quick(out, work):
+    r = subprocess.run([sys.executable, SCRIPT, "--quick", "--out", str(out), "--work",
+                        str(work)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("chargpt")
-    r = subprocess.run([sys.executable, SCRIPT, "--quick", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-2000:]
+    _quick(out, out / "work")
     return out
+
+
+def test_a_rerun_with_the_work_folder_resumes(quick_run, tmp_path):
+    # every phase is in the work folder: nothing is trained again, the figures are the same
+    log = _quick(tmp_path, quick_run / "work")
+    assert "pruned (" not in log  # no density pruned again
+    first, again = (json.loads((d / "paper_chargpt-quick.json").read_text())
+                    for d in (quick_run, tmp_path))
+    assert again["resumed"] and not first["resumed"]
+    assert again["points"] == first["points"] and again["dense"] == first["dense"]
 
 
 def test_quick_run_writes_json_section_and_file(quick_run):
