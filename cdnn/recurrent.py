@@ -65,8 +65,9 @@ def _fake_one_state(x, hx, params, has_biases, num_layers, dropout, train, bidir
 for _op in (_gru, _rnn_tanh, _rnn_relu):
     _op.register_fake(_fake_one_state)
 
-#: nn.RNNBase.mode -> the op its eval-mode forward calls.
-_FUNCTIONS = {"LSTM": _lstm, "GRU": _gru, "RNN_TANH": _rnn_tanh, "RNN_RELU": _rnn_relu}
+#: nn.RNNBase.mode -> (ATen's function, which trains, and the op that torch.export keeps whole).
+_FUNCTIONS = {"LSTM": (torch.lstm, _lstm), "GRU": (torch.gru, _gru),
+              "RNN_TANH": (torch.rnn_tanh, _rnn_tanh), "RNN_RELU": (torch.rnn_relu, _rnn_relu)}
 #: The custom ops, which capture translates as ATen's: op -> (the format's op, the rnn's
 #: nonlinearity).
 CUSTOM_OPS = {torch.ops.cdnn.lstm.default: ("lstm", None),
@@ -76,8 +77,9 @@ CUSTOM_OPS = {torch.ops.cdnn.lstm.default: ("lstm", None),
 
 
 class CaptureRecurrent(nn.Module):
-    """The eval-mode function of an nn.LSTM, nn.GRU or nn.RNN `m` without proj_size (dropout
-    between layers applies in training only)."""
+    """The function of an nn.LSTM, nn.GRU or nn.RNN `m` without proj_size: ATen's, which
+    trains (with m's dropout between layers in training mode), or while torch.export traces
+    it the op of the same function that keeps the sequence length free."""
 
     def __init__(self, m):
         super().__init__()
@@ -85,7 +87,7 @@ class CaptureRecurrent(nn.Module):
             raise CdnnUnsupportedError("nn.LSTM with proj_size > 0 is not supported by "
                                        "cdnn_runtime")
         self.mode, self.hidden_size, self.num_layers = m.mode, m.hidden_size, m.num_layers
-        self.bias, self.batch_first = m.bias, m.batch_first
+        self.bias, self.batch_first, self.dropout = m.bias, m.batch_first, m.dropout
         self.bidirectional = m.bidirectional
         self.parts = []
         for k in range(m.num_layers):
@@ -118,9 +120,13 @@ class CaptureRecurrent(nn.Module):
             zeros = torch.zeros(self.num_layers * (2 if self.bidirectional else 1), batch,
                                 self.hidden_size, dtype=input.dtype, device=input.device)
             hx = (zeros, zeros) if lstm else zeros
-        args = (self._flat_weights(), self.bias, self.num_layers, 0.0, False,
-                self.bidirectional, self.batch_first)
+        args = (self._flat_weights(), self.bias, self.num_layers,
+                self.dropout if self.training else 0.0, self.training, self.bidirectional,
+                self.batch_first)
+        aten_function, export_op = _FUNCTIONS[self.mode]
+        run = export_op if torch.compiler.is_exporting() else aten_function
         if lstm:
-            out, h_n, c_n = _lstm(input, list(hx), *args)
+            out, h_n, c_n = run(input, list(hx), *args)
             return out, (h_n, c_n)
-        return _FUNCTIONS[self.mode](input, hx, *args)
+        out, h_n = run(input, hx, *args)
+        return out, h_n

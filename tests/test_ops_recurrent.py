@@ -280,6 +280,27 @@ def test_both_presets_code_the_matrices_of_an_lstm_model(preset):
     _run_against_reference(packed, [(5, 6)])
 
 
+def test_a_training_hook_trains_the_swapped_layers():
+    """Pruning with retraining and fine-tuning the centroids run through the swapped module
+    (ATen's function outside export, which has gradients; dropout between layers)."""
+    torch.manual_seed(7)
+    model = _Recurrent(nn.LSTM(6, 8, 2, batch_first=True, dropout=0.2)).eval()
+    x, target = torch.randn(4, 5, 6), torch.randn(4, 5, 8)
+    moved = []
+
+    def train(m):
+        before = m.rnn.hh_l1.weight.detach().clone()
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        opt.zero_grad()
+        nn.functional.mse_loss(m(x)[0], target).backward()
+        opt.step()
+        moved.append(not torch.equal(before, m.rnn.hh_l1.weight.detach()))
+
+    packed = compress(model, (x[:1],), train=train, prune_steps=1)
+    assert len(moved) == 2 and all(moved)  # a pruning step, the centroids' fine-tuning
+    _run_against_reference(packed, [(5, 6)])
+
+
 def test_a_layer_state_picked_from_h_n_reads_the_layer_output():
     """`h_n[-1]` and `c_n[0]` of a module's states read the layers' own outputs (a select of
     the layer's direction), the stitched [layers * D, N, H] value is not built; the input's
