@@ -3,9 +3,10 @@ nn.Linear of its own, so that the compressor, which works on modules' `weight`, 
 
 `CaptureRecurrent` holds, per layer k and direction, `ih_l{k}` (W_ih and b_ih) and `hh_l{k}`
 (W_hh and b_hh), with a `_reverse` suffix for the backward direction, and computes the same
-function from the same values through ops `cdnn::lstm`, `cdnn::gru`, `cdnn::rnn_tanh` and
-`cdnn::rnn_relu` (ATen's function and arguments, one op that torch.export keeps whole), which
-capture turns into one graph node per layer.
+function from the same values: through ATen's function (which trains), and while torch.export
+traces it through ops `cdnn::lstm`, `cdnn::gru`, `cdnn::rnn_tanh` and `cdnn::rnn_relu` (ATen's
+function and arguments, one op that torch.export keeps whole), which capture turns into one
+graph node per layer.
 """
 
 import torch
