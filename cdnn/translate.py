@@ -1164,8 +1164,7 @@ def _first_dims_swapped(g, node, v, suffix):
     while chain[-1].target in (aten.clone.default, aten.contiguous.default):
         chain.append(chain[-1].args[0])
     t = chain[-1]
-    if t.target == aten.transpose.int and _is_value(g, t.args[0]) and \
-            {int(d) % _rank(t) for d in t.args[1:3]} == {0, 1}:
+    if _swaps_first_dims(t) and _is_value(g, t.args[0]):
         if all(len(c.users) == 1 for c in chain):  # the transpose was for this layer only
             g.graph["nodes"] = [n for n in g.graph["nodes"] if n["outputs"] != [g.values[t]]]
         return g.value_name(t.args[0])
