@@ -100,10 +100,11 @@ def run_net(name, folder, work, quick, log):
                   "--val-data", os.path.join(folder, "val.npz"), "--max-drop", str(MAX_DROP),
                   "--force", *knobs]
     log(" ".join(cmd[2:]))
+    resumed = os.path.exists(out + ".work/dense.pt")  # then `seconds` is the rest's only
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # progress: our stderr
     seconds = time.time() - t0
-    log(proc.stderr[-3000:] + proc.stdout)
+    log(proc.stdout)
     report = load_json(os.path.splitext(out)[0] + ".budget.json") if proc.returncode == 0 \
         else load_json(out + ".work/report.json")
     xte, yte = split(folder, "test")
@@ -120,7 +121,7 @@ def run_net(name, folder, work, quick, log):
                        "test_accuracy": 100 * acc, "test_drop": baseline_test - 100 * acc})
     chosen = report.get("chosen")
     res = {"command": " ".join(["cdnn"] + cmd[3:]).replace(work + "/", ""),
-           "exit_code": proc.returncode, "seconds": seconds,
+           "exit_code": proc.returncode, "seconds": seconds, "resumed": resumed,
            "fair_baseline_epochs": report["fair_baseline_epochs"],
            "fair_baseline_validation": report["fair_baseline_validation"],
            "fair_baseline_test": baseline_test, "source_validation": report["source_validation"],
@@ -189,6 +190,10 @@ def markdown(rep):
                    f"{c['test_drop']:+.2f} | {t['target']}x within {MAX_DROP}: "
                    f"{'met' if r['targets']['target'] else 'not met'} | {t['stretch']}x: "
                    f"{'met' if r['targets']['stretch'] else 'not met'} |")
+    resumed = [name for name, r in rep["nets"].items() if r.get("resumed")]
+    if resumed:
+        out += ["", f"Resumed from an interrupted run ({', '.join(resumed)}): the command time "
+                "counts the rest only."]
     for name, r in rep["nets"].items():
         out += ["", f"### {name}", "", f"`{r['command']}`", "",
                 "| level | weights kept | bytes | ratio | validation | within budget | "
