@@ -30,6 +30,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from _common import RESULTS, log, stats
+from _machine import cpu_model
 from _scale_model import ASSETS, compressed_lenet5, fashion_images
 from _scale_peers import FACTORIES, Measured, fashion_frame, install, on_partition, predict
 
@@ -155,7 +156,8 @@ def main():
     ctx = ray_context([args.images], args.batch) if "ray" in engines else {}
     import numba
     import torch
-    report = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+    report = {"machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                          "platform": platform.platform(),
                           "torch": torch.__version__, "numba": numba.__version__,
                           "date": time.strftime("%Y-%m-%d"), "quick": args.quick},
               "images": args.images, "batch": args.batch, "rounds": args.rounds,
@@ -216,7 +218,8 @@ def write_report(report):
         json.dump(report, fh, indent=1)
     m = report["machine"]
     ship = report["shipped_bytes_per_worker"]
-    lines = [f"# Batch inference scaled out, {m['date']}, {m['cpu_count']} cores, "
+    lines = [f"# Batch inference scaled out, {m['date']}, {m.get('cpu', 'CPU not recorded')}, "
+             f"{m['cpu_count']} cores, "
              f"{m['platform']}" + (" (QUICK SMOKE RUN: not a measurement)" if m["quick"] else ""),
              "",
              f"{report['images']:,} Fashion-MNIST-sized images, batches of {report['batch']}, "
