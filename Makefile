@@ -34,8 +34,9 @@ latency: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0 -e ".[torch,dev,bench]"
 	$(PY) benchmarks/bench_latency.py
 
-# Deep Compression's tables on Fashion-MNIST, AlexNet/VGG-16 sizes, the init ablation: about
-# half an hour on 2 cores. Needs Debian's dataset-fashion-mnist (see the README).
+# Deep Compression's tables on Fashion-MNIST, AlexNet/VGG-16 sizes, the init ablation (about
+# half an hour on 2 cores), then the ViT and the character-level GPT (one thread each, an hour
+# or more each; the ViT took 116 minutes on a shared machine). Needs Debian's dataset-fashion-mnist (see the README).
 paper: setup
 	$(PY) benchmarks/reproduce.py
 	# the ViT on Fashion-MNIST, one thread, about an hour: its section of PAPER.md
