@@ -251,3 +251,39 @@ def test_profile_times_every_node_once(tmp_path):
                          check=True, capture_output=True, text=True).stdout
     assert "profile: batch 2, median of 2 runs" in out and "conv1" in out
     assert "whole run" in out and "max_pool2d" in out
+
+
+def test_blas_runs_on_one_thread_only_where_the_graph_multiplies_with_numpy(monkeypatch):
+    """numpy's BLAS pool spins after each call and starves numba's threads: a graph with
+    matmul or attention runs with BLAS held to one thread, others never touch it."""
+    from threadpoolctl import threadpool_info
+
+    from cdnn_runtime import session as session_module
+    from cdnn_runtime.testing.craft import one_node_graph
+    from cdnn_runtime.writer import Writer
+    seen = []
+    real = session_module._blas_on_one_thread
+
+    def spy():
+        ctx = real()
+        seen.append(ctx)
+        return ctx
+    monkeypatch.setattr(session_module, "_blas_on_one_thread", spy)
+    w = Writer()
+    w.add_raw("w", np.eye(4, dtype=np.float32))
+    w.set_graph(one_node_graph("matmul", [None, 3, 4], {"other": "w"}))
+    with_blas = InferenceSession(w.to_bytes())
+    threads = []
+    original = session_module.InferenceSession._execute
+
+    def execute(self, *args, **kwargs):
+        threads.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(session_module.InferenceSession, "_execute", execute)
+    x = np.ones((2, 3, 4), np.float32)
+    np.testing.assert_array_equal(with_blas.run(None, {"x": x})[0], x)
+    assert len(seen) == 1 and threads[-1] and all(n == 1 for n in threads[-1])
+    lenet = InferenceSession(compress(models.lenet_300_100(), torch.randn(1, 1, 28, 28),
+                                      preset="lossless-ish").to_bytes())
+    lenet.run(None, {"x": np.ones((1, 1, 28, 28), np.float32)})
+    assert len(seen) == 1
