@@ -9,7 +9,6 @@ arrays). `export_fashion_mnist` writes Fashion-MNIST in the .npz form.
 """
 
 import glob
-import importlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cdnn_runtime.errors import CdnnDatasetError, CdnnUsageError
+
+from .sources import import_object
 
 #: The task of each --metric: top-1 wants integer class labels, mse targets shaped like outputs.
 METRICS = ("top1", "mse")
@@ -93,13 +94,8 @@ def load_split(path, what):
 
 def hook_splits(spec):
     """(train, val) from a data hook `pkg.mod:fn`, called as fn("train") and fn("val")."""
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise CdnnUsageError(f"--data-hook must look like package.module:function, got {spec!r}")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise CdnnUsageError(f"--data-hook {spec}: {exc}") from None
+    fn = import_object(spec, "--data-hook", "function")
+    attr = spec.partition(":")[2]
     out = []
     for what in ("train", "val"):
         got = fn(what)

@@ -17,7 +17,7 @@ from cdnn_runtime.errors import CdnnUsageError
 from cdnn_runtime.report import load_inspect
 
 from .progress import Progress, count_layers
-from .sources import DEFAULT_SHAPES, SOURCE_HELP, load_source, require_torch
+from .sources import DEFAULT_SHAPES, SOURCE_HELP, load_npy, load_source, require_torch
 
 
 def _int_list(text, what):
@@ -78,11 +78,7 @@ def load_examples(paths):
     import torch
     tensors = []
     for path in paths:
-        try:
-            a = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise CdnnUsageError(f"{path}: cannot read as a .npy array ({exc}); save one with "
-                                 "numpy.save") from None
+        a = load_npy(path)
         dtype = np.int64 if a.dtype.kind in "iu" else np.float32
         tensors.append(torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)))
     return tuple(tensors)

@@ -35,15 +35,26 @@ def eval_mode(model):
     return model
 
 
-def _factory(spec):
+def import_object(spec, option="--model", kind="factory"):
+    """The object `package.module:name` names, given on the command line as `option`."""
     module, _, attr = spec.partition(":")
     if not module or not attr:
-        raise CdnnUsageError(f"--model must look like package.module:factory, got {spec!r}")
+        raise CdnnUsageError(f"{option} must look like package.module:{kind}, got {spec!r}")
     try:
         obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
-        raise CdnnUsageError(f"--model {spec}: {exc}") from None
+        raise CdnnUsageError(f"{option} {spec}: {exc}") from None
     return obj
+
+
+def load_npy(path):
+    """A .npy file's array, or a CdnnUsageError saying how to write one."""
+    import numpy as np
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CdnnUsageError(f"{path}: cannot read as a .npy array ({exc}); save one with "
+                             "numpy.save") from None
 
 
 def _load_safetensors(src):
@@ -125,4 +136,4 @@ def load_source(src, model_spec=None, seed=0):
         raise CdnnUsageError(f"{src}: a checkpoint needs --model package.module:factory to "
                              "build the architecture")
     state = _load_safetensors(src) if src.endswith(".safetensors") else _load_pickled(src, torch)
-    return fit_checkpoint(_factory(model_spec)(), state, src, model_spec), model_spec
+    return fit_checkpoint(import_object(model_spec)(), state, src, model_spec), model_spec

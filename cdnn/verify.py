@@ -9,7 +9,7 @@ import numpy as np
 from cdnn_runtime.errors import CdnnUsageError
 from cdnn_runtime.report import print_table
 
-from .sources import eval_mode, load_source, require_torch
+from .sources import eval_mode, load_npy, load_source, require_torch
 
 #: A graph input's type (NodeArg.type) -> its numpy dtype.
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64,
@@ -49,12 +49,7 @@ def model_inputs(specs, inputs=None, input_shape=None, batch=8, seed=0, bounds=N
                                  f"{len(specs)} ({', '.join(s.name for s in specs)})")
         arrays = []
         for path in inputs:
-            try:
-                a = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise CdnnUsageError(f"{path}: cannot read as a .npy array ({exc}); save one "
-                                     "with numpy.save") from None
-            arrays.append(_loaded(specs[len(arrays)], a, path))
+            arrays.append(_loaded(specs[len(arrays)], load_npy(path), path))
         return arrays, "from " + ", ".join(map(str, inputs))
     if input_shape is not None and len(specs) != 1:
         raise CdnnUsageError(f"--input-shape describes one input; the model takes "

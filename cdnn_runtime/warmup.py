@@ -30,8 +30,6 @@ THRESHOLDS = (
     ("cdnn_runtime.huffman", "PARALLEL_MIN_SYMBOLS"),
 )
 
-_FEED_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64,
-                "tensor(int32)": np.int32}
 
 
 def compiled_signatures():
@@ -65,13 +63,14 @@ def _thresholds(value):
 
 def _feed(session, batch):
     """Inputs for `session` at `batch`: normal floats, zero ids, free dims at 2."""
+    from .session import _TYPE_NAMES
     rng = np.random.default_rng(0)
     feed = {}
     for spec in session.get_inputs():
         shape = [batch if spec.shape[0] is None else spec.shape[0]]
         shape += [d if isinstance(d, int) else 2 for d in spec.shape[1:]]
-        dtype = _FEED_DTYPES[spec.type]
-        feed[spec.name] = rng.standard_normal(shape).astype(dtype) if dtype is np.float32 \
+        dtype = {t: np.dtype(name) for name, t in _TYPE_NAMES.items()}[spec.type]
+        feed[spec.name] = rng.standard_normal(shape).astype(dtype) if dtype == np.float32 \
             else np.zeros(shape, dtype)
     return feed
 

@@ -9,21 +9,11 @@ import torch
 
 from cdnn import budget, zoo
 from cdnn.budget_data import export_fashion_mnist
-from cdnn.cli import main
 from cdnn_runtime import InferenceSession
+from test_cli import call
 
 #: One level of a tiny search: short enough for a unit test.
 TINY = ["--prune-steps", "1", "--retrain-epochs", "1", "--fine-tune-epochs", "1"]
-
-
-def call(capsys, *args):
-    """(exit code, stdout, stderr) of `cdnn ARGS` run in this process."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def blobs(n, seed, shape=(1, 28, 28), classes=10):

@@ -9,9 +9,9 @@ from torch import nn
 
 from cdnn import compress
 from cdnn.capture import CdnnCaptureError
-from cdnn.cli import main
 from cdnn.zoo_sequence import SEQUENCE_FAMILIES
 from cdnn_runtime import InferenceSession
+from test_cli import call
 
 
 def _close(sess, ref_model, feeds):
@@ -118,15 +118,6 @@ def test_dims_that_cannot_be_free_are_refused_before_any_work(model, example, di
         compress(model.eval(), (example,), dynamic_dims=dims)
 
 
-def _call(capsys, *args):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_command_line_compress_inspect_run_verify_of_token_ids(tmp_path, capsys):
     torch.manual_seed(0)
     torch.save(SEQUENCE_FAMILIES["gpt"].tiny().state_dict(), tmp_path / "gpt.pt")
@@ -135,20 +126,20 @@ def test_command_line_compress_inspect_run_verify_of_token_ids(tmp_path, capsys)
     np.save(tmp_path / "ids3.npy", rng.integers(0, 50, (3, 7)))
     out = tmp_path / "gpt.cdnn"
     model = "cdnn.zoo_sequence:gpt_tiny"
-    code, text, err = _call(capsys, "compress", tmp_path / "gpt.pt", "--model", model,
+    code, text, err = call(capsys, "compress", tmp_path / "gpt.pt", "--model", model,
                             "--example", tmp_path / "ids.npy", "--free-dim", "ids:1:seq",
                             "-o", out, "--quiet")
     assert code == 0, err
-    code, text, _ = _call(capsys, "inspect", out)
+    code, text, _ = call(capsys, "inspect", out)
     assert code == 0 and "inputs ids [N, seq<=16]; outputs output [N, seq, 50]" in text
-    code, text, _ = _call(capsys, "run", out, "--input", tmp_path / "ids3.npy", "--output",
+    code, text, _ = call(capsys, "run", out, "--input", tmp_path / "ids3.npy", "--output",
                           tmp_path / "y.npy")
     assert code == 0 and np.load(tmp_path / "y.npy").shape == (3, 7, 50)
     for extra in ([], ["--inputs", tmp_path / "ids3.npy"]):
-        code, text, err = _call(capsys, "verify", out, "--against", tmp_path / "gpt.pt",
+        code, text, err = call(capsys, "verify", out, "--against", tmp_path / "gpt.pt",
                                 "--model", model, *extra)
         assert code == 0 and "OK: output" in text, text + err
-    code, _, err = _call(capsys, "compress", tmp_path / "gpt.pt", "--model", model,
+    code, _, err = call(capsys, "compress", tmp_path / "gpt.pt", "--model", model,
                          "--example", tmp_path / "ids.npy", "--free-dim", "ids:seq", "-o",
                          tmp_path / "x.cdnn")
     assert code == 2 and "expected [INPUT:]DIM:NAME[:MAX] (e.g. ids:1:seq:512)" in err
