@@ -25,6 +25,9 @@ GPT_RECIPE = {f"kind:{k}": {"density": 0.3, "bits": 4, "bias": "float16"}
               for k in ("linear", "embedding")}
 #: What a run times when --models is not given.
 DEFAULT_MODELS = ("lenet-300-100", "lenet-5", "alexnet", "vgg16")
+#: What `make latency` times: the four reference networks, the two zoo CNNs with targets of their
+#: own, and the GPT-shaped decoder.
+LATENCY_MODELS = DEFAULT_MODELS + ("resnet50", "mobilenet_v2", "gpt")
 
 
 def log(*a):

@@ -9,9 +9,11 @@ import sys
 import tempfile
 import time
 
-from _common import SHAPES, log, stats
+from _common import DEFAULT_MODELS, SHAPES, log, stats
 
 CHILDREN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_children")
+#: Models whose cold start (empty caches, fresh process, first result) is measured.
+COLD_START = ("vgg16", "resnet50")
 CDNN_CHILD = os.path.join(CHILDREN, "cdnn_session.py")
 TORCH_CHILD = os.path.join(CHILDREN, "torch_model.py")
 
@@ -20,7 +22,8 @@ def run_child(script, argv, cache_dir, threads, pycache=None):
     """Run a child script with its own Numba cache; with `pycache`, Python's bytecode goes there
     (written even where the environment says not to, so that a warm process starts as an
     installed one would). Returns its JSON line and the times seen from here."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, NUMBA_NUM_THREADS=str(threads),
+    env = dict(os.environ, CDNN_CACHE_DIR=cache_dir, NUMBA_CACHE_DIR=cache_dir,
+               NUMBA_NUM_THREADS=str(threads),
                OMP_NUM_THREADS=str(threads))
     if pycache is not None:
         env["PYTHONPYCACHEPREFIX"] = pycache
@@ -43,9 +46,24 @@ def cdnn_child(path, shape, threads, cache_dir, pycache=None):
                      threads, pycache)
 
 
+def warmup_child(cache_dir, pycache):
+    """`cdnn-runtime warmup --json` in a fresh process on the cache directory `cache_dir` (empty
+    at first): its wall time and the signatures it compiled."""
+    env = dict(os.environ, CDNN_CACHE_DIR=cache_dir, NUMBA_CACHE_DIR=cache_dir,
+               PYTHONPYCACHEPREFIX=pycache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "cdnn_runtime.cli", "warmup", "--json"], env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"warmup failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+    return {**json.loads(r.stdout.strip().splitlines()[-1]), "wall_s": time.monotonic() - t0}
+
+
 def subprocess_part(files, threads, n_load, work):
-    """files: {name: (cdnn path, torch state-dict path)}. Fresh Numba and bytecode caches under
-    `work`: the first child of each kind fills them (the cold start), later ones find them."""
+    """files: {name: (cdnn path, torch state-dict path)}. Cold starts each get empty caches of
+    their own; then `cdnn-runtime warmup` fills fresh shared ones, and every later child finds
+    them (each child says how many signatures it still compiled)."""
     cache_dir = tempfile.mkdtemp(prefix="numba-", dir=work)
     pycache = tempfile.mkdtemp(prefix="pycache-", dir=work)
     res = {"runs": n_load}
@@ -57,14 +75,18 @@ def subprocess_part(files, threads, n_load, work):
         return run_child(TORCH_CHILD, [n, files[n][1], json.dumps(list(SHAPES[n])),
                                        str(threads)], cache_dir, threads, pycache)
 
-    if "vgg16" in files:
-        log("subprocess: VGG-16 cold start (empty Numba and bytecode caches) ...")
-        cold = tempfile.mkdtemp(prefix="cold-", dir=work)
-        res["vgg16_cold"] = cdnn("vgg16", os.path.join(cold, "numba"), os.path.join(cold, "pyc"))
-        shutil.rmtree(cold, ignore_errors=True)
-    for n in files:  # fill the caches for every model's kernels, and torch's bytecode
-        cdnn(n)
-    torch(next(iter(files)))
+    for n in COLD_START:
+        if n in files:
+            log(f"subprocess: {n} cold start (empty Numba and bytecode caches) ...")
+            cold = tempfile.mkdtemp(prefix="cold-", dir=work)
+            res[f"{n}_cold"] = cdnn(n, os.path.join(cold, "numba"), os.path.join(cold, "pyc"))
+            shutil.rmtree(cold, ignore_errors=True)
+    log("subprocess: cdnn-runtime warmup into an empty cache, then each model ...")
+    res["warmup"] = warmup_child(cache_dir, pycache)
+    res["after_warmup"] = {n: cdnn(n) for n in files}  # also fills torch-free bytecode
+    for n, r in res["after_warmup"].items():
+        log(f"  {n:14s} compiled {r['compiled']} signatures after the warm-up")
+    torch(next(n for n in files if n in DEFAULT_MODELS))
     if "vgg16" in files:
         log("subprocess: VGG-16 load, warm cache ...")
         runs = [cdnn("vgg16") for _ in range(n_load)]
@@ -87,11 +109,11 @@ def subprocess_part(files, threads, n_load, work):
     mem = {}
     for n in files:
         c = cdnn(n)
-        t = torch(n)
+        t = torch(n) if n in DEFAULT_MODELS else None  # the torch child builds these only
         mem[n] = {"cdnn_peak_rss_mb": c["peak_rss_mb"], "cdnn_torch_loaded": c["torch_loaded"],
-                  "torch_peak_rss_mb": t["peak_rss_mb"],
-                  "ratio": c["peak_rss_mb"] / t["peak_rss_mb"]}
+                  "torch_peak_rss_mb": t and t["peak_rss_mb"],
+                  "ratio": t and c["peak_rss_mb"] / t["peak_rss_mb"]}
         log(f"  {n:14s} peak RSS cdnn_runtime {c['peak_rss_mb']:.0f} MB (torch imported: "
-            f"{c['torch_loaded']}), PyTorch {t['peak_rss_mb']:.0f} MB")
+            f"{c['torch_loaded']}), PyTorch {t['peak_rss_mb'] if t else '-'} MB")
     res["peak_memory"] = mem
     return res

@@ -19,6 +19,14 @@ TARGET_B1_ORT_ONLY = {"gpt": 1.0}
 TARGET_B32_TORCH = 1.0
 TARGET_FC_BOUND = 2.0
 TARGET_VGG_LOAD_S = 0.5
+#: Performance III: batch 1 at most onnxruntime dynamic int8 on the reference networks and at
+#: most onnxruntime fp32 on these zoo networks; batch 32 at most onnxruntime fp32 on the
+#: reference networks; cold start (empty cache, fresh process, first result) and peak memory.
+TARGET_B1_ORT_INT8 = 1.0
+TARGET_B1_ORT_ZOO = {"resnet50": 1.0, "mobilenet_v2": 1.0}
+TARGET_B32_ORT = 1.0
+TARGET_COLD_S = {"vgg16": 10.0, "resnet50": 10.0}
+TARGET_PEAK_MB = {"lenet-5": 100.0, "vgg16": 200.0}
 
 RUNTIMES = [("cdnn", "cdnn_runtime"), ("torch", "PyTorch eager"),
             ("torch_int8", "PyTorch dyn. int8"), ("ort", "onnxruntime fp32"),
@@ -42,6 +50,11 @@ def num(v):
     if a >= 0.1:
         return f"{v:.3f}"
     return f"{v:.4f}"
+
+
+def _fmt(v, spec):
+    """`v` formatted with `spec`, or '-' for None."""
+    return "-" if v is None else format(v, spec)
 
 
 def cell(s, key="median_ms", lo="min_ms", hi="max_ms"):
@@ -71,11 +84,28 @@ def verdict(ok):
     return "n/a" if ok is None else ("met" if ok else "**not met**")
 
 
+def _row(text, value, goal, below=False):
+    """A target row: `value` at most `goal` (strictly below with `below`); None: not judged."""
+    met = None if value is None else bool(value < goal if below else value <= goal)
+    return {"target": text, "value": value, "met": met}
+
+
 def targets(report):
     """One row per target: what is measured against what, the value, met (None: not judged)."""
     rows = []
     for name, m in report["models"].items():
         lat = m["latency"]
+        r1, r32 = (lat.get(b, {}).get("ratios", {}) for b in ("1", "32"))
+        if name in TARGET_B1_ORT_ZOO and "1" in lat:
+            rows.append(_row(f"{NAMES[name]} batch 1: cdnn / onnxruntime fp32 <= "
+                             f"{TARGET_B1_ORT_ZOO[name]}", r1.get("ort"),
+                             TARGET_B1_ORT_ZOO[name]))
+        if name in TARGET_B1_TORCH and "1" in lat:
+            rows.append(_row(f"{NAMES[name]} batch 1: cdnn / onnxruntime dyn. int8 <= "
+                             f"{TARGET_B1_ORT_INT8}", r1.get("ort_int8"), TARGET_B1_ORT_INT8))
+        if name in TARGET_B1_TORCH and "32" in lat:
+            rows.append(_row(f"{NAMES[name]} batch 32: cdnn / onnxruntime fp32 <= "
+                             f"{TARGET_B32_ORT}", r32.get("ort"), TARGET_B32_ORT))
         if name in TARGET_B1_ORT_ONLY and "1" in lat:
             v, goal = lat["1"]["ratios"].get("ort"), TARGET_B1_ORT_ONLY[name]
             rows.append({"target": f"{NAMES[name]} batch 1: cdnn / onnxruntime fp32 <= {goal}",
@@ -102,6 +132,18 @@ def targets(report):
                                    f"<= {TARGET_FC_BOUND}",
                          "value": layer["ratio"], "met": layer["met"]})
     sub = report.get("subprocess") or {}
+    for name, goal in TARGET_COLD_S.items():
+        if f"{name}_cold" in sub:
+            rows.append(_row(f"{NAMES[name]} cold start (empty cache) to first result <= "
+                             f"{goal:g} s", sub[f"{name}_cold"]["start_to_result_s"], goal))
+    for name, r in (sub.get("after_warmup") or {}).items():
+        rows.append(_row(f"{NAMES[name]} after `cdnn-runtime warmup`: signatures compiled = 0",
+                         r.get("compiled"), 0))
+    for name, goal in TARGET_PEAK_MB.items():
+        mm = (sub.get("peak_memory") or {}).get(name)
+        if mm and not mm["cdnn_torch_loaded"]:
+            rows.append(_row(f"{NAMES[name]} peak memory, cdnn_runtime only < {goal:g} MB",
+                             mm["cdnn_peak_rss_mb"], goal, below=True))
     if "vgg16_warm" in sub:
         v = sub["vgg16_warm"]["load_s"]["median_ms"] / 1e3
         rows.append({"target": f"VGG-16 InferenceSession load (warm cache) < "
@@ -255,6 +297,20 @@ def markdown(report):
                      f"start to first "
                      f"result {c['start_to_result_s']:.2f} s (import {c['import_s']:.2f}, load "
                      f"{c['load_s']:.2f}, first run with compilation {c['first_run_s']:.2f}).")
+        for name in TARGET_COLD_S:
+            if name != "vgg16" and f"{name}_cold" in sub:
+                c = sub[f"{name}_cold"]
+                L.append(f"- {NAMES[name]} cold start, once: process start to first result "
+                         f"{c['start_to_result_s']:.2f} s (import {c['import_s']:.2f}, load "
+                         f"{c['load_s']:.2f}, first run with compilation "
+                         f"{c['first_run_s']:.2f}).")
+        if "warmup" in sub:
+            w = sub["warmup"]
+            aw = sub.get("after_warmup") or {}
+            L.append(f"- `cdnn-runtime warmup` into an empty cache, fresh process: "
+                     f"{w['wall_s']:.1f} s, {w['compiled']} signatures compiled. Then, each in "
+                     "a fresh process on that cache, signatures compiled: " + ", ".join(
+                         f"{NAMES[n]} {r['compiled']}" for n, r in aw.items()) + ".")
         if "lenet5_start" in sub:
             s = sub["lenet5_start"]
             c, t = s["cdnn"]["start_to_result"], s["torch"]["start_to_result"]
@@ -272,7 +328,7 @@ def markdown(report):
         for name, mm in sub["peak_memory"].items():
             L.append(f"| {NAMES[name]} | {report['models'][name]['file_bytes']:,} B | "
                      f"{mm['cdnn_peak_rss_mb']:.0f} | {'yes' if mm['cdnn_torch_loaded'] else 'no'}"
-                     f" | {mm['torch_peak_rss_mb']:.0f} | {mm['ratio']:.2f} |")
+                     f" | {_fmt(mm['torch_peak_rss_mb'], '.0f')} | {_fmt(mm['ratio'], '.2f')} |")
     L += ["", "## Targets", "", "| target | value | |", "|---|---:|---|"]
     for r in report["targets"]:
         L.append(f"| {r['target']} | {num(r['value'])} | {verdict(r['met'])} |")

@@ -4,8 +4,8 @@ load time, start-up time and peak memory.
 The four reference networks (LeNet-300-100, LeNet-5, AlexNet, VGG-16) get seeded random weights
 pruned to Deep Compression's per-layer densities and shared with its codebooks (conv 8 bits,
 fc 5 bits: the `deep-compression` preset, built as benchmarks/bench_runtime.py builds them), are
-saved as .cdnn and run by cdnn_runtime.InferenceSession (with --models, also ResNet-50 and
-MobileNetV2 from cdnn.zoo, and `gpt`: the GPT-2-shaped decoder cdnn.zoo_sequence.gpt, 4 layers
+saved as .cdnn and run by cdnn_runtime.InferenceSession; so are ResNet-50 and MobileNetV2 from
+cdnn.zoo, and `gpt`: the GPT-2-shaped decoder cdnn.zoo_sequence.gpt, 4 layers
 of width 256, on 128 int64 token ids, seeded random weights at the per-layer density and bits
 of benchmarks/results/chargpt.cdnn, or at 30% and 4 bits without that file; its FC-bound and
 fresh-process parts are skipped). In the same run, on the same weights
@@ -41,7 +41,8 @@ and with PyTorch.
 
 Writes benchmarks/results/latency.json, latency.md and latency.png.
 
-usage: python benchmarks/bench_latency.py [--models lenet-300-100,lenet-5,alexnet,vgg16]
+usage: python benchmarks/bench_latency.py [--models lenet-300-100,lenet-5,alexnet,vgg16,
+       resnet50,mobilenet_v2,gpt]
        [--repeats 50] [--quick] [--deepsparse-python /tmp/ds-venv/bin/python]
        [--no-subprocess] [--batches 1,32] [--threads 2]
 """
@@ -58,7 +59,7 @@ from dataclasses import dataclass
 
 import _peers
 from _common import (
-    DEFAULT_MODELS,
+    LATENCY_MODELS,
     RESULTS,
     SEQUENCE,
     SHAPES,
@@ -109,7 +110,7 @@ class Plan:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
+    ap.add_argument("--models", default=",".join(LATENCY_MODELS),
                     help="comma list of " + ", ".join(SHAPES) + " (default: the first four)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="most rounds per model and batch (default 50, 5 with --quick); "
