@@ -26,12 +26,25 @@ def entropy_bits(values):
 
 
 def _weight_nodes(f):
-    """{weight tensor name: graph node} for every linear and conv2d node of the graph; a
-    recurrent layer's matrix (w_ih, w_hh, ...) as a node of its own named after the tensor,
-    with its bias (b_ih, b_hh, ...)."""
+    """{weight tensor name: graph node} for every node of the graph with a weight; a weight
+    that several nodes use (a token table tied to the head: embedding and linear) as one node
+    named after the tensor, its ops joined with '+'; a recurrent layer's matrix (w_ih, w_hh,
+    ...) as a node of its own named after the tensor, with its bias (b_ih, b_hh, ...)."""
     if f.graph is None:
         return {}
-    nodes = {n["params"]["weight"]: n for n in f.graph["nodes"] if "weight" in n["params"]}
+    users = {}
+    for n in f.graph["nodes"]:
+        if "weight" in n["params"]:
+            users.setdefault(n["params"]["weight"], []).append(n)
+    nodes = {}
+    for t, ns in users.items():
+        if len(ns) == 1:
+            nodes[t] = ns[0]
+        else:
+            bias = next((n["params"]["bias"] for n in ns if n["params"].get("bias")), None)
+            nodes[t] = {"name": t.rpartition(".")[0] or t,
+                        "op": "+".join(dict.fromkeys(n["op"] for n in ns)),
+                        "params": {} if bias is None else {"bias": bias}}
     for n in f.graph["nodes"]:  # ---- recurrent layers (version 3)
         for role, t in n["params"].items() if n["op"] in ("lstm", "gru", "rnn") else ():
             if role.startswith("w_"):

@@ -132,6 +132,8 @@ def test_command_line_compress_inspect_run_verify_of_token_ids(tmp_path, capsys)
     assert code == 0, err
     code, text, _ = call(capsys, "inspect", out)
     assert code == 0 and "inputs ids [N, seq<=16]; outputs output [N, seq, 50]" in text
+    tied = [line.split()[:2] for line in text.splitlines() if "embedding+linear" in line]
+    assert tied == [["head", "embedding+linear"]]  # the tied table, once, named after it
     code, text, _ = call(capsys, "run", out, "--input", tmp_path / "ids3.npy", "--output",
                           tmp_path / "y.npy")
     assert code == 0 and np.load(tmp_path / "y.npy").shape == (3, 7, 50)
