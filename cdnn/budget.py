@@ -3,15 +3,18 @@ cdnn_runtime, stays within `max_drop` of a fair dense baseline.
 
 Stages, each saved atomically in a work directory so that an interrupted run resumes after
 the last one finished:
-  1. dense: the source model fine-tuned on the training data for as many epochs as the most
-     trained compressed point gets in all (the fair baseline; its validation score anchors
-     the budget);
-  2. sensitivity: each layer pruned alone over a range of densities (cdnn.sensitivity);
+  1. dense: for each level, the source model fine-tuned on the training data for as many
+     epochs as that level's file receives in all (its fair baseline: the level's budget is
+     that score less `max_drop`); the first level's before anything else, the others as the
+     search reaches them;
+  2. sensitivity: each layer of the source model pruned alone over a range of densities
+     (cdnn.sensitivity);
   3. level k = 1..L: the weights kept fall along `keep` (fractions of all compressible
      weights), spread over the layers by their sensitivity curves (each layer at the same
-     score drop alone), pruned iteratively from level k-1 with retraining; then per layer the
-     fewest codebook bits whose sharing alone costs at most `bits_tolerance`, shared,
-     centroids fine-tuned, float16 biases, written, and scored through cdnn_runtime.
+     score drop alone), pruned iteratively (from the source model, then from level k-1) with
+     retraining; then per layer the fewest codebook bits whose sharing alone costs at most
+     `bits_tolerance`, shared, centroids fine-tuned, float16 biases, written, and scored
+     through cdnn_runtime.
 The search stops at the first level whose file misses the budget (after one retry at one bit
 more per layer); the answer is the smallest file within it. Seeded throughout.
 """
@@ -77,7 +80,26 @@ class BudgetPlan:
 
     @property
     def fair_epochs(self):
+        """Epochs of the most trained level (the teacher's, when distilling)."""
         return self.epochs_of_level(len(self.keep))
+
+
+def fair_baseline(source_state, net, train, val, plan, epochs, work, stage):
+    """The source model fine-tuned for `epochs` (one cosine, seeded): its validation score,
+    kept in the work directory (dense-E.pt and dense-E.json) and taken from there on resume."""
+    name = f"dense-{epochs}"
+    if work.has(name + ".json"):
+        stage(f"fair baseline of {epochs} epochs: done before (resumed)")
+        return work.load_json(name + ".json")["score"]
+    stage(f"dense fine-tune (the fair baseline of {epochs} epochs)")
+    dense = copy.deepcopy(net)
+    dense.load_state_dict(source_state)
+    train_epochs(dense, train, plan.metric, epochs, plan, plan.seed,
+                 log=lambda s: stage(f"  dense {s}"))
+    score = torch_score(dense, val, plan.metric)
+    work.save_torch(name + ".pt", dense.state_dict())
+    work.save_json(name + ".json", {"epochs": epochs, "score": score})
+    return score
 
 
 def _noop(*args, **kwargs):
@@ -384,31 +406,44 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
     trial = _trial_split(val, plan.seed)
     net = prepare_for_capture(model)
     source_val = torch_score(net, val, plan.metric)
+    source_state = copy.deepcopy(net.state_dict())
+    floor_min = None if plan.min_score is None else (
+        plan.min_score if plan.metric == "top1" else -plan.min_score)
+    baselines = {}
 
-    # 1. the fair baseline
-    if work.has("dense.pt"):
-        stage("dense fine-tune: done before (resumed)")
-        net.load_state_dict(work.load_torch("dense.pt"))
-    else:
-        stage(f"dense fine-tune (the fair baseline): {plan.fair_epochs} epochs")
-        train_epochs(net, train, plan.metric, plan.fair_epochs, plan, plan.seed,
-                     log=lambda s: stage(f"  dense {s}"))
-        work.save_torch("dense.pt", net.state_dict())
-    baseline = torch_score(net, val, plan.metric)
-    floor = baseline - plan.max_drop
-    if plan.min_score is not None:
-        floor_min = plan.min_score if plan.metric == "top1" else -plan.min_score
-        if baseline < floor_min:
-            raise CdnnBudgetError(
-                f"the dense model itself misses the budget: after its {plan.fair_epochs}-epoch "
-                f"fine-tune it scores {display(baseline, plan.metric):.4f} on the validation "
-                f"data, the budget asks for {plan.min_score:g}")
-        floor = max(floor, floor_min)
-    stage(f"fair baseline: validation {display(baseline, plan.metric):.4f} (source model "
-          f"{display(source_val, plan.metric):.4f}); budget: at least "
-          f"{display(floor, plan.metric):.4f}" if plan.metric == "top1" else
-          f"fair baseline: validation MSE {-baseline:.6g}; budget: at most {-floor:.6g}")
-    teacher = torch_outputs(net, train.x) if plan.distill else None
+    def budget_of(k):
+        """(fair baseline score, floor) of level k: the source trained as long, less max_drop."""
+        epochs = plan.epochs_of_level(k)
+        if epochs not in baselines:
+            baselines[epochs] = fair_baseline(source_state, net, train, val, plan, epochs, work,
+                                              stage)
+        base = baselines[epochs]
+        floor = base - plan.max_drop if floor_min is None else max(base - plan.max_drop,
+                                                                    floor_min)
+        stage(f"level {k}: fair baseline ({epochs} epochs) validation "
+              f"{display(base, plan.metric):.4f} (source model "
+              f"{display(source_val, plan.metric):.4f}); budget: at least "
+              f"{display(floor, plan.metric):.4f}" if plan.metric == "top1" else
+              f"level {k}: fair baseline ({epochs} epochs) validation MSE {-base:.6g}; "
+              f"budget: at most {-floor:.6g}")
+        return base, floor
+
+    # 1. the fair baseline of the first level (the others as the search reaches them)
+    baseline, floor = budget_of(1)
+    if floor_min is not None and baseline < floor_min:
+        raise CdnnBudgetError(
+            f"the dense model itself misses the budget: after its "
+            f"{plan.epochs_of_level(1)}-epoch fine-tune it scores "
+            f"{display(baseline, plan.metric):.4f} on the validation data, the budget asks "
+            f"for {plan.min_score:g}")
+    teacher = None
+    if plan.distill:
+        baselines[plan.fair_epochs] = fair_baseline(source_state, net, train, val, plan,
+                                                    plan.fair_epochs, work, stage)
+        teacher_net = copy.deepcopy(net)
+        teacher_net.load_state_dict(work.load_torch(f"dense-{plan.fair_epochs}.pt"))
+        teacher = torch_outputs(teacher_net, train.x)
+        del teacher_net
 
     # 2. sensitivity
     if work.has("sensitivity.json"):
@@ -436,6 +471,7 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
                 time.perf_counter() - t_start > 60 * plan.budget_minutes:
             stage(f"level {k}: not started, {plan.budget_minutes:g} minutes spent")
             break
+        baseline, floor = budget_of(k)
         densities, tol = spread_density(curves, sizes, keep)
         if previous:  # pruning goes on from the level before: no layer grows back
             densities = {n: min(d, previous[n]) for n, d in densities.items()}
@@ -472,6 +508,9 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
                             train, val, plan, teacher, model_name, dense_bytes, floor, work,
                             stage, progress)
             point["pruned_validation"] = pruned_score
+            point["fair_baseline"] = {"epochs": plan.epochs_of_level(k),
+                                      "validation": display(baseline, plan.metric),
+                                      "budget": display(floor, plan.metric)}
             if not point["within_budget"]:
                 more = {n: {**b, "bits": min(b["bits"] + 1, b["tried"][0][0] if b["tried"]
                                              else b["bits"])} for n, b in bits.items()}
@@ -479,6 +518,7 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
                 retry = _finish(net, masks, kinds, densities, more, k, keep, tol, curves,
                                 example, train, val, plan, teacher, model_name, dense_bytes,
                                 floor, work, stage, progress, tag="+1 bit")
+                retry["fair_baseline"] = point["fair_baseline"]
                 point["retry"] = retry
             work.save_json(point_name, point)
         points.append(point)
@@ -487,11 +527,18 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
             break
     flat = [p for pt in points for p in (pt, pt.get("retry")) if p]
     ok = [p for p in flat if p["within_budget"]]
+    chosen = min(ok, key=lambda p: p["file_bytes"]) if ok else None
+    shown = chosen or (flat[-1] if flat else None)  # whose fair baseline the report heads with
+    fair = (shown or {}).get("fair_baseline") or {
+        "epochs": plan.epochs_of_level(1), "validation": display(baseline, plan.metric),
+        "budget": display(floor, plan.metric)}
     report = {"metric": plan.metric, "max_drop": plan.max_drop, "min_score": plan.min_score,
               "source_validation": display(source_val, plan.metric),
-              "fair_baseline_validation": display(baseline, plan.metric),
-              "fair_baseline_epochs": plan.fair_epochs,
-              "budget_validation": display(floor, plan.metric),
+              "fair_baseline_validation": fair["validation"],
+              "fair_baseline_epochs": fair["epochs"],
+              "budget_validation": fair["budget"],
+              "fair_baselines": {str(e): display(v, plan.metric)
+                                 for e, v in sorted(baselines.items())},
               "plan": json.loads(json.dumps(asdict(plan))),
               "dense_bytes": dense_bytes, "sensitivity": sens, "points": [
                   {k: v for k, v in p.items() if k != "retry"} for p in flat],
@@ -502,10 +549,10 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
         raise CdnnBudgetError(
             "no file within the budget: " + (
                 f"the best explored scores {best['validation_score']:.4f} on the validation "
-                f"data ({best['file_bytes']:,} bytes), the budget asks for "
-                f"{display(floor, plan.metric):.4f}; allow a larger --max-drop or more "
+                f"data ({best['file_bytes']:,} bytes), its level's budget asks for "
+                f"{best.get('fair_baseline', fair)['budget']:.4f}; allow a larger --max-drop or "
+                f"more "
                 f"epochs" if best else "no level was explored"))
-    chosen = min(ok, key=lambda p: p["file_bytes"])
     report["chosen"] = {k: v for k, v in chosen.items() if k != "retry"}
     data = work.load_bytes(chosen["file"])
     work.save_json("report.json", report)
@@ -565,11 +612,15 @@ def format_report(report):
     lines = [f"fair baseline: the source fine-tuned {report['fair_baseline_epochs']} epochs, "
              f"validation {report['fair_baseline_validation']:.4f} ({m}); source as given "
              f"{report['source_validation']:.4f}; budget {report['budget_validation']:.4f}",
-             "explored (level, weights kept, bytes, ratio, validation through cdnn_runtime):"]
+             "explored (level, weights kept, bytes, ratio, validation through cdnn_runtime; "
+             "each level against the source trained as long):"]
     for p in report["points"]:
+        fb = p.get("fair_baseline")
+        against = f", fair baseline {fb['validation']:.4f}" if fb else ""
         lines.append(f"  {p['level']}{' ' + p['tag'] if p['tag'] else '':<7} {p['keep']:>6.1%} "
                      f"{p['file_bytes']:>10,} {p['ratio']:>7.1f}x {p['validation_score']:>9.4f}"
-                     f"  {'within' if p['within_budget'] else 'outside'} ({p['epochs']} epochs)")
+                     f"  {'within' if p['within_budget'] else 'outside'} ({p['epochs']} epochs"
+                     f"{against})")
     c = report.get("chosen")
     if c:
         lines.append(f"chosen: level {c['level']}{' ' + c['tag'] if c['tag'] else ''}, "

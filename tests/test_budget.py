@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdnn import budget, zoo
+from cdnn import budget, budget_data, models, zoo
 from cdnn.budget_data import export_fashion_mnist
 from cdnn_runtime import InferenceSession
 from test_cli import call
@@ -27,11 +27,25 @@ def blobs(n, seed, shape=(1, 28, 28), classes=10):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
+    """train.npz, val.npz, and source.pt: the user's checkpoint, a LeNet-300-100 trained on
+    train.npz for two epochs (the search prunes what it is given)."""
     d = tmp_path_factory.mktemp("budget")
     for name, n, seed in (("train", 400, 1), ("val", 200, 2)):
         x, y = blobs(n, seed)
         np.savez(d / f"{name}.npz", x=x, y=y)
+    torch.manual_seed(0)
+    net = models.lenet_300_100()
+    x, y = blobs(400, 1)
+    budget.train_epochs(net, budget_data.Split(x, y, "train"), "top1", 2,
+                        budget.BudgetPlan(), seed=0)
+    torch.save(net.state_dict(), d / "source.pt")
     return d
+
+
+def source(data):
+    """The command line's model arguments for the trained checkpoint of `data`."""
+    return [data / "source.pt", "--model", "cdnn.models:lenet_300_100", "--input-shape",
+            "1,1,28,28"]
 
 
 def _no_training(monkeypatch):
@@ -109,7 +123,7 @@ def test_bad_hook_and_a_budget_the_dense_model_misses(data, tmp_path, capsys):
 
 def test_end_to_end_report_curve_and_resume(data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "net.cdnn"
-    args = ["compress", "lenet-300-100", "-o", out, "--train-data", data / "train.npz",
+    args = ["compress", *source(data), "-o", out, "--train-data", data / "train.npz",
             "--val-data", data / "val.npz", "--max-drop", "5", "--keep", "0.2,0.1", *TINY]
     scored = []
     real_score = budget.runtime_score
@@ -130,13 +144,19 @@ def test_end_to_end_report_curve_and_resume(data, tmp_path, capsys, monkeypatch)
                         lambda *a, **k: (calls.append(a[3]), real_train(*a, **k)))
     code, stdout, err = call(capsys, *args)
     assert code == 0, err
-    assert "dense fine-tune: done before (resumed)" in err and "sensitivity: done before" in err
+    assert "fair baseline of 2 epochs: done before (resumed)" in err
+    assert "fair baseline of 3 epochs: done before (resumed)" in err
+    assert "sensitivity: done before" in err
     assert "level 1: file made before (resumed)" in err and "level 2: pruned before" in err
     assert calls == [1]  # level 2's centroid fine-tuning only
     assert "fair baseline" in err and "level 2" in err and "sensitivity" in err
     report = json.loads((tmp_path / "net.budget.json").read_text())
     chosen = report["chosen"]
-    assert report["fair_baseline_epochs"] == 3 and chosen["epochs"] <= 3
+    # each level against the source trained as long as it was: 2 and 3 epochs
+    assert report["fair_baselines"].keys() == {"2", "3"}
+    assert report["fair_baseline_epochs"] == chosen["epochs"] == chosen["fair_baseline"]["epochs"]
+    assert [p["fair_baseline"]["epochs"] for p in report["points"]] == [
+        p["epochs"] for p in report["points"]]
     assert len(report["curve"]["points"]) >= 2
     assert set(chosen["layers"]) == {"fc1", "fc2", "fc3"}
     for layer in chosen["layers"].values():
