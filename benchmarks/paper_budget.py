@@ -42,8 +42,8 @@ DENSE_EPOCHS = {"lenet-300-100": 10, "lenet-5": 6}
 FACTORIES = {"lenet-300-100": "cdnn.models:lenet_300_100", "lenet-5": "cdnn.models:lenet_5"}
 #: The search's knobs per network (chosen to fit 40 minutes on 2 cores).
 BUDGET_ARGS = {
-    "lenet-300-100": ["--keep", "0.2,0.15,0.125,0.11,0.095,0.08", "--prune-steps", "3",
-                      "--retrain-epochs", "3", "--fine-tune-epochs", "3"],
+    "lenet-300-100": ["--keep", "0.12,0.1,0.09,0.08,0.07", "--prune-steps", "5",
+                      "--retrain-epochs", "6", "--fine-tune-epochs", "4", "--distill"],
     "lenet-5": ["--keep", "0.15,0.125,0.11,0.095,0.08", "--prune-steps", "3",
                 "--retrain-epochs", "2", "--fine-tune-epochs", "2"],
 }

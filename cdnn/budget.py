@@ -274,36 +274,60 @@ def _drop_at(curve, density):
     return curve[-1][1]
 
 
+#: Densities a layer may get, log-spaced from 1 down to the lowest of its sensitivity curve.
+GRID_POINTS = 161
+
+
 def spread_density(curves, sizes, keep):
-    """Per layer a density such that all layers stand at the same drop alone on their curves
-    (the tolerance found by bisection) and sum(size x density) = keep x sum(size).
-    Returns ({layer: density}, tolerance)."""
+    """Per layer a density such that sum(size x density) is about keep x sum(size) and the sum
+    of the layers' drops alone (on their sensitivity curves) is least: every layer stands where
+    one weight more would save the same drop (a price per weight, found by bisection), so a
+    small layer, whose every weight counts and costs few bytes, stays denser than a large one.
+    Returns ({layer: density}, price: points of drop per 1,000 weights)."""
     total = sum(sizes.values())
+    target = keep * total
+    grids = {n: [(float(d), _drop_at(c, d))
+                 for d in np.exp(np.linspace(0.0, math.log(c[-1][0]), GRID_POINTS))]
+             for n, c in curves.items()}
 
-    def kept(tol):
-        return sum(sizes[n] * _density_at(c, tol) for n, c in curves.items())
+    def pick(price):
+        return {n: min(g, key=lambda p: p[1] + price * sizes[n] * p[0] / 1000.0)[0]
+                for n, g in grids.items()}
 
-    hi = max(c[-1][1] for c in curves.values()) + 1.0
-    if kept(hi) > keep * total:
-        return {n: c[-1][0] for n, c in curves.items()}, hi
-    if kept(0.0) < keep * total:  # flat curves: their shape at no drop, scaled up to `keep`
-        at_zero = {n: _density_at(c, 0.0) for n, c in curves.items()}
+    def kept(price):
+        return sum(sizes[n] * d for n, d in pick(price).items())
+
+    lowest = {n: g[-1][0] for n, g in grids.items()}
+    if sum(sizes[n] * d for n, d in lowest.items()) >= target:
+        return {n: round(d, 5) for n, d in lowest.items()}, math.inf
+    at_zero = pick(1e-12)  # the sparsest each layer goes at no drop alone
+    if kept(1e-12) <= target:  # flat curves: their shape at no drop, scaled up to `keep`
         lo, hi = 1.0, 1.0 / min(at_zero.values())
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            if sum(sizes[n] * min(1.0, d * mid) for n, d in at_zero.items()) < keep * total:
+            if sum(sizes[n] * min(1.0, d * mid) for n, d in at_zero.items()) < target:
                 lo = mid
             else:
                 hi = mid
         return {n: round(min(1.0, d * hi), 5) for n, d in at_zero.items()}, 0.0
-    lo = 0.0
+    lo, hi = 1e-12, 1.0
+    for _ in range(200):
+        if kept(hi) <= target:
+            break
+        lo, hi = hi, 2.0 * hi
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        if kept(mid) > keep * total:
+        if kept(mid) > target:
             lo = mid
         else:
             hi = mid
-    return {n: round(_density_at(c, hi), 5) for n, c in curves.items()}, hi
+    # the curves are piecewise linear, so the choice jumps from knot to knot as the price
+    # crosses one: the layers that jump are set between their two choices to meet `keep`
+    dense_side, sparse_side = pick(lo), pick(hi)
+    k_dense, k_sparse = kept(lo), kept(hi)
+    t = 0.0 if k_dense <= k_sparse else (target - k_sparse) / (k_dense - k_sparse)
+    return {n: round(sparse_side[n] + t * (dense_side[n] - sparse_side[n]), 5)
+            for n in grids}, hi
 
 
 @torch.no_grad()
@@ -584,7 +608,7 @@ def _finish(net, masks, kinds, densities, bits, k, keep, tol, curves, example, t
         c = curves[n]
         layers[n] = {"density": densities[n], "weights": None,
                      "density_why": {"drop_alone_at_density": round(_drop_at(c, densities[n]), 5),
-                                     "level_tolerance": round(tol, 5),
+                                     "level_price_per_1000_weights": round(tol, 5),
                                      "curve": [[d, round(s, 5)] for d, s in c]},
                      "bits": bits[n]["bits"],
                      "bits_why": {"tried": bits[n]["tried"], "tolerance": bits[n]["tolerance"]}}
@@ -629,9 +653,10 @@ def format_report(report):
         lines.append(f"{'layer':<20}{'density':>9}{'bits':>6}  why")
         for n, r in c["layers"].items():
             tried = ", ".join(f"{b}: {d:+.3f}" for b, d in r["bits_why"]["tried"])
+            price = r["density_why"]["level_price_per_1000_weights"]
             lines.append(f"{n:<20}{r['density']:>9.2%}{r['bits']:>6}  pruned alone to this "
                          f"density the score drops {r['density_why']['drop_alone_at_density']:.3f}"
-                         f" (level tolerance {r['density_why']['level_tolerance']:.3f}); "
+                         f" (the level's price: {price:.3f} per 1,000 weights); "
                          f"bits tried (drop): {tried}")
     return "\n".join(lines) + "\n"
 
