@@ -340,7 +340,11 @@ def main(argv=None):
             report["subprocess_skipped"] = "Skipped (a sequence model only)."
         else:
             n_load = 2 if plan.quick else 5
-            report["subprocess"] = subprocess_part(files, plan.threads, n_load, work)
+            try:  # a failure here must not lose the in-process figures above
+                report["subprocess"] = subprocess_part(files, plan.threads, n_load, work)
+            except Exception as exc:  # noqa: BLE001 (reported, the rest is written)
+                report["subprocess_skipped"] = f"Failed: {type(exc).__name__}: {exc}"
+                log(f"subprocess part failed: {exc}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["run_s"] = time.perf_counter() - t_run
