@@ -45,7 +45,7 @@ BUDGET_ARGS = {
     "lenet-300-100": ["--keep", "0.14,0.12,0.1,0.09,0.08", "--prune-steps", "3",
                       "--retrain-epochs", "4", "--fine-tune-epochs", "3"],
     "lenet-5": ["--keep", "0.15,0.125,0.11,0.095,0.08", "--prune-steps", "3",
-                "--retrain-epochs", "2", "--fine-tune-epochs", "2"],
+                "--retrain-epochs", "4", "--fine-tune-epochs", "3"],
 }
 MAX_DROP = 0.5
 #: How BUDGET_ARGS came to be (the runs before them printed test figures too).
