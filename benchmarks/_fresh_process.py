@@ -18,16 +18,22 @@ CDNN_CHILD = os.path.join(CHILDREN, "cdnn_session.py")
 TORCH_CHILD = os.path.join(CHILDREN, "torch_model.py")
 
 
-def run_child(script, argv, cache_dir, threads, pycache=None):
-    """Run a child script with its own Numba cache; with `pycache`, Python's bytecode goes there
-    (written even where the environment says not to, so that a warm process starts as an
-    installed one would). Returns its JSON line and the times seen from here."""
-    env = dict(os.environ, CDNN_CACHE_DIR=cache_dir, NUMBA_CACHE_DIR=cache_dir,
-               NUMBA_NUM_THREADS=str(threads),
-               OMP_NUM_THREADS=str(threads))
+def child_env(cache_dir, threads=None, pycache=None):
+    """A child's environment: its own kernel cache; with `threads`, its thread counts; with
+    `pycache`, Python's bytecode goes there (written even where the environment says not to,
+    so that a warm process starts as an installed one would)."""
+    env = dict(os.environ, CDNN_CACHE_DIR=cache_dir, NUMBA_CACHE_DIR=cache_dir)
+    if threads is not None:
+        env.update(NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     if pycache is not None:
         env["PYTHONPYCACHEPREFIX"] = pycache
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def run_child(script, argv, cache_dir, threads, pycache=None):
+    """Run a child script in child_env(). Returns its JSON line and the times seen from here."""
+    env = child_env(cache_dir, threads, pycache)
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, script, *argv], env=env, capture_output=True, text=True)
     t_exit = time.monotonic()
@@ -49,9 +55,7 @@ def cdnn_child(path, shape, threads, cache_dir, pycache=None):
 def warmup_child(cache_dir, pycache):
     """`cdnn-runtime warmup --json` in a fresh process on the cache directory `cache_dir` (empty
     at first): its wall time and the signatures it compiled."""
-    env = dict(os.environ, CDNN_CACHE_DIR=cache_dir, NUMBA_CACHE_DIR=cache_dir,
-               PYTHONPYCACHEPREFIX=pycache)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = child_env(cache_dir, pycache=pycache)
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "cdnn_runtime.cli", "warmup", "--json"], env=env,
                        capture_output=True, text=True)

@@ -155,6 +155,12 @@ def kept_sections(path, text):
     return "".join("\n" + b.rstrip("\n") + "\n" for b in keep)
 
 
+def rewrite_section_from_json(path, markdown):
+    """The PAPER.md section beside a saved report `path`, rewritten by `markdown(report)`."""
+    report = load_json(path)
+    write_section_report(report, os.path.dirname(os.path.abspath(path)), None, markdown(report))
+
+
 def write_section_report(report, out, name, section):
     """`name`.json (None: not written) and `section` in PAPER.md, in `out`; "-quick" files for a
     quick report."""

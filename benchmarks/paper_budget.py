@@ -30,6 +30,7 @@ from _paper_common import (
     SECTION_MARK,
     lenet_parser,
     load_json,
+    rewrite_section_from_json,
     runtime_accuracy,
     write_section_report,
 )
@@ -247,9 +248,7 @@ def main():
     ap.add_argument("--work", default="/tmp/cdnn_budget", help="checkpoints, data, work dirs")
     args = ap.parse_args()
     if args.from_json:
-        rep = load_json(args.from_json)
-        write_section_report(rep, os.path.dirname(os.path.abspath(args.from_json)), None,
-                             markdown(rep))
+        rewrite_section_from_json(args.from_json, markdown)
         return
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -29,8 +29,8 @@ from _common import RESULTS
 from _paper_common import (
     SECTION_MARK,
     load_data,
-    load_json,
     paper_parser,
+    rewrite_section_from_json,
     runtime_accuracy,
     write_section_report,
 )
@@ -244,9 +244,7 @@ def main():
     ap.add_argument("--keep", metavar="DIR", help="keep every written .cdnn file in DIR")
     args = ap.parse_args()
     if args.from_json:
-        report = load_json(args.from_json)
-        write_section_report(report, os.path.dirname(os.path.abspath(args.from_json)), None,
-                             markdown(report))
+        rewrite_section_from_json(args.from_json, markdown)
         return
     torch.set_num_threads(args.threads)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # torch's too

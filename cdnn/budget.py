@@ -252,20 +252,6 @@ def _drop_curve(curve, baseline):
     return out
 
 
-def _density_at(curve, tolerance):
-    """The lowest density of a drop curve whose (log-interpolated) drop is within `tolerance`."""
-    best = 1.0
-    for (d0, s0), (d1, s1) in zip(curve, curve[1:]):
-        if s1 <= tolerance:
-            best = d1
-            continue
-        if s0 <= tolerance < s1 and s1 > s0:  # the crossing between d0 and d1
-            frac = (tolerance - s0) / (s1 - s0)
-            best = math.exp(math.log(d0) + frac * (math.log(d1) - math.log(d0)))
-        break
-    return best
-
-
 def _drop_at(curve, density):
     for (d0, s0), (d1, s1) in zip(curve, curve[1:]):
         if d1 <= density <= d0:
@@ -294,14 +280,18 @@ def spread_density(curves, sizes, keep):
         return {n: min(g, key=lambda p: p[1] + price * sizes[n] * p[0] / 1000.0)[0]
                 for n, g in grids.items()}
 
+    def weights(densities):
+        return sum(sizes[n] * d for n, d in densities.items())
+
     def kept(price):
-        return sum(sizes[n] * d for n, d in pick(price).items())
+        return weights(pick(price))
 
     lowest = {n: g[-1][0] for n, g in grids.items()}
-    if sum(sizes[n] * d for n, d in lowest.items()) >= target:
+    if weights(lowest) >= target:
         return {n: round(d, 5) for n, d in lowest.items()}, math.inf
     at_zero = pick(1e-12)  # the sparsest each layer goes at no drop alone
-    if kept(1e-12) <= target:  # flat curves: their shape at no drop, scaled up to `keep`
+    # flat curves: their shape at no drop, scaled up to `keep`
+    if weights(at_zero) <= target:
         lo, hi = 1.0, 1.0 / min(at_zero.values())
         for _ in range(60):
             mid = 0.5 * (lo + hi)
@@ -324,7 +314,7 @@ def spread_density(curves, sizes, keep):
     # the curves are piecewise linear, so the choice jumps from knot to knot as the price
     # crosses one: the layers that jump are set between their two choices to meet `keep`
     dense_side, sparse_side = pick(lo), pick(hi)
-    k_dense, k_sparse = kept(lo), kept(hi)
+    k_dense, k_sparse = weights(dense_side), weights(sparse_side)
     t = 0.0 if k_dense <= k_sparse else (target - k_sparse) / (k_dense - k_sparse)
     return {n: round(sparse_side[n] + t * (dense_side[n] - sparse_side[n]), 5)
             for n in grids}, hi
