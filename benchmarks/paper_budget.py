@@ -104,10 +104,10 @@ def train_checkpoint(name, folder, work, quick, log):
     return path
 
 
-def run_net(name, folder, work, quick, log):
+def run_net(name, folder, work, quick, log, knobs=None):
     ckpt = train_checkpoint(name, folder, work, quick, log)
     out = os.path.join(work, f"{name}{'-quick' if quick else ''}.cdnn")
-    knobs = BUDGET_ARGS[name] if not quick else [
+    knobs = knobs or BUDGET_ARGS[name] if not quick else [
         "--keep", "0.2,0.1", "--prune-steps", "1", "--retrain-epochs", "1",
         "--fine-tune-epochs", "1"]
     cmd = CDNN + ["compress", ckpt, "--model", FACTORIES[name], "--input-shape", "1,1,28,28",
@@ -246,6 +246,8 @@ def main():
                       from_json_help="rewrite the section from a saved paper_budget.json")
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--work", default="/tmp/cdnn_budget", help="checkpoints, data, work dirs")
+    ap.add_argument("--knobs", help="the search's knobs instead of BUDGET_ARGS' (one quoted "
+                                    "string, e.g. '--keep 0.1,0.08 --retrain-epochs 6')")
     args = ap.parse_args()
     if args.from_json:
         rewrite_section_from_json(args.from_json, markdown)
@@ -261,7 +263,8 @@ def main():
     rep = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick,
            "threads": torch.get_num_threads(), "nets": {}}
     for name in args.nets.split(","):
-        rep["nets"][name] = run_net(name, folder, args.work, args.quick, log)
+        rep["nets"][name] = run_net(name, folder, args.work, args.quick, log,
+                                    args.knobs.split() if args.knobs else None)
         suffix = "-quick" if args.quick else ""
         plot(name, rep["nets"][name], os.path.join(args.out, f"budget_{name}{suffix}.png"))
     write_section_report(rep, args.out, "paper_budget", markdown(rep))

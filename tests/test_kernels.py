@@ -367,6 +367,30 @@ def test_conv_fused_activations(act):
     assert_close(layer(x, act, parallel=True), ref)
 
 
+@pytest.mark.parametrize("case", ["groups2", "depthwise", "depthwise_x2"])
+@pytest.mark.parametrize("act", list(TORCH_ACT))
+def test_grouped_conv_group_by_group_and_whole_split_agree(case, act, monkeypatch):
+    """A grouped layer with few channels per group runs group by group (each task splits only
+    its own groups' input); the whole-input split in bands computes the same."""
+    from cdnn_runtime.kernels import sparse_conv as SC
+    batch, cin, cout, h, w, k, s, p, d, g, density = CONV_CASES[case]
+    rng = np.random.default_rng(120 + list(CONV_CASES).index(case))
+    kh, kw = _pair(k)
+    row_ptr, col_idx, codes, codebook, dense = _conv_weight(rng, cout, cin // g, kh, kw, density)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    x = (3 * rng.standard_normal((batch, cin, h, w))).astype(np.float32)
+    ref = TORCH_ACT[act](F.conv2d(t(x), t(dense.reshape(cout, cin // g, kh, kw)), t(bias),
+                                  stride=s, padding=p, dilation=d, groups=g))
+    for limit, band_is_zero in ((SC.GROUP_SPLIT_MAX, True), (0, False)):
+        monkeypatch.setattr(SC, "GROUP_SPLIT_MAX", limit)
+        layer = prepare_conv(row_ptr, col_idx, codes, codebook, bias, in_channels=cin,
+                             kernel_size=k, stride=s, padding=p, dilation=d, groups=g)
+        assert (layer._geometry_for(h, w)[-1] == 0) is band_is_zero
+        for parallel in (False, True):
+            y = layer(x, act, parallel=parallel)
+            assert_close(y, ref)
+
+
 @pytest.mark.parametrize("stride", [(7, 1), (1, 9), (1 << 20, 1 << 20)])
 def test_conv_stride_beyond_the_input_reads_only_the_input(stride):
     """A stride that never steps (one output row or column) costs no more than the input: a
@@ -808,6 +832,7 @@ def test_conv_in_bands_and_channel_chunks(case, act, monkeypatch):
     monkeypatch.setattr(SC, "BAND_MIN_RUN", 1)
     monkeypatch.setattr(SC, "BAND_BYTES", 1)
     monkeypatch.setattr(SC, "SPLIT_PARALLEL_MIN", 0)
+    monkeypatch.setattr(SC, "GROUP_SPLIT_MAX", 0)  # groups too: the whole input split, in bands
     batch, cin, cout, h, w, k, s, p, d, g, density = CONV_CASES[case]
     rng = np.random.default_rng(80 + list(CONV_CASES).index(case))
     kh, kw = _pair(k)

@@ -171,6 +171,34 @@ def apply_activation(v, code, param):
     return np.float32(0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))))
 
 
+@njit(cache=_CACHE)
+def bias_activation(src, bo, code, param, dst):
+    """dst[i] = activation `code` of (src[i] + bo) over 1-D float32 arrays of one length (dst
+    may be src). The branch on `code` is taken once: ReLU, ReLU6, leaky ReLU and none are
+    plain loops that LLVM vectorizes; element by element through apply_activation (no
+    vectorizing: about 6 ns an element) is left for the transcendental ones."""
+    n = dst.shape[0]
+    if code == ACT_RELU:
+        for i in range(n):
+            v = src[i] + bo
+            dst[i] = np.float32(0.0) if v < 0 else v
+    elif code == ACT_NONE:
+        for i in range(n):
+            dst[i] = src[i] + bo
+    elif code == ACT_RELU6:
+        for i in range(n):
+            v = src[i] + bo
+            dst[i] = np.float32(0.0) if v < 0 else (np.float32(6.0) if v > 6 else v)
+    elif code == ACT_LEAKY_RELU:
+        slope = np.float32(param)
+        for i in range(n):
+            v = src[i] + bo
+            dst[i] = v * slope if v < 0 else v
+    else:
+        for i in range(n):
+            dst[i] = apply_activation(src[i] + bo, code, param)
+
+
 _NO_ACTIVATION = Activation(ACT_NONE)
 
 

@@ -18,7 +18,7 @@ from ._common import (
     ACT_NONE,
     Activation,
     KernelArgumentError,
-    apply_activation,
+    bias_activation,
     check_float32_array,
     elementwise_threaded,
     parse_activation,
@@ -27,18 +27,24 @@ from ._common import (
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
 
+#: Elements per task of activation_parallel.
+ACTIVATION_BLOCK = 1 << 14
+
+
 @njit(cache=_CACHE, parallel=True)
 def activation_parallel(x, code, param, out):
-    """out[i] = activation(x[i]) over flat float32 arrays."""
-    for i in prange(x.shape[0]):
-        out[i] = apply_activation(x[i], code, param)
+    """out[i] = activation(x[i]) over flat float32 arrays, in blocks spread over threads."""
+    n = x.shape[0]
+    for t in prange((n + ACTIVATION_BLOCK - 1) // ACTIVATION_BLOCK):
+        i0 = t * ACTIVATION_BLOCK
+        i1 = min(i0 + ACTIVATION_BLOCK, n)
+        bias_activation(x[i0:i1], np.float32(0.0), code, param, out[i0:i1])
 
 
 @njit(cache=_CACHE)
 def activation_serial(x, code, param, out):
     """Serial :func:`activation_parallel`."""
-    for i in range(x.shape[0]):
-        out[i] = apply_activation(x[i], code, param)
+    bias_activation(x, np.float32(0.0), code, param, out)
 
 
 def activate_flat(x, act, out):

@@ -28,12 +28,10 @@ from numba import njit, prange
 
 from .._jit import jit_cache
 from ._common import (
-    ACT_NONE,
-    ACT_RELU,
     FASTMATH,
     KernelArgumentError,
-    apply_activation,
     as_pair,
+    bias_activation,
     check_csr,
     check_float32,
     parse_activation,
@@ -55,6 +53,11 @@ BAND_MIN_RUN = 1 << 11
 #: Floats of the phase-split (padded) input from which the split runs threaded: it is a copy,
 #: and a few hundred thousand floats copy in less time than a parallel launch can take.
 SPLIT_PARALLEL_MIN = 1 << 20
+
+#: Floats of one group's phase-split input at most for a grouped convolution to run group by
+#: group (groups_parallel: a depthwise layer splits each channel in its own task, in cache);
+#: above, the whole input is split first, as for groups=1.
+GROUP_SPLIT_MAX = 1 << 16
 
 #: Multiply-adds (batch x stored entries x output run length) from which a convolution runs
 #: threaded; below, waking a second thread costs more than it saves.
@@ -135,18 +138,7 @@ def _conv_block(xs, xbase, row_ptr, entry, tap_bits, codes, codebook, tap_off, c
         bo = bias[o] if has_bias else np.float32(0.0)
         plane = out[b, o]
         for y in range(y0, y1):
-            src = acc[(y - y0) * wq:(y - y0) * wq + wo]
-            dst = plane[y]
-            if act == ACT_RELU:  # the common cases as plain loops, which LLVM vectorizes
-                for x in range(wo):
-                    v = src[x] + bo
-                    dst[x] = np.float32(0.0) if v < 0 else v
-            elif act == ACT_NONE:
-                for x in range(wo):
-                    dst[x] = src[x] + bo
-            else:
-                for x in range(wo):
-                    dst[x] = apply_activation(src[x] + bo, act, act_param)
+            bias_activation(acc[(y - y0) * wq:(y - y0) * wq + wo], bo, act, act_param, plane[y])
 
 
 @njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
@@ -195,24 +187,31 @@ def conv_serial(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_str
 
 @njit(cache=_CACHE)
 def _phase_plane(x, b, c, py, px, sh, sw, pad_t, pad_l, dst):
+    """dst[i, j] = x[b, c, i*sh+py-pad_t, j*sw+px-pad_l], zero outside x: per row the zeros
+    of the left and right padding, then the copy (contiguous for stride 1), with no test
+    per element."""
     h = x.shape[2]
     w = x.shape[3]
     hq = dst.shape[0]
     wq = dst.shape[1]
     src = x[b, c]
+    off = px - pad_l
+    j_lo = min(0 if off >= 0 else (sw - 1 - off) // sw, wq)  # first j with j*sw+off >= 0
+    j_hi = min(max((w - off + sw - 1) // sw, j_lo), wq)  # first j with j*sw+off >= w
     for i in range(hq):
+        drow = dst[i]
         iy = i * sh + py - pad_t
         if iy < 0 or iy >= h:
             for j in range(wq):
-                dst[i, j] = 0.0
+                drow[j] = 0.0
             continue
         srow = src[iy]
-        for j in range(wq):
-            ix = j * sw + px - pad_l
-            if ix >= 0 and ix < w:
-                dst[i, j] = srow[ix]
-            else:
-                dst[i, j] = 0.0
+        for j in range(j_lo):
+            drow[j] = 0.0
+        if j_hi > j_lo:  # slices: no negative-index wrap-around per element, so LLVM vectorizes
+            drow[j_lo:j_hi] = srow[j_lo * sw + off:(j_hi - 1) * sw + off + 1:sw]
+        for j in range(j_hi, wq):
+            drow[j] = 0.0
 
 
 @njit(cache=_CACHE, parallel=True)
@@ -236,6 +235,73 @@ def phase_split_serial(x, sh, sw, pad_t, pad_l, xs):
         for p in range(xs.shape[1]):
             for c in range(xs.shape[2]):
                 _phase_plane(x, b, c, p // sw, p % sw, sh, sw, pad_t, pad_l, xs[b, p, c])
+
+
+@njit(cache=_CACHE, fastmath=FASTMATH)
+def _groups_block(x, b, g0, g1, cin_g, out_g, sh, sw, pad_t, pad_l, row_ptr, entry, tap_bits,
+                  codes, codebook, tap_off, bias, has_bias, act, act_param, xs, acc, out):
+    """Groups g0..g1-1 of sample b, one after the other: the group's input channels split
+    into xs ([phases, cin_g, hq, wq], this task's own, in cache), then each of its output
+    channels over the whole plane."""
+    n_phase = xs.shape[0]
+    hq = xs.shape[2]
+    wq = xs.shape[3]
+    chan_stride = hq * wq
+    ho = out.shape[2]
+    wo = out.shape[3]
+    n = (ho - 1) * wq + wo
+    flat = xs.reshape(-1)
+    for g in range(g0, g1):
+        for p in range(n_phase):
+            for c in range(cin_g):
+                _phase_plane(x, b, g * cin_g + c, p // sw, p % sw, sh, sw, pad_t, pad_l,
+                             xs[p, c])
+        base = -g * cin_g * chan_stride  # entries name absolute input channels
+        for o in range(g * out_g, (g + 1) * out_g):
+            for i in range(n):
+                acc[i] = 0.0
+            _accumulate(flat, base, row_ptr[o], row_ptr[o + 1], entry, tap_bits, codes,
+                        codebook, tap_off, chan_stride, acc, n)
+            bo = bias[o] if has_bias else np.float32(0.0)
+            plane = out[b, o]
+            for y in range(ho):
+                bias_activation(acc[y * wq:y * wq + wo], bo, act, act_param, plane[y])
+
+
+@njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
+def groups_parallel(x, groups, sh, sw, pad_t, pad_l, hq, wq, row_ptr, entry, tap_bits, codes,
+                    codebook, tap_off, bias, has_bias, act, act_param, n_chunks, out):
+    """A grouped convolution with few input channels per group (depthwise: one), group by
+    group: tasks (sample, chunk of groups) spread over threads, each splitting only its own
+    groups' input planes (no phase split of the whole input). tap_off: per tap, its offset in
+    one group's split block [phases, cin_g, hq, wq]."""
+    n_batch = out.shape[0]
+    cin_g = x.shape[1] // groups
+    out_g = out.shape[1] // groups
+    chunk = (groups + n_chunks - 1) // n_chunks
+    for t in prange(n_batch * n_chunks):
+        b = t // n_chunks
+        g0 = (t % n_chunks) * chunk
+        g1 = min(g0 + chunk, groups)
+        xs = np.empty((sh * sw, cin_g, hq, wq), np.float32)
+        acc = np.empty(out.shape[2] * wq, np.float32)
+        _groups_block(x, b, g0, g1, cin_g, out_g, sh, sw, pad_t, pad_l, row_ptr, entry,
+                      tap_bits, codes, codebook, tap_off, bias, has_bias, act, act_param, xs,
+                      acc, out)
+
+
+@njit(cache=_CACHE, fastmath=FASTMATH)
+def groups_serial(x, groups, sh, sw, pad_t, pad_l, hq, wq, row_ptr, entry, tap_bits, codes,
+                  codebook, tap_off, bias, has_bias, act, act_param, n_chunks, out):
+    """Serial :func:`groups_parallel`."""
+    cin_g = x.shape[1] // groups
+    out_g = out.shape[1] // groups
+    xs = np.empty((sh * sw, cin_g, hq, wq), np.float32)
+    acc = np.empty(out.shape[2] * wq, np.float32)
+    for b in range(out.shape[0]):
+        _groups_block(x, b, 0, groups, cin_g, out_g, sh, sw, pad_t, pad_l, row_ptr, entry,
+                      tap_bits, codes, codebook, tap_off, bias, has_bias, act, act_param, xs,
+                      acc, out)
 
 
 @njit(cache=_CACHE)
@@ -440,6 +506,11 @@ class SparseConv2d:
         tap_off = np.ascontiguousarray((py * sw + px) * block + qy * wq + qx)
         batch_stride = sh * sw * block
         band = band_rows(batch_stride, hq, wq, int(qy.max()), ho)
+        cin_g = self.in_channels // self.groups
+        if self.groups > 1 and sh * sw * cin_g * chan_stride <= GROUP_SPLIT_MAX:
+            # group by group (groups_parallel): offsets within one group's split block
+            tap_off = np.ascontiguousarray((py * sw + px) * cin_g * chan_stride + qy * wq + qx)
+            band = 0
         geo = (ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, (sh, sw), band)
         if len(self._geometry) >= 8:
             self._geometry.clear()
@@ -458,6 +529,17 @@ class SparseConv2d:
         if out.size == 0:
             return out
         parallel = runs_threaded(parallel, self.nnz, wq, out)
+        if band == 0:
+            n_chunks = 1
+            if parallel:
+                n_chunks = max(1, min(self.groups, -(-8 * numba.get_num_threads() // n_batch)))
+            kern = groups_parallel if parallel else groups_serial
+            has_bias = self.bias is not None
+            kern(x, self.groups, sh, sw, self.padding[0], self.padding[1], hq, wq, self.row_ptr,
+                 self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
+                 self.bias if has_bias else _NO_BIAS, has_bias, act.code, act.param, n_chunks,
+                 out)
+            return out
         if direct:
             xs = x
         else:
