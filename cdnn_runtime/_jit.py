@@ -195,3 +195,39 @@ def jit_cache(py_file):
                       RuntimeWarning, stacklevel=2)
     _by_dir[key] = ok
     return ok
+
+
+# ---- one variant per kernel in a process with a cold cache ---------------------------------
+
+#: Environment variable: "0" makes every process compile the serial and the threaded variant of
+#: a kernel as its calls ask (the test suite sets it, so that the serial kernels are the ones
+#: tested; `cdnn-runtime warmup` compiles both anyway).
+ENV_ONE_VARIANT = "CDNN_COLD_ONE_VARIANT"
+
+_cold_pairs = {}
+
+
+def _has_code(dispatcher):
+    """Whether `dispatcher` has code for the current sources: compiled or loaded in this
+    process, or in the on-disk cache (any signature)."""
+    if dispatcher.signatures:
+        return True
+    try:
+        return bool(dispatcher._cache._cache_file._load_index())
+    except Exception:  # not cached, or numba's internals moved: as if it had code
+        return True
+
+
+def threaded_or_serial(threaded, serial, parallel):
+    """The variant of a kernel to run: `threaded` when `parallel`, else `serial`, except in a
+    process that found neither variant's code (checked the first time it asks for the pair):
+    there the threaded variant serves the serial calls too (same results). Each compiled
+    variant costs the machine code of the kernel and of everything it calls, so a cold first run
+    compiles half as much; the serial variant compiles in a later process, when it first needs
+    it (or in `cdnn-runtime warmup`)."""
+    cold = _cold_pairs.get(serial)
+    if cold is None:
+        cold = os.environ.get(ENV_ONE_VARIANT, "1") != "0" and not (
+            _has_code(serial) or _has_code(threaded))
+        _cold_pairs[serial] = cold
+    return threaded if parallel or cold else serial

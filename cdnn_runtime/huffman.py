@@ -34,7 +34,7 @@ import numbers
 import numpy as np
 from numba import njit, prange
 
-from ._jit import jit_cache
+from ._jit import jit_cache, threaded_or_serial
 from .bitpack import flush_bits
 from .constants import (
     HUFFMAN_MAX_ALPHABET,
@@ -492,7 +492,7 @@ def encode(symbols, lengths, chunk_symbols: int) -> tuple[np.ndarray, np.ndarray
     bad = np.full(nch, -1, dtype=np.int64)
     if nch:
         use_parallel = nch > 1 and count >= PARALLEL_MIN_SYMBOLS
-        kernel = _chunk_bits_parallel if use_parallel else _chunk_bits_serial
+        kernel = threaded_or_serial(_chunk_bits_parallel, _chunk_bits_serial, use_parallel)
         kernel(sym, len256, cs, bits, bad)
     bad_any = np.nonzero(bad >= 0)[0]
     if bad_any.size:
@@ -615,7 +615,7 @@ def decode(
     status = np.zeros(nch, dtype=np.int64)
     errbit = np.zeros(nch, dtype=np.int64)
     use_parallel = parallel and nch > 1 and count >= PARALLEL_MIN_SYMBOLS
-    kernel = _decode_parallel if use_parallel else _decode_serial
+    kernel = threaded_or_serial(_decode_parallel, _decode_serial, use_parallel)
     kernel(data, table, lmax, offs, pbits, count, cs, out, status, errbit)
     failed = np.nonzero(status != DECODE_OK)[0]
     if failed.size:

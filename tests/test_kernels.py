@@ -590,12 +590,17 @@ def test_pool_argument_checks():
 @pytest.mark.parametrize(
     "shape,out",
     [((2, 3, 7, 5), (3, 2)), ((1, 2, 10, 10), (3, 4)), ((1, 2, 5, 6), (7, 9)), ((2, 3, 9, 7), 1),
-     ((1, 2, 6, 11), (None, 4)), ((4, 5, 6), (4, 5)), ((0, 3, 7, 7), (2, 2))],
+     ((1, 2, 6, 11), (None, 4)), ((4, 5, 6), (4, 5)), ((0, 3, 7, 7), (2, 2)),
+     ((1, 3, 7, 7), 7), ((2, 3, 5, 4), (None, None))],  # the last two: the input's size
 )
 def test_adaptive_avg_pool2d(shape, out):
     rng = np.random.default_rng(80)
     x = rng.standard_normal(shape).astype(np.float32)
-    assert_close(pooling.adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(t(x), out))
+    x.reshape(-1)[:min(3, x.size)] = [np.nan, np.inf, -np.inf][:x.size]
+    y = pooling.adaptive_avg_pool2d(x, out)
+    assert_close(y, F.adaptive_avg_pool2d(t(x), out))
+    assert not np.shares_memory(y, x)
+    assert_close(pooling.adaptive_max_pool2d(x, out), F.adaptive_max_pool2d(t(x), out))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,7 +68,9 @@ def _files(tmp_path):
 
 def test_after_warmup_no_architecture_compiles_anything(tmp_path):
     paths = _files(tmp_path)
-    env = {**os.environ, "CDNN_CACHE_DIR": str(tmp_path / "kernels")}
+    # the default: a cold process compiles one variant per kernel, but warmup compiles both
+    env = {**os.environ, "CDNN_CACHE_DIR": str(tmp_path / "kernels"),
+           "CDNN_COLD_ONE_VARIANT": "1"}
     exe = [sys.executable, "-m", "cdnn_runtime.cli", "warmup", "--json"]
     cold = subprocess.run(exe, env=env, capture_output=True, text=True, timeout=900)
     assert cold.returncode == 0, cold.stderr
@@ -78,3 +81,44 @@ def test_after_warmup_no_architecture_compiles_anything(tmp_path):
     assert json.loads(run.stdout) == {p: 0 for p in paths}
     warm = subprocess.run(exe, env=env, capture_output=True, text=True, timeout=600)
     assert json.loads(warm.stdout)["compiled"] == 0
+
+
+_VARIANTS = """
+import json, sys
+import numpy as np
+import cdnn_runtime
+from cdnn_runtime.kernels import pooling, sparse_conv
+sess = cdnn_runtime.InferenceSession(sys.argv[1])
+y = sess(np.linspace(-1, 1, 28 * 28, dtype=np.float32).reshape(1, 1, 28, 28))
+count = lambda d: sum(d.stats.cache_misses.values())
+print(json.dumps({"y": y.tolist(), "compiled": {
+    k: count(getattr(m, k)) for m in (sparse_conv, pooling)
+    for k in ("conv_serial", "conv_parallel", "max_pool_serial", "max_pool_parallel")
+    if hasattr(m, k)}}))
+"""
+
+
+def test_a_cold_process_compiles_one_variant_per_kernel(tmp_path):
+    """LeNet-5 at batch 1 asks for the serial kernels. With a cold cache the threaded variant
+    serves those calls (one compile per kernel, the same outputs); the next process, finding
+    the threaded code cached, compiles the serial variant it asks for."""
+    torch.manual_seed(0)
+    path = tmp_path / "lenet5.cdnn"
+    compress(models.lenet_5().eval(), (torch.randn(1, 1, 28, 28),)).save(path)
+
+    def run(cache, one_variant):
+        env = {**os.environ, "CDNN_CACHE_DIR": str(tmp_path / cache),
+               "CDNN_COLD_ONE_VARIANT": one_variant}
+        r = subprocess.run([sys.executable, "-c", _VARIANTS, str(path)], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+    cold = run("shared", "1")
+    assert cold["compiled"]["conv_serial"] == 0 and cold["compiled"]["conv_parallel"] == 1
+    assert cold["compiled"]["max_pool_serial"] == 0 and cold["compiled"]["max_pool_parallel"] == 1
+    later = run("shared", "1")
+    assert later["compiled"]["conv_serial"] == 1 and later["compiled"]["conv_parallel"] == 0
+    both = run("other", "0")  # the serial kernels from the start
+    assert both["compiled"]["conv_serial"] == 1 and both["compiled"]["conv_parallel"] == 0
+    np.testing.assert_allclose(cold["y"], both["y"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(later["y"], both["y"], rtol=1e-5, atol=1e-6)

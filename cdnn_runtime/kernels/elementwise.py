@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._jit import jit_cache
+from .._jit import jit_cache, threaded_or_serial
 from ._common import (
     ACT_LEAKY_RELU,
     ACT_NONE,
@@ -50,7 +50,8 @@ def activation_serial(x, code, param, out):
 def activate_flat(x, act, out):
     """out = act(x) for flat float32 arrays of equal length (``out`` may be ``x``); ``act`` an
     :class:`Activation` other than none."""
-    kern = activation_parallel if elementwise_threaded(x.shape[0]) else activation_serial
+    kern = threaded_or_serial(activation_parallel, activation_serial,
+                              elementwise_threaded(x.shape[0]))
     kern(x, act.code, act.param, out)
 
 

@@ -8,7 +8,7 @@ C-contiguous float32 array, and an empty batch gives an empty result.
 import numpy as np
 from numba import njit, prange
 
-from .._jit import jit_cache
+from .._jit import jit_cache, threaded_or_serial
 from ._common import (
     FASTMATH,
     KernelArgumentError,
@@ -113,7 +113,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     out = np.empty(x.shape, np.float32)
     if x.size:
         xc = np.ascontiguousarray(x).reshape(x.shape[0], n_ch, -1)
-        kern = affine_channels_parallel if elementwise_threaded(x.size) else affine_channels_serial
+        kern = threaded_or_serial(affine_channels_parallel, affine_channels_serial,
+                                  elementwise_threaded(x.size))
         kern(xc, mean, scale, shift, out.reshape(xc.shape))
     return out
 
@@ -175,7 +176,8 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
         return out
     xc = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
     work = x.size * min(int(size), x.shape[1])
-    kern = lrn_parallel if elementwise_threaded(work) and x.shape[0] > 1 else lrn_serial
+    kern = threaded_or_serial(lrn_parallel, lrn_serial,
+                              elementwise_threaded(work) and x.shape[0] > 1)
     kern(xc, int(size), float(alpha), float(beta), float(k), out.reshape(xc.shape))
     return out
 
@@ -251,7 +253,7 @@ def _normalize(x, rows, n_groups, rep, weight, bias, eps):
         return out
     x2 = np.ascontiguousarray(x).reshape(rows, -1)
     threaded = elementwise_threaded(x.size) and rows > 1
-    kern = normalize_rows_parallel if threaded else normalize_rows_serial
+    kern = threaded_or_serial(normalize_rows_parallel, normalize_rows_serial, threaded)
     kern(x2, n_groups, rep, weight, bias, float(eps), out.reshape(x2.shape))
     return out
 

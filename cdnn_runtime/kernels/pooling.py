@@ -7,7 +7,7 @@ float32 array. The kernels work on [planes, H, W], one plane per thread.
 import numpy as np
 from numba import njit, prange
 
-from .._jit import jit_cache
+from .._jit import jit_cache, threaded_or_serial
 from ._common import KernelArgumentError, as_pair, check_float32, elementwise_threaded
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
@@ -173,7 +173,7 @@ class MaxPool2d:
         if out.size:
             k, s, p, d = self.k, self.s, self.p, self.d
             par = out.size * k[0] * k[1] >= POOL_PARALLEL_MIN and planes.shape[0] > 1
-            kern = max_pool_parallel if par else max_pool_serial
+            kern = threaded_or_serial(max_pool_parallel, max_pool_serial, par)
             kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], inside, out)
         return out.reshape(x.shape[:-2] + (ho, wo))
 
@@ -259,7 +259,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     if out.size:
         work = out.size * k[0] * k[1]
         threaded = elementwise_threaded(work) and planes.shape[0] > 1
-        kern = avg_pool_parallel if threaded else avg_pool_serial
+        kern = threaded_or_serial(avg_pool_parallel, avg_pool_serial, threaded)
         kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], bool(count_include_pad), divisor, out)
     return out.reshape(x.shape[:-2] + (ho, wo))
 
@@ -323,9 +323,11 @@ def _adaptive_pool2d(x, output_size, take_max, name):
     if h < 1 or w < 1:
         raise KernelArgumentError(f"{name}: input planes must not be empty, got {h}x{w}")
     planes, out = _planes_and_out(x, ho, wo)
-    if out.size:
+    if (ho, wo) == (h, w):  # every window one element (VGG's 7x7 -> 7x7): a copy
+        out[...] = planes
+    elif out.size:
         threaded = elementwise_threaded(planes.size) and planes.shape[0] > 1
-        kern = adaptive_pool_parallel if threaded else adaptive_pool_serial
+        kern = threaded_or_serial(adaptive_pool_parallel, adaptive_pool_serial, threaded)
         kern(planes, take_max, out)
     return out.reshape(x.shape[:-2] + (ho, wo))
 

@@ -8,7 +8,7 @@ C-contiguous float32 array. The kernels work on [planes, H, W], one plane per th
 import numpy as np
 from numba import njit, prange
 
-from .._jit import jit_cache
+from .._jit import jit_cache, threaded_or_serial
 from ._common import KernelArgumentError, as_pair, check_float32, elementwise_threaded
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
@@ -181,9 +181,9 @@ class Interpolate2d:
             taps = self._taps(h, w)
             threaded = elementwise_threaded(out.size) and planes.shape[0] > 1
             if self.mode == "bilinear":
-                kern = bilinear_parallel if threaded else bilinear_serial
+                kern = threaded_or_serial(bilinear_parallel, bilinear_serial, threaded)
             else:
-                kern = nearest_parallel if threaded else nearest_serial
+                kern = threaded_or_serial(nearest_parallel, nearest_serial, threaded)
             kern(planes, *taps, out)
         return out.reshape(x.shape[:2] + (ho, wo))
 

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .._jit import jit_cache
+from .._jit import jit_cache, threaded_or_serial
 from ._common import (
     FASTMATH,
     KernelArgumentError,
@@ -208,8 +208,8 @@ def _phase_plane(x, b, c, py, px, sh, sw, pad_t, pad_l, dst):
         srow = src[iy]
         for j in range(j_lo):
             drow[j] = 0.0
-        if j_hi > j_lo:  # slices: no negative-index wrap-around per element, so LLVM vectorizes
-            drow[j_lo:j_hi] = srow[j_lo * sw + off:(j_hi - 1) * sw + off + 1:sw]
+        for j in range(j_lo, j_hi):  # unsigned: no negative-index wrap-around per element
+            drow[np.uint64(j)] = srow[np.uint64(j * sw + off)]
         for j in range(j_hi, wq):
             drow[j] = 0.0
 
@@ -369,8 +369,8 @@ def phase_split(x, sh, sw, pad_t, pad_l, hq, wq, parallel):
     """x [B, C, H, W] zero-padded and split by stride phase: float32 [B, sh*sw, C, hq, wq]
     (see phase_split_parallel)."""
     xs = np.empty((x.shape[0], sh * sw, x.shape[1], hq, wq), np.float32)
-    split = phase_split_parallel if parallel and xs.size >= SPLIT_PARALLEL_MIN \
-        else phase_split_serial
+    split = threaded_or_serial(phase_split_parallel, phase_split_serial,
+                               parallel and xs.size >= SPLIT_PARALLEL_MIN)
     split(x, sh, sw, pad_t, pad_l, xs)
     return xs
 
@@ -385,7 +385,7 @@ def convolve(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride
         tasks = n_batch * -(-ho // band)
         n_chunks = max(1, min(n_rows, -(-8 * numba.get_num_threads() // tasks)))
     has_bias = bias is not None
-    kern = conv_parallel if parallel else conv_serial
+    kern = threaded_or_serial(conv_parallel, conv_serial, parallel)
     kern(xs.reshape(-1), row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
          batch_stride, wq, band, n_chunks, bias if has_bias else _NO_BIAS, has_bias, act.code,
          act.param, out)
@@ -533,7 +533,7 @@ class SparseConv2d:
             n_chunks = 1
             if parallel:
                 n_chunks = max(1, min(self.groups, -(-8 * numba.get_num_threads() // n_batch)))
-            kern = groups_parallel if parallel else groups_serial
+            kern = threaded_or_serial(groups_parallel, groups_serial, parallel)
             has_bias = self.bias is not None
             kern(x, self.groups, sh, sw, self.padding[0], self.padding[1], hq, wq, self.row_ptr,
                  self.entry, self.tap_bits, self.codes, self.codebook, tap_off,

@@ -22,7 +22,7 @@ dense weight, no zero-stuffed input.
 import numpy as np
 from numba import njit, prange
 
-from .._jit import jit_cache
+from .._jit import jit_cache, threaded_or_serial
 from ._common import (
     KernelArgumentError,
     apply_activation,
@@ -224,8 +224,8 @@ class SparseConvTranspose2d:
         if (sh, sw) == (1, 1):
             return planes  # stride 1: the one phase plane is the output
         out = np.empty((n_batch, self.out_channels, ho, wo), np.float32)
-        weave = interleave_parallel if parallel and elementwise_threaded(out.size) \
-            else interleave_serial
+        weave = threaded_or_serial(interleave_parallel, interleave_serial,
+                                   parallel and elementwise_threaded(out.size))
         weave(planes, self.slot_of, self._fill, act.code, act.param, sh, sw, off_y, off_x, out)
         return out
 

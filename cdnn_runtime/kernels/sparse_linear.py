@@ -24,7 +24,7 @@ size.
 import numpy as np
 from numba import njit, prange
 
-from .._jit import jit_cache
+from .._jit import jit_cache, threaded_or_serial
 from ..constants import MAX_CODEBOOK_SIZE, MAX_UINT16_COLUMNS
 from ._common import (
     FASTMATH,
@@ -342,19 +342,19 @@ def run_linear(x, row_ptr, col_idx, codes, codebook, bias, act, parallel=None,
         parallel = work >= (PARALLEL_MIN_WORK_B1 if n_batch == 1 else PARALLEL_MIN_WORK)
     if n_batch == 1:
         out = np.empty((1, n_rows), np.float32)
-        kern = spmv_parallel if parallel else spmv_serial
+        kern = threaded_or_serial(spmv_parallel, spmv_serial, parallel)
         kern(x[0], row_ptr, col_idx, codes, codebook, use_register_lookup, b_arr, has_bias,
              act.code, act.param, out[0])
         return out
     if n_batch < TRANSPOSED_MIN_BATCH:
         out = np.empty((n_batch, n_rows), np.float32)
-        kern = spmm_rows_parallel if parallel else spmm_rows_serial
+        kern = threaded_or_serial(spmm_rows_parallel, spmm_rows_serial, parallel)
         kern(x, row_ptr, col_idx, codes, codebook, use_register_lookup, b_arr, has_bias,
              act.code, act.param, out)
         return out
     xt = np.ascontiguousarray(x.T)
     out_t = np.empty((n_rows, n_batch), np.float32)
-    kern = spmm_t_parallel if parallel else spmm_t_serial
+    kern = threaded_or_serial(spmm_t_parallel, spmm_t_serial, parallel)
     kern(xt, row_ptr, col_idx, codes, codebook, b_arr, has_bias, act.code, act.param, out_t)
     return np.ascontiguousarray(out_t.T)
 
