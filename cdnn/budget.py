@@ -10,11 +10,12 @@ the last one finished:
   2. sensitivity: each layer of the source model pruned alone over a range of densities
      (cdnn.sensitivity);
   3. level k = 1..L: the weights kept fall along `keep` (fractions of all compressible
-     weights), spread over the layers by their sensitivity curves (each layer at the same
-     score drop alone), pruned iteratively (from the source model, then from level k-1) with
-     retraining; then per layer the fewest codebook bits whose sharing alone costs at most
-     `bits_tolerance`, shared, centroids fine-tuned, float16 biases, written, and scored
-     through cdnn_runtime.
+     weights), spread over the layers by their sensitivity curves (at an equal price per
+     weight: the least sum of the layers' drops alone for the weights kept), pruned
+     iteratively (from the source model, then from level k-1) with retraining; then per
+     layer the fewest codebook bits whose sharing alone costs at most `bits_tolerance`
+     (top-1: predictions changed), shared, centroids fine-tuned, float16 biases, written,
+     and scored through cdnn_runtime.
 The search stops at the first level whose file misses the budget (after one retry at one bit
 more per layer); the answer is the smallest file within it. Seeded throughout.
 """
@@ -70,7 +71,9 @@ class BudgetPlan:
     lr: float = 1e-3
     batch_size: int = 128
     distill: bool = False  # soft targets from the fair baseline's outputs while retraining
-    bits_tolerance: float = None  # score drop allowed to one layer's sharing; max_drop / 4
+    # what one layer's sharing may cost (see choose_bits): top-1, predictions changed, in
+    # points: max_drop; MSE: its increase, max_drop / 4
+    bits_tolerance: float = None
     seed: int = 0
     budget_minutes: float = None  # start no new level after this long
 
@@ -323,10 +326,21 @@ def spread_density(curves, sizes, keep):
 @torch.no_grad()
 def choose_bits(model, masks, kinds, trial, metric, tolerance, seed):
     """Per layer the fewest codebook bits whose sharing (that layer alone, k-means, no
-    fine-tuning) keeps the trial score within `tolerance` of the pruned model's; with each
-    candidate's drop, the reason in the report."""
+    fine-tuning) stays within `tolerance`, with each candidate's cost, the reason in the report.
+    The cost, for top-1: the share of the trial examples whose predicted class the sharing
+    changes, in points (an upper bound of the accuracy it can cost, and far steadier than the
+    accuracy difference, where gains cancel losses and one example moves it by 1/n); for MSE:
+    the score's drop."""
     params = _parameters(model)
-    base = torch_score(model, trial, metric)
+    base_out = torch_outputs(model, trial.x)
+    base = _score_outputs(base_out, trial.y, metric)
+    base_pred = base_out.argmax(1) if metric == "top1" else None
+
+    def cost():
+        out = torch_outputs(model, trial.x)
+        if metric == "top1":
+            return 100.0 * float((out.argmax(1) != base_pred).mean())
+        return base - _score_outputs(out, trial.y, metric)
     out = {}
     for name, kind in kinds.items():
         w = params[f"{name}.weight"]
@@ -342,13 +356,15 @@ def choose_bits(model, masks, kinds, trial, metric, tolerance, seed):
             flat = saved.reshape(-1).clone()
             flat[mask] = torch.from_numpy(res.centroids[res.labels].astype(np.float32))
             w.copy_(flat.view_as(w))
-            drop = base - torch_score(model, trial, metric)
+            c = cost()
             w.copy_(saved)
-            tried.append([bits, round(drop, 5)])
-            if drop > tolerance:
+            tried.append([bits, round(c, 5)])
+            if c > tolerance:
                 break
             chosen = bits
-        out[name] = {"bits": chosen, "tried": tried, "tolerance": tolerance}
+        out[name] = {"bits": chosen, "tried": tried, "tolerance": tolerance,
+                     "cost": "predictions changed (points)" if metric == "top1"
+                     else "MSE increase"}
     return out
 
 
@@ -475,7 +491,7 @@ def compress_to_budget(model, train, val, plan, *, model_name=None, work_dir,
     sizes = {n: params[f"{n}.weight"].numel() for n in kinds}
     dense_bytes = 4 * sum(p.numel() for p in net.parameters())
     bits_tolerance = plan.bits_tolerance if plan.bits_tolerance is not None \
-        else plan.max_drop / 4
+        else plan.max_drop if plan.metric == "top1" else plan.max_drop / 4
 
     # 3. the levels
     points = []
@@ -601,7 +617,7 @@ def _finish(net, masks, kinds, densities, bits, k, keep, tol, curves, example, t
                                      "level_price_per_1000_weights": round(tol, 5),
                                      "curve": [[d, round(s, 5)] for d, s in c]},
                      "bits": bits[n]["bits"],
-                     "bits_why": {"tried": bits[n]["tried"], "tolerance": bits[n]["tolerance"]}}
+                     "bits_why": {k: bits[n][k] for k in ("tried", "tolerance", "cost")}}
     for r in packed.report()["layers"]:
         if r["layer"] in layers:
             layers[r["layer"]].update(weights=r["weights"], nnz=r["nnz"],
@@ -642,12 +658,12 @@ def format_report(report):
                      f"{c['validation_score']:.4f} after {c['epochs']} epochs of training")
         lines.append(f"{'layer':<20}{'density':>9}{'bits':>6}  why")
         for n, r in c["layers"].items():
-            tried = ", ".join(f"{b}: {d:+.3f}" for b, d in r["bits_why"]["tried"])
+            tried = ", ".join(f"{b}: {d:.3f}" for b, d in r["bits_why"]["tried"])
             price = r["density_why"]["level_price_per_1000_weights"]
             lines.append(f"{n:<20}{r['density']:>9.2%}{r['bits']:>6}  pruned alone to this "
                          f"density the score drops {r['density_why']['drop_alone_at_density']:.3f}"
                          f" (the level's price: {price:.3f} per 1,000 weights); "
-                         f"bits tried (drop): {tried}")
+                         f"bits tried ({r['bits_why'].get('cost', 'drop')}): {tried}")
     return "\n".join(lines) + "\n"
 
 

@@ -255,3 +255,46 @@ def test_npy_shard_folder(data, tmp_path, capsys, monkeypatch):
     code, _, err = call(capsys, "compress", "lenet-300-100", "-o", tmp_path / "o.cdnn",
                         "--train-data", tmp_path, "--val-data", data / "val.npz")
     assert code == 1 and "x_003.npy: inputs shaped [1, 14, 28], the first shard's" in err
+
+
+def test_bits_are_chosen_by_the_predictions_their_sharing_changes():
+    """Top-1: a layer's bits cost the share of trial examples whose predicted class the
+    sharing alone changes (recomputed here); the fewest bits within the tolerance win, and the
+    first candidate over it ends the trials."""
+    from cdnn.cluster import kmeans_1d
+    from cdnn.compress import layer_kinds
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 40), torch.nn.ReLU(),
+                              torch.nn.Linear(40, 6)).eval()
+    x, y = blobs(300, 3, shape=(12,), classes=6)
+    trial = budget_data.Split(x, y, "trial")
+    masks = {n: torch.rand_like(p) < 0.6 for n, p in net.named_parameters()
+             if n.endswith("weight")}
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if n in masks:
+                p.mul_(masks[n])
+    kinds = layer_kinds(net, (torch.from_numpy(x[:2]),))
+    with torch.no_grad():
+        base = net(torch.from_numpy(x)).argmax(1)
+    everything = budget.choose_bits(net, masks, kinds, trial, "top1", 100.0, 0)
+    for name, got in everything.items():
+        assert got["bits"] == budget.MATRIX_BITS[-1]  # nothing is over a 100-point tolerance
+        assert [b for b, _ in got["tried"]] == list(budget.MATRIX_BITS)
+        w = dict(net.named_parameters())[f"{name}.weight"]
+        saved = w.detach().clone()
+        mask = masks[f"{name}.weight"] & (saved != 0)
+        for bits, cost in got["tried"]:
+            res = kmeans_1d(saved[mask].numpy(), 2 ** bits, init="kmeans++", seed=0)
+            shared = saved.clone()
+            shared[mask] = torch.from_numpy(res.centroids[res.labels].astype(np.float32))
+            with torch.no_grad():
+                w.copy_(shared)
+                changed = 100.0 * float((net(torch.from_numpy(x)).argmax(1) != base)
+                                        .float().mean())
+                w.copy_(saved)
+            assert cost == pytest.approx(changed, abs=1e-4)
+    assert max(c for g in everything.values() for _, c in g["tried"]) > 0  # 2 bits change some
+    strict = budget.choose_bits(net, masks, kinds, trial, "top1", -1.0, 0)
+    for got in strict.values():  # every candidate is over: the first one stays, alone tried
+        assert got["bits"] == budget.MATRIX_BITS[0] and len(got["tried"]) == 1
