@@ -117,27 +117,36 @@ def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
                     drow[ox] = v if (v > m or v != v) else m
 
 
-@njit(cache=_CACHE, inline="always")
-def _max_pool_plane_any(src, kh, kw, sh, sw, ph, pw, dh, dw, inside, dst):
-    if inside:
-        _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst)
-    else:
-        _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst)
-
+# Two kernels, not one with a flag: each compiled kernel carries the machine code of all it
+# calls, and a model's pools are usually all of one kind (VGG's inside, ResNet's padded).
 
 @njit(cache=_CACHE, parallel=True)
-def max_pool_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, inside, out):
-    """x [P, H, W] -> out [P, Ho, Wo]: max over each window (NaN wins, padding ignored);
-    ``inside``: every window lies inside the planes (no padding reached), a faster loop."""
+def max_pool_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    """x [P, H, W] -> out [P, Ho, Wo]: max over each window (NaN wins, padding ignored)."""
     for p in prange(x.shape[0]):
-        _max_pool_plane_any(x[p], kh, kw, sh, sw, ph, pw, dh, dw, inside, out[p])
+        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
 
 
 @njit(cache=_CACHE)
-def max_pool_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, inside, out):
+def max_pool_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """Serial :func:`max_pool_parallel`."""
     for p in range(x.shape[0]):
-        _max_pool_plane_any(x[p], kh, kw, sh, sw, ph, pw, dh, dw, inside, out[p])
+        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
+
+
+@njit(cache=_CACHE, parallel=True)
+def max_pool_inside_parallel(x, kh, kw, sh, sw, dh, dw, out):
+    """:func:`max_pool_parallel` when every window lies inside the planes (no padding
+    reached): a faster loop."""
+    for p in prange(x.shape[0]):
+        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+
+
+@njit(cache=_CACHE)
+def max_pool_inside_serial(x, kh, kw, sh, sw, dh, dw, out):
+    """Serial :func:`max_pool_inside_parallel`."""
+    for p in range(x.shape[0]):
+        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
 
 
 class MaxPool2d:
@@ -173,8 +182,12 @@ class MaxPool2d:
         if out.size:
             k, s, p, d = self.k, self.s, self.p, self.d
             par = out.size * k[0] * k[1] >= POOL_PARALLEL_MIN and planes.shape[0] > 1
-            kern = threaded_or_serial(max_pool_parallel, max_pool_serial, par)
-            kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], inside, out)
+            if inside:
+                kern = threaded_or_serial(max_pool_inside_parallel, max_pool_inside_serial, par)
+                kern(planes, k[0], k[1], s[0], s[1], d[0], d[1], out)
+            else:
+                kern = threaded_or_serial(max_pool_parallel, max_pool_serial, par)
+                kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out)
         return out.reshape(x.shape[:-2] + (ho, wo))
 
 
