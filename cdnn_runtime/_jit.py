@@ -24,6 +24,7 @@ and put first in its list) whose source stamp is one hash of all those files: an
 them recompiles every kernel.
 """
 
+import contextlib
 import functools
 import glob
 import hashlib
@@ -218,16 +219,34 @@ def _has_code(dispatcher):
         return True
 
 
+_first_use = {"depth": 0}
+
+
+@contextlib.contextmanager
+def first_use():
+    """The scope of a session's load and first run, where threaded_or_serial may let a cold
+    kernel's threaded variant serve its serial calls."""
+    _first_use["depth"] += 1
+    try:
+        yield
+    finally:
+        _first_use["depth"] -= 1
+
+
 def threaded_or_serial(threaded, serial, parallel):
-    """The variant of a kernel to run: `threaded` when `parallel`, else `serial`, except in a
-    process that found neither variant's code (checked the first time it asks for the pair):
-    there the threaded variant serves the serial calls too (same results). Each compiled
-    variant costs the machine code of the kernel and of everything it calls, so a cold first run
-    compiles half as much; the serial variant compiles in a later process, when it first needs
-    it (or in `cdnn-runtime warmup`)."""
+    """The variant of a kernel to run: `threaded` when `parallel`, else `serial`, except while
+    a session loads and runs for the first time (first_use) in a process that found neither
+    variant's code (checked the first time the pair is asked for): there the threaded variant
+    serves the serial calls too (same results). Each compiled variant costs the machine code of
+    the kernel and of everything it calls, so that first result comes after half the
+    compilation; later runs compile the serial variant when they first need it, so that small
+    layers do not pay a thread launch for the life of the process (`cdnn-runtime warmup`
+    compiles both beforehand)."""
+    if parallel:
+        return threaded
     cold = _cold_pairs.get(serial)
     if cold is None:
         cold = os.environ.get(ENV_ONE_VARIANT, "1") != "0" and not (
             _has_code(serial) or _has_code(threaded))
         _cold_pairs[serial] = cold
-    return threaded if parallel or cold else serial
+    return threaded if cold and _first_use["depth"] else serial

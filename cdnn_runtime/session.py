@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._jit import first_use
 from .constants import DEFAULT_MAX_DECODED_BYTES, MAX_CODEBOOK_SIZE, MAX_UINT16_COLUMNS
 from .errors import CdnnArgumentError, CdnnError, CdnnFormatError, CdnnMemoryError
 from .graph import OPS as GRAPH_OPS
@@ -130,6 +131,11 @@ class InferenceSession:
                 raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
             num_threads = min(num_threads, numba.config.NUMBA_NUM_THREADS)
         self.num_threads = num_threads
+        self._ran = False  # the first run compiles what the load did not (see first_use)
+        with first_use():
+            self._load(path_or_bytes, max_decoded_bytes, ship)
+
+    def _load(self, path_or_bytes, max_decoded_bytes, ship):
         self.file = read(path_or_bytes, max_decoded_bytes=max_decoded_bytes)
         # what a pickle of the session carries: the file's bytes, or its absolute path
         self._shipped = bytes(self.file._data.obj) if ship == "bytes" else \
@@ -491,8 +497,11 @@ class InferenceSession:
             if switch:
                 numba.set_num_threads(self.num_threads)
             try:
-                with _blas_on_one_thread() if self._uses_blas else contextlib.nullcontext():
-                    return self._execute(feed, names, times)
+                with _blas_on_one_thread() if self._uses_blas else contextlib.nullcontext(), \
+                        contextlib.nullcontext() if self._ran else first_use():
+                    out = self._execute(feed, names, times)
+                    self._ran = True
+                    return out
             except MemoryError:
                 raise CdnnMemoryError(f"not enough memory to run batch {batch}; try a smaller "
                                       "batch") from None
