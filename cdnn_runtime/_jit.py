@@ -205,7 +205,8 @@ def jit_cache(py_file):
 #: tested; `cdnn-runtime warmup` compiles both anyway).
 ENV_ONE_VARIANT = "CDNN_COLD_ONE_VARIANT"
 
-_cold_pairs = {}
+_cold_pairs = {}  # serial variant -> the variant compiled first in a cold process, or None
+_UNSEEN = object()
 
 
 def _has_code(dispatcher):
@@ -236,17 +237,19 @@ def first_use():
 def threaded_or_serial(threaded, serial, parallel):
     """The variant of a kernel to run: `threaded` when `parallel`, else `serial`, except while
     a session loads and runs for the first time (first_use) in a process that found neither
-    variant's code (checked the first time the pair is asked for): there the threaded variant
-    serves the serial calls too (same results). Each compiled variant costs the machine code of
-    the kernel and of everything it calls, so that first result comes after half the
-    compilation; later runs compile the serial variant when they first need it, so that small
-    layers do not pay a thread launch for the life of the process (`cdnn-runtime warmup`
-    compiles both beforehand)."""
-    if parallel:
-        return threaded
-    cold = _cold_pairs.get(serial)
-    if cold is None:
+    variant's code (checked the first time the pair is asked for): there the variant asked for
+    first serves the other's calls too (same results; a big layer may run on one thread, a
+    small one pay a thread launch). Each compiled variant costs the machine code of the kernel
+    and of everything it calls, so that first result comes after about half the compilation;
+    later runs compile the other variant when they first need it, so that no layer keeps
+    running on the wrong one for the life of the process (`cdnn-runtime warmup` compiles both
+    beforehand)."""
+    wanted = threaded if parallel else serial
+    if not _first_use["depth"]:
+        return wanted
+    first = _cold_pairs.get(serial, _UNSEEN)
+    if first is _UNSEEN:
         cold = os.environ.get(ENV_ONE_VARIANT, "1") != "0" and not (
             _has_code(serial) or _has_code(threaded))
-        _cold_pairs[serial] = cold
-    return threaded if cold and _first_use["depth"] else serial
+        first = _cold_pairs[serial] = wanted if cold else None
+    return first or wanted
