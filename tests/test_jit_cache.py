@@ -157,7 +157,7 @@ print(json.dumps({"y": y.tolist(), "hits": sum(stats.cache_hits.values()),
 
 
 def test_editing_an_inlined_helper_recompiles_the_kernels_that_use_it(tmp_path):
-    """elementwise.activation_serial inlines _common.bias_activation from another file: after
+    """elementwise.activation_serial calls _common.bias_activation_rows, from another file: after
     an edit of _common.py a new process must recompile it, not load the cached one."""
     root = tmp_path / "copy"
     shutil.copytree(PACKAGE, root / "cdnn_runtime",
@@ -177,7 +177,7 @@ def test_editing_an_inlined_helper_recompiles_the_kernels_that_use_it(tmp_path):
     assert run() == {"y": [0.0, 3.0], "hits": 1, "misses": 0}  # cached
     common = root / "cdnn_runtime" / "kernels" / "_common.py"
     text = common.read_text()
-    relu = "            dst[i] = np.float32(0.0) if v < 0 else v\n"
+    relu = "                d[i] = np.float32(0.0) if v < 0 else v\n"
     assert text.count(relu) == 1
     common.write_text(text.replace(relu, relu.replace("else v", "else v + 1")))
     assert run() == {"y": [0.0, 4.0], "hits": 0, "misses": 1}  # recompiled with the new helper

@@ -174,29 +174,52 @@ def apply_activation(v, code, param):
 @njit(cache=_CACHE)
 def bias_activation(src, bo, code, param, dst):
     """dst[i] = activation `code` of (src[i] + bo) over 1-D float32 arrays of one length (dst
-    may be src). The branch on `code` is taken once: ReLU, ReLU6, leaky ReLU and none are
-    plain loops that LLVM vectorizes; element by element through apply_activation (no
-    vectorizing: about 6 ns an element) is left for the transcendental ones."""
-    n = dst.shape[0]
+    may be src): bias_activation_rows with one row."""
+    bias_activation_rows(src, dst.shape[0], bo, code, param, dst.reshape((1, dst.shape[0])))
+
+
+@njit(cache=_CACHE)
+def bias_activation_rows(src, pitch, bo, code, param, dst):
+    """dst[y, x] = activation `code` of (src[y * pitch + x] + bo) for dst [rows, width]
+    (a convolution's epilogue: its accumulator has a longer row pitch). The branch on `code`
+    is taken once: ReLU, ReLU6, leaky ReLU and none are plain loops that LLVM vectorizes;
+    element by element through apply_activation (not vectorized: about 6 ns an element) is
+    left for the transcendental ones."""
+    rows, n = dst.shape
     if code == ACT_RELU:
-        for i in range(n):
-            v = src[i] + bo
-            dst[i] = np.float32(0.0) if v < 0 else v
+        for y in range(rows):
+            s = src[y * pitch:y * pitch + n]
+            d = dst[y]
+            for i in range(n):
+                v = s[i] + bo
+                d[i] = np.float32(0.0) if v < 0 else v
     elif code == ACT_NONE:
-        for i in range(n):
-            dst[i] = src[i] + bo
+        for y in range(rows):
+            s = src[y * pitch:y * pitch + n]
+            d = dst[y]
+            for i in range(n):
+                d[i] = s[i] + bo
     elif code == ACT_RELU6:
-        for i in range(n):
-            v = src[i] + bo
-            dst[i] = np.float32(0.0) if v < 0 else (np.float32(6.0) if v > 6 else v)
+        for y in range(rows):
+            s = src[y * pitch:y * pitch + n]
+            d = dst[y]
+            for i in range(n):
+                v = s[i] + bo
+                d[i] = np.float32(0.0) if v < 0 else (np.float32(6.0) if v > 6 else v)
     elif code == ACT_LEAKY_RELU:
         slope = np.float32(param)
-        for i in range(n):
-            v = src[i] + bo
-            dst[i] = v * slope if v < 0 else v
+        for y in range(rows):
+            s = src[y * pitch:y * pitch + n]
+            d = dst[y]
+            for i in range(n):
+                v = s[i] + bo
+                d[i] = v * slope if v < 0 else v
     else:
-        for i in range(n):
-            dst[i] = apply_activation(src[i] + bo, code, param)
+        for y in range(rows):
+            s = src[y * pitch:y * pitch + n]
+            d = dst[y]
+            for i in range(n):
+                d[i] = apply_activation(s[i] + bo, code, param)
 
 
 _NO_ACTIVATION = Activation(ACT_NONE)

@@ -31,7 +31,7 @@ from ._common import (
     FASTMATH,
     KernelArgumentError,
     as_pair,
-    bias_activation,
+    bias_activation_rows,
     check_csr,
     check_float32,
     parse_activation,
@@ -137,8 +137,7 @@ def _conv_block(xs, xbase, row_ptr, entry, tap_bits, codes, codebook, tap_off, c
                     chan_stride, acc, n)
         bo = bias[o] if has_bias else np.float32(0.0)
         plane = out[b, o]
-        for y in range(y0, y1):
-            bias_activation(acc[(y - y0) * wq:(y - y0) * wq + wo], bo, act, act_param, plane[y])
+        bias_activation_rows(acc, wq, bo, act, act_param, plane[y0:y1])
 
 
 @njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
@@ -263,9 +262,7 @@ def _groups_block(x, b, g0, g1, cin_g, out_g, sh, sw, pad_t, pad_l, row_ptr, ent
             _accumulate(flat, base, row_ptr[o], row_ptr[o + 1], entry, tap_bits, codes,
                         codebook, tap_off, chan_stride, acc, n)
             bo = bias[o] if has_bias else np.float32(0.0)
-            plane = out[b, o]
-            for y in range(ho):
-                bias_activation(acc[y * wq:y * wq + wo], bo, act, act_param, plane[y])
+            bias_activation_rows(acc, wq, bo, act, act_param, out[b, o])
 
 
 @njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
