@@ -22,7 +22,6 @@ import numpy as np
 THRESHOLDS = (
     ("cdnn_runtime.kernels.sparse_conv", "SPLIT_PARALLEL_MIN"),
     ("cdnn_runtime.kernels.sparse_conv", "CONV_PARALLEL_MIN_WORK"),
-    ("cdnn_runtime.kernels.sparse_conv", "GROUP_SPLIT_MAX"),
     ("cdnn_runtime.kernels.pooling", "POOL_PARALLEL_MIN"),
     ("cdnn_runtime.kernels._common", "PARALLEL_MIN_WORK"),
     ("cdnn_runtime.kernels._common", "ELEMENTWISE_PARALLEL_MIN"),

@@ -16,17 +16,19 @@ from cdnn.zoo_sequence import SEQUENCE_FAMILIES
 
 
 class _Wide(nn.Module):
-    """Layers big enough for the threaded kernels and the parallel Huffman decoder: a strided
-    11x11 convolution over a 96x96 image, adaptive pooling, a 2304 x 1024 linear layer."""
+    """Layers big enough for the threaded kernels and the parallel Huffman decoder: a depthwise
+    5x5 and a strided 11x11 convolution over a 96x96 image, adaptive pooling, a 2304 x 1024
+    linear layer."""
 
     def __init__(self):
         super().__init__()
+        self.dw = nn.Conv2d(3, 3, 5, padding=2, groups=3)
         self.conv = nn.Conv2d(3, 64, 11, stride=4, padding=2)
         self.pool = nn.AdaptiveAvgPool2d(6)
         self.fc = nn.Linear(64 * 36, 1024)
 
     def forward(self, x):
-        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+        return self.fc(self.pool(torch.relu(self.conv(self.dw(x)))).flatten(1))
 
 
 _RUN = """
