@@ -876,6 +876,20 @@ def test_max_pool_windows_inside_and_prepared(monkeypatch):
         pooling.MaxPool2d(2, padding=2)
 
 
+def test_max_pool_2x2_stride_2_in_one_pass_nan_anywhere(monkeypatch):
+    """The one-pass 2x2 stride-2 path: NaN in any of the four places of a window wins, and
+    infinities and ties as torch gives them."""
+    x = np.zeros((1, 6, 4, 5), np.float32)
+    for c, (dy, dx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        x[0, c, dy, dx] = np.nan
+        x[0, c, 2 + dy, 2 + dx] = -np.inf
+    x[0, 4] = np.inf
+    x[0, 5, 0, :] = [1, 1, -2, 7, 9]
+    for parallel_min in (1 << 62, 0):  # serial, threaded
+        monkeypatch.setattr(pooling, "POOL_PARALLEL_MIN", parallel_min)
+        assert_close(pooling.MaxPool2d(2)(x), F.max_pool2d(t(x), 2))
+
+
 def test_csr_value_check_threaded_agrees_with_serial():
     from cdnn_runtime.kernels._common import _first_csr_error, _first_csr_error_parallel
     rng = np.random.default_rng(91)
