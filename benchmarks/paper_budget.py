@@ -115,6 +115,22 @@ def train_checkpoint(name, folder, work, quick, log):
     return path
 
 
+def validation_noise(name, work_dir, file, epochs, x, y):
+    """How far noise alone moves the accuracy difference the search decides on: the validation
+    examples on which the file and its fair baseline disagree (one right, one wrong) and one
+    standard error of their accuracy difference, sqrt(disagreements) / n, in points."""
+    with open(os.path.join(work_dir, file), "rb") as fh:
+        _, got = runtime_accuracy(fh.read(), x, y)
+    base = prepare_for_capture(models.MODELS[name]())
+    base.load_state_dict(torch.load(os.path.join(work_dir, f"dense-{epochs}.pt"),
+                                    weights_only=True))
+    base.eval()
+    with torch.no_grad():
+        ref = base(torch.from_numpy(x)).argmax(1).numpy()
+    disagree = int(((got == y) != (ref == y)).sum())
+    return {"disagreements": disagree, "standard_error": 100 * disagree ** 0.5 / len(y)}
+
+
 def run_net(name, folder, work, quick, log, knobs=None):
     ckpt = train_checkpoint(name, folder, work, quick, log)
     out = os.path.join(work, f"{name}{'-quick' if quick else ''}.cdnn")
@@ -144,6 +160,7 @@ def run_net(name, folder, work, quick, log, knobs=None):
                                                     torch.from_numpy(yte))
         return baseline_tests[epochs]
     points = []
+    xva, yva = split(folder, "val")
     for p in report["points"]:
         with open(os.path.join(out + ".work", p["file"]), "rb") as fh:
             acc, _ = runtime_accuracy(fh.read(), xte, yte)
@@ -153,7 +170,9 @@ def run_net(name, folder, work, quick, log, knobs=None):
                                            "epochs")},
                        "fair_baseline_validation": p["fair_baseline"]["validation"],
                        "fair_baseline_test": fair,
-                       "test_accuracy": 100 * acc, "test_drop": fair - 100 * acc})
+                       "test_accuracy": 100 * acc, "test_drop": fair - 100 * acc,
+                       "validation_noise": validation_noise(name, out + ".work", p["file"],
+                                                            p["epochs"], xva, yva)})
     chosen = report.get("chosen")
     res = {"command": " ".join(["cdnn"] + cmd[3:]).replace(work + "/", ""),
            "exit_code": proc.returncode, "seconds": seconds, "resumed": resumed,
@@ -209,7 +228,10 @@ def markdown(rep):
            "the 10,000 test images only report. Each level's fair baseline is the checkpoint "
            "fine-tuned by the search itself for as many epochs as that level's file "
            "received in all (the level's budget: its validation score less "
-           f"{MAX_DROP} points); the search prunes the checkpoint as given.", "",
+           f"{MAX_DROP} points); the search prunes the checkpoint as given. 1 s.e.: one "
+           "standard error of the accuracy difference between a file and its fair baseline "
+           "on the validation images, sqrt(examples on which they disagree) / their number: "
+           "how far noise alone moves what the search decides on.", "",
            "| network | command time | fair baseline (epochs; test) | chosen file | ratio | "
            "test accuracy | below fair baseline | target | stretch |",
            "|---|---:|---|---:|---:|---:|---:|---|---|"]
@@ -235,14 +257,18 @@ def markdown(rep):
         out += ["", f"### {name}", "", f"`{r['command']}`"
                 + (f" ({HISTORY[name]})." if name in HISTORY and not rep["quick"] else ""), "",
                 "| level | weights kept | bytes | ratio | epochs | validation | fair baseline "
-                "(validation) | within budget | test | fair baseline (test) | below it |",
-                "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+                "(validation) | 1 s.e. | within budget | test | fair baseline (test) | "
+                "below it |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
         for p in r["points"]:
+            noise = p.get("validation_noise")
+            se = f"{noise['standard_error']:.2f}" if noise else "-"
             out.append(f"| {p['level']}{' ' + p['tag'] if p['tag'] else ''} | {p['keep']:.1%} | "
                        f"{p['file_bytes']:,} | {p['ratio']:.1f}x | {p['epochs']} | "
                        f"{p['validation_score']:.2f}% | {p['fair_baseline_validation']:.2f}% | "
-                       f"{'yes' if p['within_budget'] else 'no'} | {p['test_accuracy']:.2f}% | "
-                       f"{p['fair_baseline_test']:.2f}% | {p['test_drop']:+.2f} |")
+                       f"{se} | {'yes' if p['within_budget'] else 'no'} | "
+                       f"{p['test_accuracy']:.2f}% | {p['fair_baseline_test']:.2f}% | "
+                       f"{p['test_drop']:+.2f} |")
         if r["layers"]:
             out += ["", "Chosen per layer: " + "; ".join(
                 f"{n} {v['density']:.1%} at {v['bits']} bits (alone: -{v['drop_alone']:.2f})"
@@ -267,6 +293,7 @@ def main():
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.makedirs(args.work, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)  # the plots go there before the report
 
     def log(text):
         print(text, flush=True)
