@@ -220,18 +220,28 @@ def _has_code(dispatcher):
         return True
 
 
-_first_use = {"depth": 0}
+_scopes = {"first_use": 0, "every_variant": 0}
 
 
 @contextlib.contextmanager
-def first_use():
-    """The scope of a session's load and first run, where threaded_or_serial may let a cold
-    kernel's threaded variant serve its serial calls."""
-    _first_use["depth"] += 1
+def _scope(name):
+    _scopes[name] += 1
     try:
         yield
     finally:
-        _first_use["depth"] -= 1
+        _scopes[name] -= 1
+
+
+def first_use():
+    """The scope of a session's load and first run, where threaded_or_serial may let the
+    variant of a cold kernel asked for first serve the other's calls."""
+    return _scope("first_use")
+
+
+def every_variant():
+    """A scope where every call gets the variant its size asks for, cold cache or not
+    (`cdnn-runtime warmup`, which compiles them all)."""
+    return _scope("every_variant")
 
 
 def threaded_or_serial(threaded, serial, parallel):
@@ -245,7 +255,7 @@ def threaded_or_serial(threaded, serial, parallel):
     running on the wrong one for the life of the process (`cdnn-runtime warmup` compiles both
     beforehand)."""
     wanted = threaded if parallel else serial
-    if not _first_use["depth"]:
+    if not _scopes["first_use"] or _scopes["every_variant"]:
         return wanted
     first = _cold_pairs.get(serial, _UNSEEN)
     if first is _UNSEEN:

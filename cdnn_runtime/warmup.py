@@ -61,26 +61,6 @@ def _thresholds(value):
             setattr(module, attr, old)
 
 
-@contextlib.contextmanager
-def _both_variants():
-    """Every kernel's serial variant compiled when asked for, even with a cold cache (see
-    threaded_or_serial)."""
-    import os
-
-    from ._jit import ENV_ONE_VARIANT, _cold_pairs
-    saved = os.environ.get(ENV_ONE_VARIANT)
-    os.environ[ENV_ONE_VARIANT] = "0"
-    _cold_pairs.clear()
-    try:
-        yield
-    finally:
-        _cold_pairs.clear()
-        if saved is None:
-            os.environ.pop(ENV_ONE_VARIANT)
-        else:
-            os.environ[ENV_ONE_VARIANT] = saved
-
-
 def _feed(session, batch):
     """Inputs for `session` at `batch`: normal floats, zero ids, free dims at 2."""
     from .session import _TYPE_NAMES
@@ -100,7 +80,8 @@ def warmup(progress=None):
     signatures compiled here: 0 when the cache was already warm)."""
     t0 = time.perf_counter()
     before = compiled_signatures()
-    with _both_variants():  # the seeds' encoding too: _chunk_bits_serial
+    from ._jit import every_variant
+    with every_variant():  # the seeds' encoding too: _chunk_bits_serial
         _run_seeds(progress)
     return {"seconds": time.perf_counter() - t0, "compiled": compiled_signatures() - before}
 

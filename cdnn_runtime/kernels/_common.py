@@ -184,7 +184,9 @@ def bias_activation_rows(src, pitch, bo, code, param, dst):
     (a convolution's epilogue: its accumulator has a longer row pitch). The branch on `code`
     is taken once: ReLU, ReLU6, leaky ReLU and none are plain loops that LLVM vectorizes;
     element by element through apply_activation (not vectorized: about 6 ns an element) is
-    left for the transcendental ones."""
+    left for the transcendental ones. The row loop is written out in each branch on purpose:
+    one row loop with the branch inside it made LeNet-5's conv1 1.7x slower (21.4 us against
+    12.6, one thread)."""
     rows, n = dst.shape
     if code == ACT_RELU:
         for y in range(rows):
