@@ -182,11 +182,13 @@ def test_conv_transpose2d_matches_torch(case, parallel):
 @pytest.mark.parametrize("case", ["k3s2p1op1", "rect", "stride_beyond_kernel", "stride1"])
 @pytest.mark.parametrize("act", ["none", "relu", "tanh", "leaky_relu:0.2"])
 def test_conv_transpose2d_in_bands_and_chunks(case, act, monkeypatch):
-    """Bands of one phase-plane row, several chunks of rows per band, the parallel weave."""
+    """Bands of one phase-plane row, several parts of the rows per band, one input channel per
+    chunk, the parallel weave."""
     from cdnn_runtime.kernels import _common
     from cdnn_runtime.kernels import sparse_conv_transpose as SCT
-    monkeypatch.setattr(sparse_conv, "BAND_MIN_RUN", 1)
-    monkeypatch.setattr(sparse_conv, "BAND_BYTES", 1)
+    monkeypatch.setattr(sparse_conv, "BAND_RUN", 1)
+    monkeypatch.setattr(sparse_conv, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(sparse_conv, "GROUP_BYTES", 1)
     monkeypatch.setattr(sparse_conv, "SPLIT_PARALLEL_MIN", 0)
     monkeypatch.setattr(_common, "ELEMENTWISE_PARALLEL_MIN", 0)
     csr, args, x, w, bias = _convt_case(case)
@@ -194,7 +196,9 @@ def test_conv_transpose2d_in_bands_and_chunks(case, act, monkeypatch):
     ref = TORCH_ACT[act](_torch_convt(x, w, bias, args))
     for parallel in (False, True):
         assert_close(layer(x, act, parallel=parallel), ref)
-    assert layer._geometry_for(*x.shape[2:])[11] == 1  # one row per band
+    geo = layer._geometry_for(*x.shape[2:])
+    assert geo[11] == 1  # one row per band
+    assert geo[12].shape[1] == layer.in_channels + 1  # one input channel per chunk
 
 
 def test_conv_transpose2d_phases_and_layout():

@@ -385,10 +385,85 @@ def test_grouped_conv_group_by_group_and_whole_split_agree(case, act, monkeypatc
         monkeypatch.setattr(SC, "GROUP_SPLIT_MAX", limit)
         layer = prepare_conv(row_ptr, col_idx, codes, codebook, bias, in_channels=cin,
                              kernel_size=k, stride=s, padding=p, dilation=d, groups=g)
-        assert (layer._geometry_for(h, w)[-1] == 0) is band_is_zero
+        assert (layer._geometry_for(h, w)[9] == 0) is band_is_zero
         for parallel in (False, True):
             y = layer(x, act, parallel=parallel)
             assert_close(y, ref)
+
+
+def test_shifted_sum_every_run_length_and_start():
+    """The register loop of the convolution (_simd.shifted_sum) against numpy for every run
+    length up to three register runs (whole vectors, a masked last vector, one to eight
+    vectors), from zero and on top of earlier sums, and with nothing beyond the run written:
+    the floats after it in acc keep their value."""
+    from numba import njit
+
+    from cdnn_runtime.kernels._simd import SUM_RUN, shifted_sum
+
+    @njit
+    def run(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride, acc, n,
+            init):
+        shifted_sum(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                    acc, n, init)
+
+    rng = np.random.default_rng(7)
+    tap_bits, n_ch, chan_stride = 2, 5, 4 * SUM_RUN
+    tap_off = np.array([0, 1, 9, 17], np.int64)
+    xs = rng.standard_normal(n_ch * chan_stride + 40).astype(np.float32)
+    codebook = rng.standard_normal(7).astype(np.float32)
+    n_entries = 9  # odd: the two-set loop's last entry alone
+    ch = rng.integers(0, n_ch, n_entries)
+    tap = rng.integers(0, 4, n_entries)
+    entry = ((ch << tap_bits) | tap).astype(np.uint32)
+    codes = rng.integers(0, 7, n_entries).astype(np.uint8)
+    base = 3
+    for n in list(range(0, 2 * SUM_RUN + 2)) + [3 * SUM_RUN - 1]:
+        for k, end in ((0, n_entries), (2, 3), (4, 4)):
+            want = np.zeros(n, np.float64)
+            for i in range(k, end):
+                src = base + ch[i] * chan_stride + tap_off[tap[i]]
+                want += np.float64(codebook[codes[i]]) * xs[src:src + n]
+            for init in (False, True):
+                acc = np.full(n + 5, 2.0, np.float32)
+                run(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                    acc, n, init)
+                np.testing.assert_allclose(acc[:n], want + (2.0 if init else 0.0), rtol=1e-5,
+                                           atol=1e-5, err_msg=f"n={n} k={k} end={end}")
+                assert (acc[n:] == 2.0).all(), f"n={n}: written beyond the run"
+
+
+def test_chunk_pointers_split_each_row_by_input_channel(monkeypatch):
+    """kptr[o, c]:kptr[o, c+1] are row o's entries whose input channel falls in chunk c (as
+    many channels per chunk as CHUNK_BYTES holds); a layer whose rows are not in input-channel
+    order gets one chunk."""
+    from cdnn_runtime.kernels import sparse_conv as SC
+
+    rng = np.random.default_rng(8)
+    n_rows, n_in, tap_bits = 6, 40, 3
+    counts = rng.integers(1, 30, n_rows)
+    counts[2] = 0  # an empty row
+    row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    in_ch = np.concatenate([np.sort(rng.integers(0, n_in, c)) for c in counts]).astype(np.int64)
+    entry = ((in_ch << tap_bits) | rng.integers(0, 8, in_ch.shape[0])).astype(np.uint32)
+    rows_read, wq, n_phase = 3, 8, 2
+    per_channel = 4 * n_phase * rows_read * wq
+    for per in (1, 3, 7, n_in):
+        monkeypatch.setattr(SC, "CHUNK_BYTES", per * per_channel)
+        kptr = SC.chunk_pointers(row_ptr, entry, tap_bits, n_in, rows_read, wq, n_phase)
+        n_chunks = -(-n_in // per)
+        assert kptr.shape == (n_rows, n_chunks + 1)
+        for o in range(n_rows):
+            mine = np.arange(row_ptr[o], row_ptr[o + 1])
+            for c in range(n_chunks):
+                want = mine[in_ch[mine] // per == c]
+                assert np.array_equal(np.arange(kptr[o, c], kptr[o, c + 1]), want), (per, o, c)
+    monkeypatch.setattr(SC, "CHUNK_BYTES", per_channel)
+    backwards = entry.copy()
+    first = slice(row_ptr[0], row_ptr[1])
+    backwards[first] = np.sort(entry[first])[::-1]
+    assert in_ch[first].min() < in_ch[first].max()
+    kptr = SC.chunk_pointers(row_ptr, backwards, tap_bits, n_in, rows_read, wq, n_phase)
+    assert np.array_equal(kptr, np.stack([row_ptr[:-1], row_ptr[1:]], axis=1))
 
 
 @pytest.mark.parametrize("stride", [(7, 1), (1, 9), (1 << 20, 1 << 20)])
@@ -832,10 +907,12 @@ def test_linear_chain_int32_columns_and_checks():
 @pytest.mark.parametrize("case", ["3x3", "11x11_stride4", "groups2", "odd_sizes", "batch7"])
 @pytest.mark.parametrize("act", ["none", "relu", "tanh"])
 def test_conv_in_bands_and_channel_chunks(case, act, monkeypatch):
-    """Bands of one or a few output rows, several chunks of output channels per band."""
+    """Bands of one output row, several parts of the output channels per band, each output
+    channel's sums kept alone (groups of one), one input channel per chunk."""
     from cdnn_runtime.kernels import sparse_conv as SC
-    monkeypatch.setattr(SC, "BAND_MIN_RUN", 1)
-    monkeypatch.setattr(SC, "BAND_BYTES", 1)
+    monkeypatch.setattr(SC, "BAND_RUN", 1)
+    monkeypatch.setattr(SC, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(SC, "GROUP_BYTES", 1)
     monkeypatch.setattr(SC, "SPLIT_PARALLEL_MIN", 0)
     monkeypatch.setattr(SC, "GROUP_SPLIT_MAX", 0)  # groups too: the whole input split, in bands
     batch, cin, cout, h, w, k, s, p, d, g, density = CONV_CASES[case]
@@ -850,7 +927,9 @@ def test_conv_in_bands_and_channel_chunks(case, act, monkeypatch):
                          stride=s, padding=p, dilation=d, groups=g)
     for parallel in (False, True):
         assert_close(layer(x, act, parallel=parallel), ref)
-    assert layer._geometry_for(h, w)[-1] == 1  # one output row per band
+    geo = layer._geometry_for(h, w)
+    assert geo[9] == 1  # one output row per band
+    assert geo[10].shape == (cout, cin + 1)  # one input channel per chunk
 
 
 def test_max_pool_windows_inside_and_prepared(monkeypatch):

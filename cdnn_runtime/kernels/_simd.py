@@ -1,20 +1,32 @@
-"""AVX2 piece of the batch-1 sparse dot product: the codebook lives in vector registers.
+"""Two loops written in LLVM IR (numba ``intrinsic``s), where numba's own code leaves speed behind.
 
-A scalar loop spends four loads on each stored entry (its code, its column, the codebook value
-and the input value) and is bound by the CPU's load ports, not by memory. :func:`lut_dot` takes
-eight entries at a time: their eight codes in one load, the values looked up in a codebook of up
-to :data:`LUT_SIZE` floats held in four registers (``vpermps`` per register, two blends on code
-bits 3 and 4), the eight input values by scalar loads (AVX2 gathers are slower on the CPUs
-measured), one fused multiply-add into a vector of partial sums. That leaves the column and input
-loads, a little over two loads per entry.
+Numba has no vector types, so these loops are written in LLVM IR.
 
-Numba has no vector types, so the loop is written in LLVM IR (a numba ``intrinsic``). It is used
-only where :data:`AVX2` is true: callers test it before the call, and numba drops a branch on a
-false module constant before code generation, so nothing here reaches LLVM on other CPUs.
-Numba's on-disk cache is keyed by the CPU's name and features, so a cached kernel built here is
-not loaded on a CPU without AVX2.
+:func:`lut_dot`, the AVX2 piece of the batch-1 sparse dot product: the codebook lives in vector
+registers. A scalar loop spends four loads on each stored entry (its code, its column, the
+codebook value and the input value) and is bound by the CPU's load ports, not by memory.
+:func:`lut_dot` takes eight entries at a time: their eight codes in one load, the values looked
+up in a codebook of up to :data:`LUT_SIZE` floats held in four registers (``vpermps`` per
+register, two blends on code bits 3 and 4), the eight input values by scalar loads (AVX2 gathers
+are slower on the CPUs measured), one fused multiply-add into a vector of partial sums. That
+leaves the column and input loads, a little over two loads per entry. It is used only where
+:data:`AVX2` is true: callers test it before the call, and numba drops a branch on a false module
+constant before code generation, so nothing here reaches LLVM on other CPUs. Numba's on-disk
+cache is keyed by the CPU's name and features, so a cached kernel built here is not loaded on a
+CPU without AVX2.
+
+:func:`shifted_sum`, the inner loop of the direct sparse convolution: a run of up to
+:data:`SUM_RUN` output floats held in :data:`SUM_VECTORS` vector registers while every stored
+entry of an output channel adds its weight times its shifted input run, one broadcast and one
+fused multiply-add (with its load) per vector. A loop over the run per entry (what LLVM makes of
+numba code) loads and stores the sums once per pass, and on short runs (a 7x7 plane is 49 to 63
+floats) spends more on each pass's set-up than on its multiply-adds. The last vector of a run
+is a masked load and store, so nothing outside the run is read or written. It is plain LLVM
+vector IR (no x86 intrinsic): correct on any CPU; :data:`SUM_FLOATS` is 16 (one AVX-512
+register) where the CPU has AVX-512 and 8 (one AVX2 register) otherwise.
 """
 
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -39,6 +51,30 @@ def _host_has_avx2():
 
 #: True when this CPU runs the register-lookup kernel (x86-64 with AVX2 and FMA).
 AVX2 = _host_has_avx2()
+
+
+def _host_has_avx512():
+    """AVX-512 on this CPU, and numba compiling for it (not for a CPU named in NUMBA_CPU_NAME)."""
+    if numba.config.CPU_NAME not in (None, "", "host"):
+        return False
+    try:
+        import llvmlite.binding as llvm
+
+        return bool(llvm.get_host_cpu_features().get("avx512f", False))
+    except Exception:
+        return False
+
+
+#: Floats per vector of :func:`shifted_sum`: one AVX-512 register, else one AVX2 register (on
+#: a CPU with narrower registers LLVM splits the vector, still correct).
+SUM_FLOATS = 16 if _host_has_avx512() else 8
+
+#: Vectors of sums :func:`shifted_sum` keeps in registers (with the broadcast weight and a
+#: load, within the 16 registers of AVX2 and the 32 of AVX-512).
+SUM_VECTORS = 8
+
+#: Floats of one run held in registers; longer runs are taken SUM_RUN floats at a time.
+SUM_RUN = SUM_FLOATS * SUM_VECTORS
 
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
@@ -123,5 +159,203 @@ def lut_dot(typingctx, x, col_idx, codes, table, k, end):
         for j in range(1, 8):
             s = builder.fadd(s, builder.extract_element(acc, ir.Constant(_I32, j)))
         return s
+
+    return sig, codegen
+
+
+_VS = ir.VectorType(_F32, SUM_FLOATS)
+_VSI = ir.VectorType(_I32, SUM_FLOATS)
+_VSL = ir.VectorType(_I64, SUM_FLOATS)
+_VSM = ir.VectorType(ir.IntType(1), SUM_FLOATS)
+_ZERO = ir.Constant(_VS, [0.0] * SUM_FLOATS)
+
+
+def _i64(v):
+    return ir.Constant(_I64, v)
+
+
+class _SumEmitter:
+    """IR of :func:`shifted_sum`, one loop over the entries per vector count."""
+
+    def __init__(self, builder, ptrs, ints, init):
+        self.b = builder
+        self.p = ptrs  # xs, entry, codes, codebook, tap_off, acc: element pointers
+        self.i = ints  # base, k0, kend, tap_bits, tap_mask, chan_stride (i64)
+        self.init = init
+        mod = builder.module
+        vptr = _VS.as_pointer()
+        n = SUM_FLOATS
+        self.fma = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(_VS, [_VS, _VS, _VS]), f"llvm.fma.v{n}f32")
+        self.mload = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(_VS, [vptr, _I32, _VSM, _VS]), f"llvm.masked.load.v{n}f32.p0")
+        self.mstore = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(ir.VoidType(), [_VS, vptr, _I32, _VSM]),
+            f"llvm.masked.store.v{n}f32.p0")
+
+    def _vec_ptr(self, base_ptr, index):
+        return self.b.bitcast(self.b.gep(base_ptr, [index]), _VS.as_pointer())
+
+    def _load(self, ptr, mask):
+        if mask is not None:
+            return self.b.call(self.mload, [ptr, ir.Constant(_I32, 4), mask, _ZERO])
+        v = self.b.load(ptr)
+        v.align = 4
+        return v
+
+    def _entry(self, k, seg, sums, nv, mask):
+        """sums + value of entry k * its shifted input run from seg (nv vectors)."""
+        b = self.b
+        xs, entry, codes, codebook, tap_off, _ = self.p
+        base, _, _, tap_bits, tap_mask, chan_stride = self.i
+        e = b.zext(b.load(b.gep(entry, [k])), _I64)
+        off = b.load(b.gep(tap_off, [b.and_(e, tap_mask)]))
+        src = b.add(b.add(base, b.mul(b.lshr(e, tap_bits), chan_stride)), b.add(off, seg))
+        w = b.load(b.gep(codebook, [b.zext(b.load(b.gep(codes, [k])), _I64)]))
+        wv = b.insert_element(ir.Constant(_VS, ir.Undefined), w, ir.Constant(_I32, 0))
+        wv = b.shuffle_vector(wv, ir.Constant(_VS, ir.Undefined),
+                              ir.Constant(_VSI, [0] * SUM_FLOATS))
+        out = []
+        for j in range(nv):
+            v = self._load(self._vec_ptr(xs, b.add(src, _i64(SUM_FLOATS * j))),
+                           mask if j == nv - 1 else None)
+            out.append(b.call(self.fma, [wv, v, sums[j]]))
+        return out
+
+    def run(self, seg, nv, mask):
+        """acc[seg : seg + run] = (acc there if init, else 0) + the entries' sum, over nv
+        vectors (the last one masked when mask is not None). With at most half the registers
+        in use, two entries per step into two sets of sums: one set's chain of dependent
+        multiply-adds would wait on their latency."""
+        b = self.b
+        acc = self.p[5]
+        k0, kend = self.i[1], self.i[2]
+        sets = 2 if nv <= SUM_VECTORS // 2 else 1
+        start = []
+        for j in range(nv):
+            v = self._load(self._vec_ptr(acc, b.add(seg, _i64(SUM_FLOATS * j))),
+                           mask if j == nv - 1 else None)
+            start.append(b.select(self.init, v, _ZERO))
+        pre = b.block
+        head = b.append_basic_block("sum.head")
+        body = b.append_basic_block("sum.body")
+        after = b.append_basic_block("sum.after")
+        last = b.append_basic_block("sum.last")
+        done = b.append_basic_block("sum.done")
+        b.branch(head)
+        b.position_at_end(head)
+        k = b.phi(_I64)
+        k.add_incoming(k0, pre)
+        sums = []
+        for s in range(sets):
+            row = []
+            for j in range(nv):
+                p = b.phi(_VS)
+                p.add_incoming(start[j] if s == 0 else _ZERO, pre)
+                row.append(p)
+            sums.append(row)
+        k_next = b.add(k, _i64(sets))
+        b.cbranch(b.icmp_signed("<=", k_next, kend), body, after)
+        b.position_at_end(body)
+        new = [self._entry(b.add(k, _i64(s)), seg, sums[s], nv, mask) for s in range(sets)]
+        k.add_incoming(k_next, body)
+        for s in range(sets):
+            for j in range(nv):
+                sums[s][j].add_incoming(new[s][j], body)
+        b.branch(head)
+        b.position_at_end(after)  # two sets: at most one entry left, then the sets added
+        if sets == 2:
+            b.cbranch(b.icmp_signed("<", k, kend), last, done)
+            b.position_at_end(last)
+            tail = self._entry(k, seg, sums[0], nv, mask)
+            b.branch(done)
+            b.position_at_end(done)
+            merged = []
+            for j in range(nv):
+                p = b.phi(_VS)
+                p.add_incoming(sums[0][j], after)
+                p.add_incoming(tail[j], last)
+                merged.append(p)
+            final = [b.fadd(merged[j], sums[1][j]) for j in range(nv)]
+        else:
+            b.branch(last)
+            b.position_at_end(last)
+            b.branch(done)
+            b.position_at_end(done)
+            final = sums[0]
+        for j in range(nv):
+            ptr = self._vec_ptr(acc, b.add(seg, _i64(SUM_FLOATS * j)))
+            if mask is not None and j == nv - 1:
+                b.call(self.mstore, [final[j], ptr, ir.Constant(_I32, 4), mask])
+            else:
+                b.store(final[j], ptr).align = 4
+
+
+def _contiguous(a, dtype):
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == dtype
+
+
+@intrinsic
+def shifted_sum(typingctx, xs, base, k, end, entry, tap_bits, codes, codebook, tap_off,
+                chan_stride, acc, n, init):
+    """``acc[:n] = (acc[:n] if init else 0) + sum over entries i in k..end-1 of
+    codebook[codes[i]] * xs[src_i : src_i + n]``, ``src_i = base + (entry[i] >> tap_bits) *
+    chan_stride + tap_off[entry[i] & (2**tap_bits - 1)]``.
+
+    xs, codebook float32, entry uint32, codes uint8, tap_off int64, acc float32: contiguous 1-D
+    arrays; the integers int64; init a bool. Nothing is checked here: the caller guarantees
+    every index in range (the layer's CSR arrays are checked at load, the offsets built from
+    the input's own geometry) and at least n floats in acc."""
+    if not (_contiguous(xs, types.float32) and _contiguous(entry, types.uint32)
+            and _contiguous(codes, types.uint8) and _contiguous(codebook, types.float32)
+            and _contiguous(tap_off, types.int64) and _contiguous(acc, types.float32)):
+        return None
+    i64 = types.int64
+    sig = types.void(xs, i64, i64, i64, entry, i64, codes, codebook, tap_off, i64, acc, i64,
+                     types.boolean)
+
+    def codegen(context, builder, signature, args):
+        def data(i):
+            return cgutils.create_struct_proxy(signature.args[i])(context, builder,
+                                                                  value=args[i]).data
+
+        ptrs = (data(0), data(4), data(6), data(7), data(8), data(10))
+        tap_bits = args[5]
+        tap_mask = builder.sub(builder.shl(_i64(1), tap_bits), _i64(1))
+        ints = (args[1], args[2], args[3], tap_bits, tap_mask, args[9])
+        em = _SumEmitter(builder, ptrs, ints, args[12])
+        n = args[11]
+        b = builder
+        pre = b.block
+        head = b.append_basic_block("run.head")
+        full = b.append_basic_block("run.full")
+        tail = b.append_basic_block("run.tail")
+        out = b.append_basic_block("run.out")
+        b.branch(head)
+        b.position_at_end(head)
+        seg = b.phi(_I64)
+        seg.add_incoming(_i64(0), pre)
+        rem = b.sub(n, seg)
+        b.cbranch(b.icmp_signed(">=", rem, _i64(SUM_RUN)), full, tail)
+        b.position_at_end(full)  # whole runs of SUM_RUN floats
+        em.run(seg, SUM_VECTORS, None)
+        seg.add_incoming(b.add(seg, _i64(SUM_RUN)), b.block)
+        b.branch(head)
+        b.position_at_end(tail)  # the rest, 0 < rem < SUM_RUN: nv vectors, the last masked
+        nv = b.sdiv(b.add(rem, _i64(SUM_FLOATS - 1)), _i64(SUM_FLOATS))
+        in_last = b.sub(rem, b.mul(b.sub(nv, _i64(1)), _i64(SUM_FLOATS)))
+        splat = b.insert_element(ir.Constant(_VSL, ir.Undefined), in_last, ir.Constant(_I32, 0))
+        splat = b.shuffle_vector(splat, ir.Constant(_VSL, ir.Undefined),
+                                 ir.Constant(_VSI, [0] * SUM_FLOATS))
+        mask = b.icmp_signed("<", ir.Constant(_VSL, list(range(SUM_FLOATS))), splat)
+        switch = b.switch(nv, out)
+        for count in range(1, SUM_VECTORS + 1):
+            blk = b.append_basic_block(f"run.tail{count}")
+            switch.add_case(_i64(count), blk)
+            b.position_at_end(blk)
+            em.run(seg, count, mask)
+            b.branch(out)
+        b.position_at_end(out)
+        return context.get_dummy_value()
 
     return sig, codegen

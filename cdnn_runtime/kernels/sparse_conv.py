@@ -11,12 +11,17 @@ padded input, and with no padding the input itself is used). Then the input pixe
 (y, x) for a tap (ky, kx) is ``xs[b, phase, c, y + qy, x + qx]`` with ``ky*dh = qy*sh + py``,
 ``kx*dw = qx*sw + px``: every tap is a stride-1 shift. Computing the output plane with the row
 pitch Wq of the input planes turns it into one contiguous run of ``L = (Ho-1)*Wq + Wo``
-multiply-adds per stored weight: ``acc[i] += w * xs_flat[offset + i]``; the Wq - Wo extra
-columns per row are dropped in the epilogue, which adds the bias and the fused activation.
+multiply-adds per stored weight: ``acc[i] += w * xs_flat[offset + i]``.
 
-The output is computed in bands of rows (BAND_BYTES, BAND_MIN_RUN): every output channel of a
-band in turn, so that the band's input rows stay in the L2 cache; threads take (sample, band,
-chunk of output channels) tasks.
+The run is summed in registers (:func:`._simd.shifted_sum`): a run of up to SUM_RUN output
+floats stays in vector registers while every stored entry of the output channel adds its
+weight times its shifted input run, one load and one fused multiply-add per vector; the sums
+are written once. The output is computed in bands of rows (BAND_RUN floats of each output
+channel), and within a band the input channels in chunks (:func:`chunk_pointers`, CHUNK_BYTES):
+every output channel of a group (GROUP_BYTES of sums, in L2) adds one chunk's entries while
+that chunk's input rows stay in L1, then the next chunk. Threads take (sample, band, part of
+the output channels) tasks. The epilogue adds the bias and the fused activation and drops
+the Wq - Wo extra columns per row.
 
 A 1-D convolution (:class:`SparseConv1d`) is this kernel on inputs of height 1; the transposed
 convolution (:mod:`.sparse_conv_transpose`) runs :func:`convolve` on its output phases.
@@ -27,6 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._jit import jit_cache, threaded_or_serial
+from ._simd import shifted_sum
 from ._common import (
     FASTMATH,
     KernelArgumentError,
@@ -39,16 +45,18 @@ from ._common import (
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
-#: Bytes of input (all channels and phases) one band of output rows may read: the band is
-#: then read from the core's L2 cache by every output channel in turn.
-BAND_BYTES = 1 << 18
+#: Output floats per channel of one band at most (its rows times the row pitch; at least one
+#: row): the sums of a group of output channels over one band stay in L2, and a chunk of input
+#: channels over the band's rows is small enough for L1.
+BAND_RUN = 1 << 10
 
-#: Floats of one band's accumulator at most (kept in L1).
-BAND_ACC = 1 << 12
+#: Bytes of input one chunk of input channels reads over a band's rows (all stride phases, the
+#: rows the taps reach below included), at most: they stay in L1 while every output channel of
+#: a group adds that chunk's entries (at least one channel per chunk).
+CHUNK_BYTES = 24 << 10
 
-#: Floats of one band's accumulator at least: shorter runs spend more on each stored entry's
-#: set-up than on its multiply-adds.
-BAND_MIN_RUN = 1 << 11
+#: Bytes of the sums of the output channels a task keeps at once (a group): in L2.
+GROUP_BYTES = 128 << 10
 
 #: Floats of the phase-split (padded) input from which the split runs threaded: it is a copy,
 #: and a few hundred thousand floats copy in less time than a parallel launch can take.
@@ -68,120 +76,73 @@ CONV_PARALLEL_MIN_WORK = 1 << 19
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(cache=_CACHE)
-def _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n):
-    e = np.int64(entry[k])
-    start = base + (e >> tap_bits) * chan_stride + tap_off[e & mask]
-    return xs[start:start + n]
-
-
-@njit(cache=_CACHE, inline="always")
-def _values4(codebook, codes, k):
-    """The values of entries k..k+3."""
-    return (codebook[codes[k]], codebook[codes[k + 1]], codebook[codes[k + 2]],
-            codebook[codes[k + 3]])
-
-
-@njit(cache=_CACHE, inline="always")
-def _srcs4(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n):
-    """The shifted inputs (views of xs, n floats each) of entries k..k+3."""
-    return (_src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n),
-            _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 1, n),
-            _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 2, n),
-            _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 3, n))
-
-
 @njit(cache=_CACHE, fastmath=FASTMATH)
-def _accumulate(xs, base, k, end, entry, tap_bits, codes, codebook, tap_off, chan_stride, acc, n):
-    """acc[:n] += sum over entries k..end-1 of value * shifted input; eight, then four
-    entries per pass over acc (fewer loads and stores of acc per multiply-add), then one by
-    one. The shifted inputs are contiguous views of xs (indexing xs directly with a computed
-    offset keeps LLVM from vectorizing the loop)."""
-    mask = (np.int64(1) << tap_bits) - 1
-    while k + 8 <= end:
-        w0, w1, w2, w3 = _values4(codebook, codes, k)
-        w4, w5, w6, w7 = _values4(codebook, codes, k + 4)
-        a0, a1, a2, a3 = _srcs4(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
-        a4, a5, a6, a7 = _srcs4(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k + 4, n)
-        for i in range(n):
-            acc[i] += (w0 * a0[i] + w1 * a1[i] + w2 * a2[i] + w3 * a3[i]) + (
-                w4 * a4[i] + w5 * a5[i] + w6 * a6[i] + w7 * a7[i]
-            )
-        k += 8
-    if k + 4 <= end:
-        w0, w1, w2, w3 = _values4(codebook, codes, k)
-        a0, a1, a2, a3 = _srcs4(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
-        for i in range(n):
-            acc[i] += w0 * a0[i] + w1 * a1[i] + w2 * a2[i] + w3 * a3[i]
-        k += 4
-    while k < end:
-        w0 = codebook[codes[k]]
-        a0 = _src(xs, base, entry, tap_bits, mask, tap_off, chan_stride, k, n)
-        for i in range(n):
-            acc[i] += w0 * a0[i]
-        k += 1
-
-
-@njit(cache=_CACHE, fastmath=FASTMATH)
-def _conv_block(xs, xbase, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-                bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, acc):
-    """Output rows y0..y1-1 of output channels o0..o1-1 of sample b. The band's input rows
-    (all channels) are read once per output channel and stay in cache across the channels."""
+def _conv_block(xs, xbase, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, group, acc):
+    """Output rows y0..y1-1 of output channels o0..o1-1 of sample b, ``group`` output channels
+    at a time: for each chunk of input channels (kptr's columns), each channel of the group
+    adds that chunk's entries to its sums (acc[i], kept in L2) while the chunk's input rows
+    stay in L1; then the bias and activation."""
     wo = out.shape[3]
     n = (y1 - 1 - y0) * wq + wo
     base = xbase + y0 * wq
-    for o in range(o0, o1):
-        for i in range(n):
-            acc[i] = 0.0
-        _accumulate(xs, base, row_ptr[o], row_ptr[o + 1], entry, tap_bits, codes, codebook, tap_off,
-                    chan_stride, acc, n)
-        bo = bias[o] if has_bias else np.float32(0.0)
-        plane = out[b, o]
-        bias_activation_rows(acc, wq, bo, act, act_param, plane[y0:y1])
+    n_chunks = kptr.shape[1] - 1
+    for g0 in range(o0, o1, group):
+        g1 = min(g0 + group, o1)
+        for c in range(n_chunks):
+            for o in range(g0, g1):
+                shifted_sum(xs, base, kptr[o, c], kptr[o, c + 1], entry, tap_bits, codes,
+                            codebook, tap_off, chan_stride, acc[o - g0], n, c > 0)
+        for o in range(g0, g1):
+            bo = bias[o] if has_bias else np.float32(0.0)
+            bias_activation_rows(acc[o - g0], wq, bo, act, act_param, out[b, o, y0:y1])
 
 
 @njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
-def conv_parallel(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-                  batch_stride, wq, band, n_chunks, bias, has_bias, act, act_param, out):
-    """Direct sparse convolution over tasks (sample, band of ``band`` output rows, chunk of
-    output channels) spread over threads; consecutive tasks share a band.
+def conv_parallel(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                  batch_stride, wq, band, group, n_parts, bias, has_bias, act, act_param, out):
+    """Direct sparse convolution over tasks (sample, band of ``band`` output rows, part of the
+    output channels; ``n_parts`` parts) spread over threads; consecutive tasks share a band.
 
-    xs: flat float32 phase-split padded input; entry: uint32 per stored weight,
-    ``input_channel << tap_bits | tap``; tap_off: int64 offset of each tap inside a channel
-    block; out: float32 [B, Cout, Ho, Wo].
+    xs: flat float32 phase-split padded input; kptr: int64 [Cout, chunks + 1], where each
+    output channel's entries of each chunk of input channels start (see chunk_pointers);
+    entry: uint32 per stored weight, ``input_channel << tap_bits | tap``; tap_off: int64 offset
+    of each tap inside a channel block; group: output channels whose sums are kept at once;
+    out: float32 [B, Cout, Ho, Wo].
     """
     n_batch = out.shape[0]
     n_out = out.shape[1]
     ho = out.shape[2]
     n_bands = (ho + band - 1) // band
-    chunk = (n_out + n_chunks - 1) // n_chunks
-    for t in prange(n_batch * n_bands * n_chunks):
-        c = t % n_chunks
-        rest = t // n_chunks
+    part = (n_out + n_parts - 1) // n_parts
+    for t in prange(n_batch * n_bands * n_parts):
+        c = t % n_parts
+        rest = t // n_parts
         bd = rest % n_bands
         b = rest // n_bands
         y0 = bd * band
         y1 = min(y0 + band, ho)
-        o0 = c * chunk
-        o1 = min(o0 + chunk, n_out)
-        acc = np.empty(band * wq, np.float32)
-        _conv_block(xs, b * batch_stride, row_ptr, entry, tap_bits, codes, codebook, tap_off,
-                    chan_stride, bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, acc)
+        o0 = c * part
+        o1 = min(o0 + part, n_out)
+        acc = np.empty((min(group, part), band * wq), np.float32)
+        _conv_block(xs, b * batch_stride, kptr, entry, tap_bits, codes, codebook, tap_off,
+                    chan_stride, bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq,
+                    group, acc)
 
 
 @njit(cache=_CACHE, fastmath=FASTMATH)
-def conv_serial(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-                batch_stride, wq, band, n_chunks, bias, has_bias, act, act_param, out):
+def conv_serial(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+                batch_stride, wq, band, group, n_parts, bias, has_bias, act, act_param, out):
     """Serial :func:`conv_parallel` (every output channel of a band, band after band)."""
     n_batch = out.shape[0]
     n_out = out.shape[1]
     ho = out.shape[2]
-    acc = np.empty(band * wq, np.float32)
+    acc = np.empty((min(group, n_out), band * wq), np.float32)
     for b in range(n_batch):
         for y0 in range(0, ho, band):
-            _conv_block(xs, b * batch_stride, row_ptr, entry, tap_bits, codes, codebook, tap_off,
+            _conv_block(xs, b * batch_stride, kptr, entry, tap_bits, codes, codebook, tap_off,
                         chan_stride, bias, has_bias, act, act_param, out, b, 0, n_out, y0,
-                        min(y0 + band, ho), wq, acc)
+                        min(y0 + band, ho), wq, group, acc)
 
 
 @njit(cache=_CACHE)
@@ -257,10 +218,8 @@ def _groups_block(x, b, g0, g1, cin_g, out_g, sh, sw, pad_t, pad_l, row_ptr, ent
                              xs[p, c])
         base = -g * cin_g * chan_stride  # entries name absolute input channels
         for o in range(g * out_g, (g + 1) * out_g):
-            for i in range(n):
-                acc[i] = 0.0
-            _accumulate(flat, base, row_ptr[o], row_ptr[o + 1], entry, tap_bits, codes,
-                        codebook, tap_off, chan_stride, acc, n)
+            shifted_sum(flat, base, row_ptr[o], row_ptr[o + 1], entry, tap_bits, codes,
+                        codebook, tap_off, chan_stride, acc, n, False)
             bo = bias[o] if has_bias else np.float32(0.0)
             bias_activation_rows(acc, wq, bo, act, act_param, out[b, o])
 
@@ -342,14 +301,37 @@ def entry_tap_bits(in_channels, khw):
     return tap_bits
 
 
-def band_rows(batch_stride, hq, wq, reach, ho):
-    """Output rows per band: as many as keep the band's input rows (every channel and phase
-    of one sample: ``batch_stride`` floats over ``hq`` rows of pitch ``wq``, plus the ``reach``
-    rows the taps look further down) within BAND_BYTES, its accumulator within BAND_ACC and
-    its run at least BAND_MIN_RUN long; at most ``ho``."""
-    row_bytes = 4 * batch_stride // max(hq, 1)
-    band = BAND_BYTES // max(row_bytes, 1) - reach
-    return min(max(1, -(-BAND_MIN_RUN // wq), min(band, BAND_ACC // wq)), ho)
+def band_rows(wq, ho):
+    """Output rows per band: BAND_RUN // wq (at least 1, at most ``ho``)."""
+    return min(max(1, BAND_RUN // wq), ho)
+
+
+def chunk_pointers(row_ptr, entry, tap_bits, n_in, rows_read, wq, n_phase):
+    """Where each row's entries of each chunk of input channels start: int64
+    [rows, chunks + 1], row o's entries of chunk c at ``kptr[o, c]:kptr[o, c + 1]``.
+
+    A chunk holds as many input channels as keep their ``n_phase`` phase planes' ``rows_read``
+    rows of pitch ``wq`` within CHUNK_BYTES (at least one). It needs each row's entries in
+    order of input channel (a layer's CSR columns are, ``c = ci*kh*kw + tap``); a layer whose
+    rows are not gets one chunk."""
+    n_rows = row_ptr.shape[0] - 1
+    per_chunk = max(1, CHUNK_BYTES // (4 * n_phase * rows_read * wq))
+    n_chunks = -(-n_in // per_chunk)
+    kptr = np.empty((n_rows, max(n_chunks, 1) + 1), np.int64)
+    kptr[:, 0] = row_ptr[:-1]
+    kptr[:, -1] = row_ptr[1:]
+    if n_chunks <= 1 or n_rows == 0:
+        return kptr
+    # key = row * n_chunks + chunk, non-decreasing over all entries when every row is in order;
+    # then the start of (row, chunk) is the first entry whose key reaches it
+    kind = np.int32 if n_rows * n_chunks < 2**31 else np.int64
+    key = np.repeat(np.arange(n_rows, dtype=kind) * kind(n_chunks), np.diff(row_ptr))
+    key += ((entry >> np.uint32(tap_bits)) // np.uint32(per_chunk)).astype(kind)
+    if key.shape[0] > 1 and not bool((key[1:] >= key[:-1]).all()):
+        return np.ascontiguousarray(kptr[:, [0, -1]])
+    starts = np.searchsorted(key, np.arange(n_rows * n_chunks, dtype=kind))
+    kptr[:, :-1] = starts.reshape(n_rows, n_chunks)
+    return kptr
 
 
 def runs_threaded(parallel, nnz, wq, out):
@@ -372,20 +354,22 @@ def phase_split(x, sh, sw, pad_t, pad_l, hq, wq, parallel):
     return xs
 
 
-def convolve(xs, row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
+def convolve(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
              wq, band, bias, act, out, parallel):
-    """Run conv_parallel or conv_serial into `out` [B, rows, Ho, Wo]; the threaded one with
-    enough chunks of rows per band for every thread to have about eight tasks."""
+    """Run conv_parallel or conv_serial into `out` [B, rows, Ho, Wo] (kptr from
+    :func:`chunk_pointers`); the threaded one with enough parts of the rows per band for every
+    thread to have about eight tasks."""
     n_batch, n_rows, ho, _ = out.shape
-    n_chunks = 1
+    n_parts = 1
     if parallel:
         tasks = n_batch * -(-ho // band)
-        n_chunks = max(1, min(n_rows, -(-8 * numba.get_num_threads() // tasks)))
+        n_parts = max(1, min(n_rows, -(-8 * numba.get_num_threads() // tasks)))
+    group = max(1, GROUP_BYTES // (4 * band * wq))
     has_bias = bias is not None
     kern = threaded_or_serial(conv_parallel, conv_serial, parallel)
-    kern(xs.reshape(-1), row_ptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-         batch_stride, wq, band, n_chunks, bias if has_bias else _NO_BIAS, has_bias, act.code,
-         act.param, out)
+    kern(xs.reshape(-1), kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
+         batch_stride, wq, band, group, n_parts, bias if has_bias else _NO_BIAS, has_bias,
+         act.code, act.param, out)
 
 
 def _padding4(padding, kernel_size, stride, dilation):
@@ -502,13 +486,16 @@ class SparseConv2d:
         qx, px = np.divmod(tx, sw)
         tap_off = np.ascontiguousarray((py * sw + px) * block + qy * wq + qx)
         batch_stride = sh * sw * block
-        band = band_rows(batch_stride, hq, wq, int(qy.max()), ho)
+        band = band_rows(wq, ho)
         cin_g = self.in_channels // self.groups
         if self.groups > 1 and sh * sw * cin_g * chan_stride <= GROUP_SPLIT_MAX:
             # group by group (groups_parallel): offsets within one group's split block
             tap_off = np.ascontiguousarray((py * sw + px) * cin_g * chan_stride + qy * wq + qx)
-            band = 0
-        geo = (ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, (sh, sw), band)
+            band, kptr = 0, None
+        else:
+            kptr = chunk_pointers(self.row_ptr, self.entry, self.tap_bits, self.in_channels,
+                                  band + int(qy.max()), wq, sh * sw)
+        geo = (ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, (sh, sw), band, kptr)
         if len(self._geometry) >= 8:
             self._geometry.clear()
         self._geometry[key] = geo
@@ -520,7 +507,7 @@ class SparseConv2d:
         if cin != self.in_channels:
             raise KernelArgumentError(f"x has {cin} channels, the layer expects {self.in_channels}")
         act = parse_activation(activation)
-        ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, (sh, sw), band = \
+        ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, (sh, sw), band, kptr = \
             self._geometry_for(h, w)
         out = np.empty((n_batch, self.out_channels, ho, wo), np.float32)
         if out.size == 0:
@@ -541,7 +528,7 @@ class SparseConv2d:
             xs = x
         else:
             xs = phase_split(x, sh, sw, self.padding[0], self.padding[1], hq, wq, parallel)
-        convolve(xs, self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
+        convolve(xs, kptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
                  chan_stride, batch_stride, wq, band, self.bias, act, out, parallel)
         return out
 

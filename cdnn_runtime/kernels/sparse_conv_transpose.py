@@ -34,6 +34,7 @@ from ._common import (
 )
 from .sparse_conv import (
     band_rows,
+    chunk_pointers,
     check_groups,
     convolve,
     entry_tap_bits,
@@ -196,8 +197,10 @@ class SparseConvTranspose2d:
         tap_off = np.ascontiguousarray((q0 + pad_t - qy) * wq + (x0 + pad_l - qx))
         direct = pad_t == 0 and pad_l == 0 and hq == h and wq == w
         batch_stride = self.in_channels * hq * wq
-        band = band_rows(batch_stride, hq, wq, int(q0 + pad_t), qh)
-        geo = (ho, wo, qh, qw, hq, wq, pad_t, pad_l, direct, tap_off, batch_stride, band,
+        band = band_rows(wq, qh)
+        kptr = chunk_pointers(self.row_ptr, self.entry, self.tap_bits, self.in_channels,
+                              band + int(q0 + pad_t), wq, 1)
+        geo = (ho, wo, qh, qw, hq, wq, pad_t, pad_l, direct, tap_off, batch_stride, band, kptr,
                ph - q0 * sh, pw - x0 * sw)
         if len(self._geometry) >= 8:
             self._geometry.clear()
@@ -211,15 +214,15 @@ class SparseConvTranspose2d:
         if cin != self.in_channels:
             raise KernelArgumentError(f"x has {cin} channels, the layer expects {self.in_channels}")
         act = parse_activation(activation)
-        ho, wo, qh, qw, hq, wq, pad_t, pad_l, direct, tap_off, batch_stride, band, off_y, off_x \
-            = self._geometry_for(h, w)
+        ho, wo, qh, qw, hq, wq, pad_t, pad_l, direct, tap_off, batch_stride, band, kptr, off_y, \
+            off_x = self._geometry_for(h, w)
         sh, sw = self.stride
         planes = np.empty((n_batch, self.n_slots * self.out_channels, qh, qw), np.float32)
         if planes.size == 0:
             return np.empty((n_batch, self.out_channels, ho, wo), np.float32)
         parallel = runs_threaded(parallel, self.nnz, wq, planes)
         xs = x if direct else phase_split(x, 1, 1, pad_t, pad_l, hq, wq, parallel)
-        convolve(xs, self.row_ptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
+        convolve(xs, kptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
                  hq * wq, batch_stride, wq, band, self.phase_bias, act, planes, parallel)
         if (sh, sw) == (1, 1):
             return planes  # stride 1: the one phase plane is the output
