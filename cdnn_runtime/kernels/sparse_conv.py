@@ -32,7 +32,6 @@ import numpy as np
 from numba import njit, prange
 
 from .._jit import jit_cache, threaded_or_serial
-from ._simd import shifted_sum
 from ._common import (
     FASTMATH,
     KernelArgumentError,
@@ -42,6 +41,7 @@ from ._common import (
     check_float32,
     parse_activation,
 )
+from ._simd import shifted_sum
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 

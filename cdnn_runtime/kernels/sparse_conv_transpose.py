@@ -34,8 +34,8 @@ from ._common import (
 )
 from .sparse_conv import (
     band_rows,
-    chunk_pointers,
     check_groups,
+    chunk_pointers,
     convolve,
     entry_tap_bits,
     phase_split,
