@@ -599,6 +599,8 @@ MAX_POOL_CASES = [
     ((1, 1, 4, 4), 4, 1, 2, 1, True),
     ((3, 5, 5), 3, 3, 1, 1, True),
     ((0, 3, 7, 7), 3, 2, 1, 1, True),
+    ((1, 2, 13, 14), 4, 3, 2, 1, True),  # stride 3: three column phases
+    ((1, 2, 12, 12), (2, 5), (1, 4), (1, 2), (1, 2), False),
 ]
 
 
@@ -615,6 +617,8 @@ def test_max_pool2d_nan_inf_and_large_input():
     rng = np.random.default_rng(49)
     x = rng.standard_normal((2, 4, 64, 64)).astype(np.float32)
     x[0, 0, 3, 3] = np.nan
+    x[0, 1, 5, 0] = np.nan  # in a border column
+    x[0, 2, 7, 63] = np.nan
     x[1, 2, 10, 11] = np.inf
     x[1, 3, :4, :4] = -np.inf
     for ceil in (False, True):

@@ -71,35 +71,98 @@ def _planes_and_out(x, ho, wo):
 # ---------------------------------------------------------------------------------------------
 
 
+@njit(cache=_CACHE, inline="always")
+def _max_pool_point(src, kh, kw, dh, dw, y0, x0):
+    """The max over the taps of the window at (y0, x0) that lie inside src (NaN wins)."""
+    h, w = src.shape
+    m = np.float32(-np.inf)
+    for ky in range(kh):
+        iy = y0 + ky * dh
+        if iy < 0 or iy >= h:
+            continue
+        for kx in range(kw):
+            ix = x0 + kx * dw
+            if ix < 0 or ix >= w:
+                continue
+            v = src[iy, ix]
+            if v > m or np.isnan(v):
+                m = v
+    return m
+
+
+@njit(cache=_CACHE, inline="always")
+def _max_into(dst, d0, src, s0, n):
+    """dst[d0 + i] = max(dst[d0 + i], src[s0 + i]) for i < n, NaN wins (unsigned indices: no
+    wrap-around test, a loop LLVM vectorizes)."""
+    for i in range(np.uint64(n)):
+        v = src[np.uint64(s0) + i]
+        m = dst[np.uint64(d0) + i]
+        r = v if v > m else m  # m when m is NaN
+        dst[np.uint64(d0) + i] = v if v != v else r
+
+
 @njit(cache=_CACHE)
-def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst):
-    """One plane: the max of each window over the taps inside the input (NaN wins)."""
+def _max_pool_rows(src, kh, kw, sh, sw, ph, pw, dh, dw, dst, split):
+    """The columns ox_lo..ox_hi-1 of dst whose windows lie inside src's width, tap by tap
+    over whole rows. For sw > 1 the plane is first split by column phase into ``split``
+    (flat, sw blocks of h rows of ceil(w/sw)), so that every tap reads a contiguous run.
+    Returns (ox_lo, ox_hi)."""
     h, w = src.shape
     ho, wo = dst.shape
+    ox_lo = min(wo, (pw + sw - 1) // sw)  # first column whose window starts inside
+    last = w - 1 - (kw - 1) * dw + pw  # columns with ox*sw <= last end inside
+    ox_hi = max(ox_lo, min(wo, last // sw + 1)) if last >= 0 else ox_lo
+    n = ox_hi - ox_lo
+    if n == 0:
+        return ox_lo, ox_hi
+    cols = (w + sw - 1) // sw
+    flat_src = src.reshape(-1)
+    flat_dst = dst.reshape(-1)
+    if sw > 1:
+        for p in range(sw):
+            for iy in range(h):
+                row = split[(p * h + iy) * cols:(p * h + iy + 1) * cols]
+                srow = src[iy]
+                for j in range((w - p + sw - 1) // sw):
+                    row[j] = srow[j * sw + p]
     for oy in range(ho):
         y0 = oy * sh - ph
-        for ox in range(wo):
-            x0 = ox * sw - pw
-            m = np.float32(-np.inf)
-            for ky in range(kh):
-                iy = y0 + ky * dh
-                if iy < 0 or iy >= h:
-                    continue
-                for kx in range(kw):
-                    ix = x0 + kx * dw
-                    if ix < 0 or ix >= w:
-                        continue
-                    v = src[iy, ix]
-                    if v > m or np.isnan(v):
-                        m = v
-            dst[oy, ox] = m
+        d0 = oy * wo + ox_lo
+        for i in range(n):
+            flat_dst[d0 + i] = np.float32(-np.inf)
+        for ky in range(kh):
+            iy = y0 + ky * dh
+            if iy < 0 or iy >= h:
+                continue
+            for kx in range(kw):
+                o = kx * dw - pw  # input column of output column ox: ox*sw + o >= 0
+                q = o // sw
+                if sw > 1:
+                    _max_into(flat_dst, d0, split, ((o - q * sw) * h + iy) * cols + ox_lo + q, n)
+                else:
+                    _max_into(flat_dst, d0, flat_src, iy * w + ox_lo + o, n)
+    return ox_lo, ox_hi
 
 
 @njit(cache=_CACHE)
-def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
-    """_max_pool_plane when every window lies inside the plane: tap by tap over whole output
-    rows (plain loops that LLVM vectorizes), 2x2 windows at stride 2 in one pass (3x faster
-    than tap by tap: LeNet's and VGG's pools); NaN wins as in _max_pool_plane."""
+def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst, split):
+    """One plane: the max of each window over the taps inside the input (NaN wins): the
+    columns whose windows lie inside the input's width by :func:`_max_pool_rows`, the others
+    (at most a few per side) one by one with a test per tap."""
+    ox_lo, ox_hi = _max_pool_rows(src, kh, kw, sh, sw, ph, pw, dh, dw, dst, split)
+    wo = dst.shape[1]
+    for oy in range(dst.shape[0]):
+        y0 = oy * sh - ph
+        for ox in range(ox_lo):
+            dst[oy, ox] = _max_pool_point(src, kh, kw, dh, dw, y0, ox * sw - pw)
+        for ox in range(ox_hi, wo):
+            dst[oy, ox] = _max_pool_point(src, kh, kw, dh, dw, y0, ox * sw - pw)
+
+
+@njit(cache=_CACHE)
+def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst, split):
+    """_max_pool_plane when every window lies inside the plane: 2x2 windows at stride 2 in one
+    pass (3x faster than tap by tap: LeNet's and VGG's pools), others by _max_pool_rows."""
     ho, wo = dst.shape
     if kh == 2 and kw == 2 and sh == 2 and sw == 2 and dh == 1 and dw == 1:
         for oy in range(ho):
@@ -115,21 +178,7 @@ def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
                 n = c if (c > d or c != c) else d
                 drow[ox] = m if (m > n or m != m) else n
         return
-    for oy in range(ho):
-        drow = dst[oy]
-        first = src[oy * sh]
-        for ox in range(wo):
-            drow[ox] = first[ox * sw]
-        for ky in range(kh):
-            srow = src[oy * sh + ky * dh]
-            for kx in range(kw):
-                if ky == 0 and kx == 0:
-                    continue
-                off = kx * dw
-                for ox in range(wo):
-                    v = srow[ox * sw + off]
-                    m = drow[ox]
-                    drow[ox] = v if (v > m or v != v) else m
+    _max_pool_rows(src, kh, kw, sh, sw, 0, 0, dh, dw, dst, split)
 
 
 # Two kernels, not one with a flag: each compiled kernel carries the machine code of all it
@@ -138,30 +187,36 @@ def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst):
 @njit(cache=_CACHE, parallel=True)
 def max_pool_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """x [P, H, W] -> out [P, Ho, Wo]: max over each window (NaN wins, padding ignored)."""
+    size = sw * x.shape[1] * ((x.shape[2] + sw - 1) // sw)
     for p in prange(x.shape[0]):
-        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
+        split = np.empty(size, np.float32)
+        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p], split)
 
 
 @njit(cache=_CACHE)
 def max_pool_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """Serial :func:`max_pool_parallel`."""
+    split = np.empty(sw * x.shape[1] * ((x.shape[2] + sw - 1) // sw), np.float32)
     for p in range(x.shape[0]):
-        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
+        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p], split)
 
 
 @njit(cache=_CACHE, parallel=True)
 def max_pool_inside_parallel(x, kh, kw, sh, sw, dh, dw, out):
     """:func:`max_pool_parallel` when every window lies inside the planes (no padding
     reached): a faster loop."""
+    size = sw * x.shape[1] * ((x.shape[2] + sw - 1) // sw)
     for p in prange(x.shape[0]):
-        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+        split = np.empty(size, np.float32)
+        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p], split)
 
 
 @njit(cache=_CACHE)
 def max_pool_inside_serial(x, kh, kw, sh, sw, dh, dw, out):
     """Serial :func:`max_pool_inside_parallel`."""
+    split = np.empty(sw * x.shape[1] * ((x.shape[2] + sw - 1) // sw), np.float32)
     for p in range(x.shape[0]):
-        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p])
+        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p], split)
 
 
 class MaxPool2d:
