@@ -177,7 +177,8 @@ def _i64(v):
 class _SumEmitter:
     """IR of :func:`shifted_sum`, one loop over the entries per vector count."""
 
-    def __init__(self, builder, ptrs, ints, init):
+    def __init__(self, builder, ptrs, ints, init, signed_entries):
+        self.signed = signed_entries
         self.b = builder
         self.p = ptrs  # xs, entry, codes, codebook, tap_off, acc: element pointers
         self.i = ints  # base, k0, kend, tap_bits, tap_mask, chan_stride (i64)
@@ -208,7 +209,9 @@ class _SumEmitter:
         b = self.b
         xs, entry, codes, codebook, tap_off, _ = self.p
         base, _, _, tap_bits, tap_mask, chan_stride = self.i
-        e = b.zext(b.load(b.gep(entry, [k])), _I64)
+        e = b.load(b.gep(entry, [k]))
+        if e.type.width < 64:
+            e = b.sext(e, _I64) if self.signed else b.zext(e, _I64)
         off = b.load(b.gep(tap_off, [b.and_(e, tap_mask)]))
         src = b.add(b.add(base, b.mul(b.lshr(e, tap_bits), chan_stride)), b.add(off, seg))
         w = b.load(b.gep(codebook, [b.zext(b.load(b.gep(codes, [k])), _I64)]))
@@ -302,11 +305,13 @@ def shifted_sum(typingctx, xs, base, k, end, entry, tap_bits, codes, codebook, t
     codebook[codes[i]] * xs[src_i : src_i + n]``, ``src_i = base + (entry[i] >> tap_bits) *
     chan_stride + tap_off[entry[i] & (2**tap_bits - 1)]``.
 
-    xs, codebook float32, entry uint32, codes uint8, tap_off int64, acc float32: contiguous 1-D
-    arrays; the integers int64; init a bool. Nothing is checked here: the caller guarantees
-    every index in range (the layer's CSR arrays are checked at load, the offsets built from
-    the input's own geometry) and at least n floats in acc."""
-    if not (_contiguous(xs, types.float32) and _contiguous(entry, types.uint32)
+    xs, codebook float32, entry any integer type (a convolution's packed uint32 entries, or a
+    linear layer's column indices with tap_bits 0 and tap_off [0]), codes uint8, tap_off int64,
+    acc float32: contiguous 1-D arrays; the integers int64; init a bool. Nothing is checked
+    here: the caller guarantees every index in range (the layer's CSR arrays are checked at
+    load, the offsets built from the input's own geometry) and at least n floats in acc."""
+    if not (_contiguous(xs, types.float32) and isinstance(entry, types.Array)
+            and entry.ndim == 1 and entry.layout == "C" and isinstance(entry.dtype, types.Integer)
             and _contiguous(codes, types.uint8) and _contiguous(codebook, types.float32)
             and _contiguous(tap_off, types.int64) and _contiguous(acc, types.float32)):
         return None
@@ -323,7 +328,7 @@ def shifted_sum(typingctx, xs, base, k, end, entry, tap_bits, codes, codebook, t
         tap_bits = args[5]
         tap_mask = builder.sub(builder.shl(_i64(1), tap_bits), _i64(1))
         ints = (args[1], args[2], args[3], tap_bits, tap_mask, args[9])
-        em = _SumEmitter(builder, ptrs, ints, args[12])
+        em = _SumEmitter(builder, ptrs, ints, args[12], signature.args[4].dtype.signed)
         n = args[11]
         b = builder
         pre = b.block

@@ -10,8 +10,10 @@ Kernels (all take raw arrays and write into ``out``):
 * batch 1: a sparse mat-vec, one output per row (with the AVX2 codebook lookup of
   :mod:`._simd` for codebooks of up to 32 values);
 * batch 2..7: per row, one sparse dot product per sample (the row's entries stay in L1);
-* batch >= 8: ``x`` transposed to [n_cols, B] so the innermost loop runs over the batch
-  contiguously, into a [n_rows, B] result that is transposed back.
+* batch >= 8: ``x`` transposed to [n_cols, B] so that the batch is the contiguous run, into a
+  [n_rows, B] result that is transposed back: one layer runs as a 1x1 convolution of a 1 x B
+  plane (:class:`SparseLinear`, the convolution's kernel: sums in vector registers over chunks
+  of input features kept in L1), a chain layer by layer row by row (:func:`chain_t`).
 
 Each has a parallel variant (rows split across threads) and a serial one for small layers.
 
@@ -31,11 +33,13 @@ from ._common import (
     PARALLEL_MIN_WORK,
     KernelArgumentError,
     apply_activation,
+    bias_activation,
     check_csr,
     check_float32,
     parse_activation,
 )
-from ._simd import AVX2, LUT_SIZE, LUT_STEP, lut_dot
+from ._simd import AVX2, LUT_SIZE, LUT_STEP, lut_dot, shifted_sum
+from .sparse_conv import BAND_RUN, chunk_pointers, convolve
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
@@ -160,50 +164,24 @@ def spmm_rows_serial(x, row_ptr, col_idx, codes, codebook, use_register_lookup, 
             out[b, r] = apply_activation(v, act, act_param)
 
 
+#: Samples of a batch one pass over a row's entries takes at most (in the transposed layout,
+#: the floats of each input row it reads).
+BATCH_RUN = 1 << 9
+
+_ONLY_TAP = np.zeros(1, np.int64)  # a linear layer as shifted_sum's one-tap "convolution"
+
+
 @njit(cache=_CACHE, fastmath=FASTMATH)
 def _row_axpy_batch(xt, col_idx, codes, codebook, k, end, b_r, act, act_param, o):
     """o[:] = act(sum over entries k..end-1 of w_k * xt[col_idx[k], :] + b_r), o one row of
-    the transposed output; four entries per pass over it, so that it is loaded and stored once
-    per four multiply-adds."""
+    the transposed output: the row summed in vector registers (:func:`._simd.shifted_sum`,
+    entries read as input channels of pitch B with one tap), then the bias and activation."""
     n_batch = o.shape[0]
-    for b in range(n_batch):
-        o[b] = 0.0
-    while k + 4 <= end:
-        w0 = codebook[codes[k]]
-        w1 = codebook[codes[k + 1]]
-        w2 = codebook[codes[k + 2]]
-        w3 = codebook[codes[k + 3]]
-        x0 = xt[col_idx[k]]
-        x1 = xt[col_idx[k + 1]]
-        x2 = xt[col_idx[k + 2]]
-        x3 = xt[col_idx[k + 3]]
-        for b in range(n_batch):
-            o[b] += (w0 * x0[b] + w1 * x1[b]) + (w2 * x2[b] + w3 * x3[b])
-        k += 4
-    while k < end:
-        w = codebook[codes[k]]
-        xr = xt[col_idx[k]]
-        for b in range(n_batch):
-            o[b] += w * xr[b]
-        k += 1
-    for b in range(n_batch):
-        o[b] = apply_activation(o[b] + b_r, act, act_param)
-
-
-@njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
-def spmm_t_parallel(xt, row_ptr, col_idx, codes, codebook, bias, has_bias, act, act_param, out_t):
-    """Batched on the transposed input: xt [n_cols, B] -> out_t [n_rows, B]."""
-    for r in prange(row_ptr.shape[0] - 1):
-        _row_axpy_batch(xt, col_idx, codes, codebook, row_ptr[r], row_ptr[r + 1],
-                        _bias_of(bias, has_bias, r), act, act_param, out_t[r])
-
-
-@njit(cache=_CACHE, fastmath=FASTMATH)
-def spmm_t_serial(xt, row_ptr, col_idx, codes, codebook, bias, has_bias, act, act_param, out_t):
-    """Serial :func:`spmm_t_parallel`."""
-    for r in range(row_ptr.shape[0] - 1):
-        _row_axpy_batch(xt, col_idx, codes, codebook, row_ptr[r], row_ptr[r + 1],
-                        _bias_of(bias, has_bias, r), act, act_param, out_t[r])
+    flat = xt.reshape(-1)
+    for b0 in range(0, n_batch, BATCH_RUN):
+        shifted_sum(flat, b0, k, end, col_idx, 0, codes, codebook, _ONLY_TAP, n_batch, o[b0:],
+                    min(BATCH_RUN, n_batch - b0), False)
+    bias_activation(o, b_r, act, act_param, o)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,9 +306,10 @@ def register_lookup_table(codebook, codes):
 
 def run_linear(x, row_ptr, col_idx, codes, codebook, bias, act, parallel=None,
                use_register_lookup=False):
-    """Pick and run a kernel; arguments already checked, ``act`` an Activation;
-    ``use_register_lookup``: the codebook is a table from :func:`register_lookup_table` that
-    allows the register lookup."""
+    """Pick and run the batch-1 kernel or the per-row one (any batch; :class:`SparseLinear`
+    takes batches from TRANSPOSED_MIN_BATCH on as a convolution instead); arguments already
+    checked, ``act`` an Activation; ``use_register_lookup``: the codebook is a table from
+    :func:`register_lookup_table` that allows the register lookup."""
     n_batch = x.shape[0]
     n_rows = row_ptr.shape[0] - 1
     has_bias = bias is not None
@@ -346,17 +325,11 @@ def run_linear(x, row_ptr, col_idx, codes, codebook, bias, act, parallel=None,
         kern(x[0], row_ptr, col_idx, codes, codebook, use_register_lookup, b_arr, has_bias,
              act.code, act.param, out[0])
         return out
-    if n_batch < TRANSPOSED_MIN_BATCH:
-        out = np.empty((n_batch, n_rows), np.float32)
-        kern = threaded_or_serial(spmm_rows_parallel, spmm_rows_serial, parallel)
-        kern(x, row_ptr, col_idx, codes, codebook, use_register_lookup, b_arr, has_bias,
-             act.code, act.param, out)
-        return out
-    xt = np.ascontiguousarray(x.T)
-    out_t = np.empty((n_rows, n_batch), np.float32)
-    kern = threaded_or_serial(spmm_t_parallel, spmm_t_serial, parallel)
-    kern(xt, row_ptr, col_idx, codes, codebook, b_arr, has_bias, act.code, act.param, out_t)
-    return np.ascontiguousarray(out_t.T)
+    out = np.empty((n_batch, n_rows), np.float32)
+    kern = threaded_or_serial(spmm_rows_parallel, spmm_rows_serial, parallel)
+    kern(x, row_ptr, col_idx, codes, codebook, use_register_lookup, b_arr, has_bias,
+         act.code, act.param, out)
+    return out
 
 
 def _check_x(x, in_features):
@@ -376,7 +349,7 @@ class SparseLinear:
     """
 
     __slots__ = ("row_ptr", "col_idx", "codes", "codebook", "bias", "in_features", "out_features",
-                 "lookup_table", "use_register_lookup")
+                 "lookup_table", "use_register_lookup", "_entry", "_kptr")
 
     def __init__(self, row_ptr, col_idx, codes, codebook, bias, in_features, check_values=True):
         in_features = int(in_features)
@@ -389,6 +362,8 @@ class SparseLinear:
         self.in_features = in_features
         self.out_features = row_ptr.shape[0] - 1
         self.lookup_table, self.use_register_lookup = register_lookup_table(codebook, codes)
+        self._entry = None  # col_idx as uint32, made on the first batch run as a convolution
+        self._kptr = {}  # per batch size: chunk_pointers for that run
 
     @property
     def nnz(self):
@@ -396,8 +371,42 @@ class SparseLinear:
 
     def __call__(self, x, activation="none", *, parallel=None):
         _check_x(x, self.in_features)
+        act = parse_activation(activation)
+        n_batch = x.shape[0]
+        if n_batch >= max(TRANSPOSED_MIN_BATCH, 1) and self.out_features:
+            if n_batch <= BAND_RUN:
+                return self._as_conv(x, act, parallel)
+            out = np.empty((n_batch, self.out_features), np.float32)
+            for b0 in range(0, n_batch, BAND_RUN):  # the last slice: at least half a run
+                b1 = n_batch if n_batch - b0 < 3 * BAND_RUN // 2 else b0 + BAND_RUN
+                out[b0:b1] = self._as_conv(x[b0:b1], act, parallel)
+                if b1 == n_batch:
+                    break
+            return out
         return run_linear(x, self.row_ptr, self.col_idx, self.codes, self.lookup_table, self.bias,
-                          parse_activation(activation), parallel, self.use_register_lookup)
+                          act, parallel, self.use_register_lookup)
+
+    def _as_conv(self, x, act, parallel):
+        """A batch of B samples (up to about BAND_RUN: larger batches are run in slices) as a
+        1x1 convolution of the transposed input
+        [1, in_features, 1, B]: the convolution's kernel (sums in registers over chunks of
+        input features kept in L1, threads over parts of the rows) with the columns as input
+        channels of one tap."""
+        n_batch = x.shape[0]
+        if self._entry is None:
+            self._entry = self.col_idx.astype(np.uint32)
+        kptr = self._kptr.get(n_batch)
+        if kptr is None:
+            kptr = chunk_pointers(self.row_ptr, self._entry, 0, self.in_features, 1, n_batch, 1)
+            if len(self._kptr) >= 4:
+                self._kptr.clear()
+            self._kptr[n_batch] = kptr
+        out_t = np.empty((1, self.out_features, 1, n_batch), np.float32)
+        if parallel is None:
+            parallel = (self.nnz + self.out_features) * n_batch >= PARALLEL_MIN_WORK
+        convolve(np.ascontiguousarray(x.T), kptr, self._entry, 0, self.codes, self.codebook,
+                 _ONLY_TAP, n_batch, 0, n_batch, 1, self.bias, act, out_t, bool(parallel))
+        return np.ascontiguousarray(out_t.reshape(self.out_features, n_batch).T)
 
 
 def prepare_linear(row_ptr, col_idx, codes, codebook, bias=None, *, in_features,
@@ -427,10 +436,8 @@ def linear(x, row_ptr, col_idx, codes, codebook, bias=None, activation="none", *
     Returns float32 [B, out_features], C-contiguous.
     """
     check_float32("x", x, ndim=2)
-    check_linear_weights(row_ptr, col_idx, codes, codebook, bias, x.shape[1], full=check_values)
-    table, use_register_lookup = register_lookup_table(codebook, codes)
-    return run_linear(x, row_ptr, col_idx, codes, table, bias, parse_activation(activation),
-                      parallel, use_register_lookup)
+    layer = SparseLinear(row_ptr, col_idx, codes, codebook, bias, x.shape[1], check_values)
+    return layer(x, activation, parallel=parallel)
 
 
 class LinearChain:
