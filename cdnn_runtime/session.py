@@ -18,8 +18,9 @@ from ._jit import first_use
 from .constants import DEFAULT_MAX_DECODED_BYTES, MAX_CODEBOOK_SIZE, MAX_UINT16_COLUMNS
 from .errors import CdnnArgumentError, CdnnError, CdnnFormatError, CdnnMemoryError
 from .graph import OPS as GRAPH_OPS
-from .kernels import parse_activation, prepare_conv, prepare_linear
+from .kernels import ACT_NONE, parse_activation, prepare_conv, prepare_linear
 from .kernels.dense_linear import linear_dense
+from .kernels.elementwise import activation, add
 from .kernels.shape import flatten
 from .kernels.sparse_conv import prepare_conv1d
 from .kernels.sparse_conv_transpose import prepare_conv_transpose
@@ -195,9 +196,14 @@ class InferenceSession:
             if len(n["inputs"]) == 1:
                 by_input.setdefault(n["inputs"][0], []).append(i)
         fused = set()
+        residual_at = self._residual_adds(nodes, uses, outputs)
+        deferred = {ci for ci, _ in residual_at.values()}
         steps = []
         for i, n in enumerate(nodes):
-            if i in fused:
+            if i in fused or i in deferred:
+                continue
+            if i in residual_at:
+                steps.append(self._residual_step(nodes, i, *residual_at[i], fused))
                 continue
             out = n["outputs"][0]
             activation = "none"
@@ -223,6 +229,55 @@ class InferenceSession:
         steps = self._chain(steps, uses, outputs)
         self._assign_slots(steps, g, outputs)
         return steps
+
+    @staticmethod
+    def _residual_adds(nodes, uses, outputs):
+        """Residual connections to fuse into the convolution before them: {index of an add of
+        two values: (index of the conv2d whose only use is that add, index of the activation
+        of _FUSABLE that is the add's only use, or None)}. The convolution then runs where the
+        add is (its other input may be computed after the convolution, as a downsampling
+        branch is), adding the other input in its epilogue."""
+        consumers = {}
+        for i, n in enumerate(nodes):
+            for v in n["inputs"]:
+                consumers.setdefault(v, []).append(i)
+        found = {}
+        for i, n in enumerate(nodes):
+            out = n["outputs"][0]
+            if n["op"] != "conv2d" or uses.get(out) != 1 or out in outputs:
+                continue
+            (j,) = consumers[out]
+            add = nodes[j]
+            if add["op"] != "add" or len(add["inputs"]) != 2 or add["params"] \
+                    or add["inputs"][0] == add["inputs"][1] or j in found:
+                continue
+            z = add["outputs"][0]
+            act = None
+            if uses.get(z) == 1 and z not in outputs and len(consumers[z]) == 1 \
+                    and nodes[consumers[z][0]]["op"] in _FUSABLE:
+                act = consumers[z][0]
+            found[j] = (i, act)
+        return found
+
+    def _residual_step(self, nodes, j, i, act_index, fused):
+        """The step of conv2d node i with the add node j (and the activation act_index) fused
+        into it: inputs (the convolution's input, the add's other input)."""
+        conv, add = nodes[i], nodes[j]
+        covered, out, activation = [conv, add], add["outputs"][0], "none"
+        if act_index is not None:
+            act_node = nodes[act_index]
+            activation = _FUSABLE[act_node["op"]](act_node["attrs"])
+            fused.add(act_index)
+            covered.append(act_node)
+            out = act_node["outputs"][0]
+        other = [v for v in add["inputs"] if v != conv["outputs"][0]][0]
+        try:
+            fn = self._build(conv, activation, residual=True)
+        except CdnnError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise CdnnFormatError(f"graph node {conv['name']!r} ({conv['op']}): {exc}") from None
+        return _Step(conv, fn, [conv["inputs"][0], other], out, covered)
 
     def _chain(self, steps, uses, outputs):
         """Merge runs of sparse linear steps, each feeding only the next, into one step that
@@ -286,8 +341,9 @@ class InferenceSession:
                                     if last[v] == k and v not in outputs} | unused))
         self._slots = slots
 
-    def _build(self, n, activation):
-        """The step function of node `n`; `activation` is fused into it when it is a layer."""
+    def _build(self, n, activation, residual=False):
+        """The step function of node `n`; `activation` is fused into it when it is a layer;
+        with `residual` (a conv2d) it takes a second input added before the activation."""
         op, p = n["op"], n["params"]
         layer_builder = _LAYER_BUILDERS.get(op)
         if layer_builder is None:  # a weight that may be sparse (embedding) stays as stored
@@ -296,6 +352,8 @@ class InferenceSession:
                                              else self._raw(v) for k, v in p.items()})
         w = self._weight(p["weight"])
         bias = self._raw(p["bias"]) if "bias" in p else None
+        if residual:
+            return _with_residual(self._conv2d(n, w, bias, None), parse_activation(activation))
         return layer_builder(self, n, w, bias, parse_activation(activation))
 
     # The reader built a sparse weight's arrays and checked every value on the way (columns in
@@ -325,6 +383,8 @@ class InferenceSession:
                         stride=_dims(a["stride"]), check_values=raw, **geometry)
         if not raw:
             self._layers[n["name"]] = layer
+        if act is None:  # the layer itself (a residual step calls it)
+            return layer
         return lambda x: layer(x, act)
 
     def _conv2d(self, n, w, bias, act):
@@ -630,6 +690,21 @@ def _chain_fn(chain, flatten_samples):
 
 
 # ---- linear over inputs of rank above 2 (version 3)
+def _with_residual(layer, act):
+    """The step function of a conv2d layer with a residual add (and `act`) fused: act(conv(x)
+    + r) in the convolution's epilogue when r is float32 of the convolution's output shape;
+    otherwise (an add that broadcasts, another dtype) the convolution, then the add and the
+    activation as separate ops would compute them."""
+    def step(x, r):
+        if (type(r) is np.ndarray and r.dtype == np.float32 and type(x) is np.ndarray
+                and x.ndim == 4 and r.shape == (x.shape[0], layer.out_channels)
+                + layer.output_size(*x.shape[2:])):
+            return layer(x, act, residual=r)
+        y = add(layer(x), r)
+        return y if act.code == ACT_NONE else activation(y, act)
+    return step
+
+
 def _over_rows(fn):
     """A linear step `fn` (float32 [B, in] -> [B, out]) for inputs [N, ..., in] of any rank
     >= 2: the leading dims as rows, as nn.Linear does (ConvNeXt's channels-last blocks)."""

@@ -223,6 +223,76 @@ def test_linear_chains_match_pytorch_at_every_batch_path():
     close(sess(np.asfortranarray(x[:3])), torch_out(ref, x[:3]), "non-contiguous input")
 
 
+class _Residuals(nn.Module):
+    """Residual adds the session fuses into the convolution before them: conv -> add -> relu
+    with the skip branch (a strided 1x1 conv) computed after the main one, as torchvision's
+    Bottleneck does; conv -> add with no activation (MobileNetV2's projection); a depthwise
+    conv -> add; and adds it must not fuse: one that broadcasts a [C, 1, 1] value, one whose
+    conv output is used twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.down = nn.Conv2d(3, 8, 1, stride=2)
+        self.c = nn.Conv2d(8, 8, 1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.e = nn.Conv2d(8, 8, 3, padding=1)
+        self.scale = nn.Parameter(torch.randn(8, 1, 1))
+        self.f = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        main = self.b(F.relu(self.a(x)))
+        y = F.relu(main + self.down(x))  # the skip branch after the main conv
+        y = self.c(y) + y  # no activation after the add
+        y = F.relu6(self.dw(y) + y)  # a grouped conv
+        y = self.e(y) + self.scale  # broadcasts: not fused
+        z = self.f(y)
+        return torch.tanh(z + z * 0.5)  # z used twice: not fused
+
+
+def test_residual_adds_fuse_into_the_convolution_before_them():
+    model = _Residuals().eval()
+    x = np.random.default_rng(11).standard_normal((3, 3, 16, 15)).astype(np.float32)
+    packed, sess = packed_session(model, x[:1])
+    ops = [s.op for s in sess._steps]
+    assert ops.count("conv2d+add+relu") == 1, ops
+    assert ops.count("conv2d+add") == 1, ops
+    assert ops.count("conv2d+add+relu6") == 1, ops
+    assert "conv2d" in ops and "add" in ops, ops  # the broadcasting add and the shared output
+    ref = packed.reference_model()
+    for b in (1, 3):
+        close(sess(x[:b]), torch_out(ref, x[:b]), f"batch {b}")
+    assert sess(x[:0]).shape[0] == 0
+
+
+def test_conv_with_residual_in_its_epilogue():
+    """SparseConv2d(x, act, residual=r) is act(conv(x) + r): banded kernels and the group by
+    group path, threaded and serial; a residual of another shape is refused."""
+    from cdnn_runtime.kernels import KernelArgumentError, prepare_conv
+
+    rng = np.random.default_rng(12)
+    for cin, cout, groups, act in ((6, 4, 1, "relu"), (6, 6, 6, "relu6"), (4, 6, 2, "none")):
+        w = rng.standard_normal((cout, cin // groups, 3, 3)).astype(np.float32)
+        w[rng.random(w.shape) < 0.5] = 0
+        w2 = w.reshape(cout, -1)
+        row_ptr = np.concatenate([[0], np.cumsum((w2 != 0).sum(1))]).astype(np.int64)
+        cols = np.nonzero(w2)[1].astype(np.int32)
+        codebook, codes = np.unique(w2[w2 != 0], return_inverse=True)
+        bias = rng.standard_normal(cout).astype(np.float32)
+        layer = prepare_conv(row_ptr, cols, codes.astype(np.uint8), codebook.astype(np.float32),
+                             bias, in_channels=cin, kernel_size=3, padding=1, groups=groups)
+        x = rng.standard_normal((2, cin, 9, 8)).astype(np.float32)
+        r = rng.standard_normal((2, cout, 9, 8)).astype(np.float32)
+        y = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(bias),
+                     padding=1, groups=groups) + torch.from_numpy(r)
+        want = {"relu": F.relu, "relu6": F.relu6, "none": lambda v: v}[act](y).numpy()
+        for parallel in (False, True):
+            close(layer(x, act, parallel=parallel, residual=r), want, f"{cin} {groups} {act}")
+        with pytest.raises(KernelArgumentError, match="residual"):
+            layer(x, act, residual=r[:, :, :8])
+
+
 def test_profile_times_every_node_once(tmp_path):
     model = models.seeded(models.MODELS["lenet-5"], 6).eval()
     x = np.random.default_rng(6).standard_normal((2, 1, 28, 28)).astype(np.float32)

@@ -33,6 +33,7 @@ from numba import njit, prange
 
 from .._jit import jit_cache, threaded_or_serial
 from ._common import (
+    ACT_NONE,
     FASTMATH,
     KernelArgumentError,
     as_pair,
@@ -42,6 +43,7 @@ from ._common import (
     parse_activation,
 )
 from ._simd import shifted_sum
+from .elementwise import activate_flat
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
@@ -76,13 +78,26 @@ CONV_PARALLEL_MIN_WORK = 1 << 19
 # ---------------------------------------------------------------------------------------------
 
 
+@njit(cache=_CACHE)
+def _add_rows(acc, pitch, rows):
+    """acc[y * pitch + x] += rows[y, x] (a residual added to a band's sums)."""
+    width = rows.shape[1]
+    for y in range(rows.shape[0]):
+        a = acc[y * pitch:y * pitch + width]
+        r = rows[y]
+        for x in range(width):
+            a[x] += r[x]
+
+
 @njit(cache=_CACHE, fastmath=FASTMATH)
 def _conv_block(xs, xbase, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-                bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq, group, acc):
+                bias, has_bias, res, has_res, act, act_param, out, b, o0, o1, y0, y1, wq, group,
+                acc):
     """Output rows y0..y1-1 of output channels o0..o1-1 of sample b, ``group`` output channels
     at a time: for each chunk of input channels (kptr's columns), each channel of the group
     adds that chunk's entries to its sums (acc[i], kept in L2) while the chunk's input rows
-    stay in L1; then the bias and activation."""
+    stay in L1; then the residual ``res`` (of out's shape, when has_res), the bias and the
+    activation."""
     wo = out.shape[3]
     n = (y1 - 1 - y0) * wq + wo
     base = xbase + y0 * wq
@@ -94,13 +109,16 @@ def _conv_block(xs, xbase, kptr, entry, tap_bits, codes, codebook, tap_off, chan
                 shifted_sum(xs, base, kptr[o, c], kptr[o, c + 1], entry, tap_bits, codes,
                             codebook, tap_off, chan_stride, acc[o - g0], n, c > 0)
         for o in range(g0, g1):
+            if has_res:
+                _add_rows(acc[o - g0], wq, res[b, o, y0:y1])
             bo = bias[o] if has_bias else np.float32(0.0)
             bias_activation_rows(acc[o - g0], wq, bo, act, act_param, out[b, o, y0:y1])
 
 
 @njit(cache=_CACHE, parallel=True, fastmath=FASTMATH)
 def conv_parallel(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-                  batch_stride, wq, band, group, n_parts, bias, has_bias, act, act_param, out):
+                  batch_stride, wq, band, group, n_parts, bias, has_bias, res, has_res, act,
+                  act_param, out):
     """Direct sparse convolution over tasks (sample, band of ``band`` output rows, part of the
     output channels; ``n_parts`` parts) spread over threads; consecutive tasks share a band.
 
@@ -108,7 +126,8 @@ def conv_parallel(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stri
     output channel's entries of each chunk of input channels start (see chunk_pointers);
     entry: uint32 per stored weight, ``input_channel << tap_bits | tap``; tap_off: int64 offset
     of each tap inside a channel block; group: output channels whose sums are kept at once;
-    out: float32 [B, Cout, Ho, Wo].
+    res: float32 of out's shape added before the bias and activation when has_res (else any
+    4-D array); out: float32 [B, Cout, Ho, Wo].
     """
     n_batch = out.shape[0]
     n_out = out.shape[1]
@@ -126,13 +145,14 @@ def conv_parallel(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stri
         o1 = min(o0 + part, n_out)
         acc = np.empty((min(group, part), band * wq), np.float32)
         _conv_block(xs, b * batch_stride, kptr, entry, tap_bits, codes, codebook, tap_off,
-                    chan_stride, bias, has_bias, act, act_param, out, b, o0, o1, y0, y1, wq,
-                    group, acc)
+                    chan_stride, bias, has_bias, res, has_res, act, act_param, out, b, o0, o1,
+                    y0, y1, wq, group, acc)
 
 
 @njit(cache=_CACHE, fastmath=FASTMATH)
 def conv_serial(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
-                batch_stride, wq, band, group, n_parts, bias, has_bias, act, act_param, out):
+                batch_stride, wq, band, group, n_parts, bias, has_bias, res, has_res, act,
+                act_param, out):
     """Serial :func:`conv_parallel` (every output channel of a band, band after band)."""
     n_batch = out.shape[0]
     n_out = out.shape[1]
@@ -141,8 +161,8 @@ def conv_serial(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride
     for b in range(n_batch):
         for y0 in range(0, ho, band):
             _conv_block(xs, b * batch_stride, kptr, entry, tap_bits, codes, codebook, tap_off,
-                        chan_stride, bias, has_bias, act, act_param, out, b, 0, n_out, y0,
-                        min(y0 + band, ho), wq, group, acc)
+                        chan_stride, bias, has_bias, res, has_res, act, act_param, out, b, 0,
+                        n_out, y0, min(y0 + band, ho), wq, group, acc)
 
 
 @njit(cache=_CACHE)
@@ -276,6 +296,7 @@ def _pack_entries(row_ptr, col_idx, khw, cin_g, out_per_group, tap_bits, entry):
 # ---------------------------------------------------------------------------------------------
 
 _NO_BIAS = np.zeros(1, np.float32)
+_NO_RESIDUAL = np.zeros((1, 1, 1, 1), np.float32)
 
 
 def positive_int(name, v):
@@ -355,7 +376,7 @@ def phase_split(x, sh, sw, pad_t, pad_l, hq, wq, parallel):
 
 
 def convolve(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, batch_stride,
-             wq, band, bias, act, out, parallel):
+             wq, band, bias, act, out, parallel, residual=None):
     """Run conv_parallel or conv_serial into `out` [B, rows, Ho, Wo] (kptr from
     :func:`chunk_pointers`); the threaded one with enough parts of the rows per band for every
     thread to have about eight tasks."""
@@ -367,9 +388,10 @@ def convolve(xs, kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride, b
     group = max(1, GROUP_BYTES // (4 * band * wq))
     has_bias = bias is not None
     kern = threaded_or_serial(conv_parallel, conv_serial, parallel)
+    has_res = residual is not None
     kern(xs.reshape(-1), kptr, entry, tap_bits, codes, codebook, tap_off, chan_stride,
          batch_stride, wq, band, group, n_parts, bias if has_bias else _NO_BIAS, has_bias,
-         act.code, act.param, out)
+         residual if has_res else _NO_RESIDUAL, has_res, act.code, act.param, out)
 
 
 def _padding4(padding, kernel_size, stride, dilation):
@@ -501,7 +523,9 @@ class SparseConv2d:
         self._geometry[key] = geo
         return geo
 
-    def __call__(self, x, activation="none", *, parallel=None):
+    def __call__(self, x, activation="none", *, parallel=None, residual=None):
+        """act(conv(x) + bias), or with ``residual`` (float32 of the output's shape)
+        act(conv(x) + bias + residual): a residual connection added in the epilogue."""
         check_float32("x", x, ndim=4)
         n_batch, cin, h, w = x.shape
         if cin != self.in_channels:
@@ -510,6 +534,18 @@ class SparseConv2d:
         ho, wo, hq, wq, direct, chan_stride, batch_stride, tap_off, (sh, sw), band, kptr = \
             self._geometry_for(h, w)
         out = np.empty((n_batch, self.out_channels, ho, wo), np.float32)
+        if residual is not None:
+            check_float32("residual", residual, ndim=4, contiguous=False)
+            if residual.shape != out.shape:
+                raise KernelArgumentError(f"residual has shape {list(residual.shape)}, the "
+                                          f"output {list(out.shape)}")
+            residual = np.ascontiguousarray(residual)
+            if band == 0 and out.size:  # group by group: the residual added after
+                y = self(x, "none", parallel=parallel)
+                y += residual
+                if act.code != ACT_NONE:
+                    activate_flat(y.reshape(-1), act, y.reshape(-1))
+                return y
         if out.size == 0:
             return out
         parallel = runs_threaded(parallel, self.nnz, wq, out)
@@ -529,7 +565,7 @@ class SparseConv2d:
         else:
             xs = phase_split(x, sh, sw, self.padding[0], self.padding[1], hq, wq, parallel)
         convolve(xs, kptr, self.entry, self.tap_bits, self.codes, self.codebook, tap_off,
-                 chan_stride, batch_stride, wq, band, self.bias, act, out, parallel)
+                 chan_stride, batch_stride, wq, band, self.bias, act, out, parallel, residual)
         return out
 
 
