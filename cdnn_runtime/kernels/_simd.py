@@ -227,13 +227,10 @@ class _SumEmitter:
 
     def run(self, seg, nv, mask):
         """acc[seg : seg + run] = (acc there if init, else 0) + the entries' sum, over nv
-        vectors (the last one masked when mask is not None). With at most half the registers
-        in use, two entries per step into two sets of sums: one set's chain of dependent
-        multiply-adds would wait on their latency."""
+        vectors (the last one masked when mask is not None)."""
         b = self.b
         acc = self.p[5]
         k0, kend = self.i[1], self.i[2]
-        sets = 2 if nv <= SUM_VECTORS // 2 else 1
         start = []
         for j in range(nv):
             v = self._load(self._vec_ptr(acc, b.add(seg, _i64(SUM_FLOATS * j))),
@@ -242,56 +239,30 @@ class _SumEmitter:
         pre = b.block
         head = b.append_basic_block("sum.head")
         body = b.append_basic_block("sum.body")
-        after = b.append_basic_block("sum.after")
-        last = b.append_basic_block("sum.last")
         done = b.append_basic_block("sum.done")
         b.branch(head)
         b.position_at_end(head)
         k = b.phi(_I64)
         k.add_incoming(k0, pre)
         sums = []
-        for s in range(sets):
-            row = []
-            for j in range(nv):
-                p = b.phi(_VS)
-                p.add_incoming(start[j] if s == 0 else _ZERO, pre)
-                row.append(p)
-            sums.append(row)
-        k_next = b.add(k, _i64(sets))
-        b.cbranch(b.icmp_signed("<=", k_next, kend), body, after)
+        for j in range(nv):
+            p = b.phi(_VS)
+            p.add_incoming(start[j], pre)
+            sums.append(p)
+        b.cbranch(b.icmp_signed("<", k, kend), body, done)
         b.position_at_end(body)
-        new = [self._entry(b.add(k, _i64(s)), seg, sums[s], nv, mask) for s in range(sets)]
-        k.add_incoming(k_next, body)
-        for s in range(sets):
-            for j in range(nv):
-                sums[s][j].add_incoming(new[s][j], body)
+        new = self._entry(k, seg, sums, nv, mask)
+        k.add_incoming(b.add(k, _i64(1)), body)
+        for j in range(nv):
+            sums[j].add_incoming(new[j], body)
         b.branch(head)
-        b.position_at_end(after)  # two sets: at most one entry left, then the sets added
-        if sets == 2:
-            b.cbranch(b.icmp_signed("<", k, kend), last, done)
-            b.position_at_end(last)
-            tail = self._entry(k, seg, sums[0], nv, mask)
-            b.branch(done)
-            b.position_at_end(done)
-            merged = []
-            for j in range(nv):
-                p = b.phi(_VS)
-                p.add_incoming(sums[0][j], after)
-                p.add_incoming(tail[j], last)
-                merged.append(p)
-            final = [b.fadd(merged[j], sums[1][j]) for j in range(nv)]
-        else:
-            b.branch(last)
-            b.position_at_end(last)
-            b.branch(done)
-            b.position_at_end(done)
-            final = sums[0]
+        b.position_at_end(done)
         for j in range(nv):
             ptr = self._vec_ptr(acc, b.add(seg, _i64(SUM_FLOATS * j)))
             if mask is not None and j == nv - 1:
-                b.call(self.mstore, [final[j], ptr, ir.Constant(_I32, 4), mask])
+                b.call(self.mstore, [sums[j], ptr, ir.Constant(_I32, 4), mask])
             else:
-                b.store(final[j], ptr).align = 4
+                b.store(sums[j], ptr).align = 4
 
 
 def _contiguous(a, dtype):

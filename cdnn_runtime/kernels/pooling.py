@@ -71,7 +71,7 @@ def _planes_and_out(x, ho, wo):
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(cache=_CACHE, inline="always")
+@njit(cache=_CACHE)
 def _max_pool_point(src, kh, kw, dh, dw, y0, x0):
     """The max over the taps of the window at (y0, x0) that lie inside src (NaN wins)."""
     h, w = src.shape
@@ -90,69 +90,34 @@ def _max_pool_point(src, kh, kw, dh, dw, y0, x0):
     return m
 
 
-@njit(cache=_CACHE, inline="always")
-def _max_into(dst, d0, src, s0, n):
-    """dst[d0 + i] = max(dst[d0 + i], src[s0 + i]) for i < n, NaN wins (unsigned indices: no
-    wrap-around test, a loop LLVM vectorizes)."""
-    for i in range(np.uint64(n)):
-        v = src[np.uint64(s0) + i]
-        m = dst[np.uint64(d0) + i]
-        r = v if v > m else m  # m when m is NaN
-        dst[np.uint64(d0) + i] = v if v != v else r
-
-
 @njit(cache=_CACHE)
-def _max_pool_rows(src, kh, kw, sh, sw, ph, pw, dh, dw, dst, split):
-    """The columns ox_lo..ox_hi-1 of dst whose windows lie inside src's width, tap by tap
-    over whole rows. For sw > 1 the plane is first split by column phase into ``split``
-    (flat, sw blocks of h rows of ceil(w/sw)), so that every tap reads a contiguous run.
-    Returns (ox_lo, ox_hi)."""
+def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst):
+    """One plane: the max of each window over the taps inside the input (NaN wins). The
+    columns whose windows lie inside the input's width tap by tap over the output row (no test
+    per tap, unsigned indices: a loop LLVM vectorizes), the few others through
+    :func:`_max_pool_point`."""
     h, w = src.shape
     ho, wo = dst.shape
     ox_lo = min(wo, (pw + sw - 1) // sw)  # first column whose window starts inside
     last = w - 1 - (kw - 1) * dw + pw  # columns with ox*sw <= last end inside
     ox_hi = max(ox_lo, min(wo, last // sw + 1)) if last >= 0 else ox_lo
-    n = ox_hi - ox_lo
-    if n == 0:
-        return ox_lo, ox_hi
-    cols = (w + sw - 1) // sw
-    flat_src = src.reshape(-1)
-    flat_dst = dst.reshape(-1)
-    if sw > 1:
-        for p in range(sw):
-            for iy in range(h):
-                row = split[(p * h + iy) * cols:(p * h + iy + 1) * cols]
-                srow = src[iy]
-                for j in range((w - p + sw - 1) // sw):
-                    row[j] = srow[j * sw + p]
+    n = np.uint64(ox_hi - ox_lo)
     for oy in range(ho):
         y0 = oy * sh - ph
-        d0 = oy * wo + ox_lo
-        for i in range(n):
-            flat_dst[d0 + i] = np.float32(-np.inf)
+        drow = dst[oy, ox_lo:ox_hi]
+        drow[:] = np.float32(-np.inf)
         for ky in range(kh):
             iy = y0 + ky * dh
             if iy < 0 or iy >= h:
                 continue
+            srow = src[iy]
             for kx in range(kw):
-                o = kx * dw - pw  # input column of output column ox: ox*sw + o >= 0
-                q = o // sw
-                if sw > 1:
-                    _max_into(flat_dst, d0, split, ((o - q * sw) * h + iy) * cols + ox_lo + q, n)
-                else:
-                    _max_into(flat_dst, d0, flat_src, iy * w + ox_lo + o, n)
-    return ox_lo, ox_hi
-
-
-@njit(cache=_CACHE)
-def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst, split):
-    """One plane: the max of each window over the taps inside the input (NaN wins): the
-    columns whose windows lie inside the input's width by :func:`_max_pool_rows`, the others
-    (at most a few per side) one by one with a test per tap."""
-    ox_lo, ox_hi = _max_pool_rows(src, kh, kw, sh, sw, ph, pw, dh, dw, dst, split)
-    wo = dst.shape[1]
-    for oy in range(dst.shape[0]):
-        y0 = oy * sh - ph
+                base = np.uint64(ox_lo * sw + kx * dw - pw)  # >= 0 for the inside columns
+                for i in range(n):
+                    v = srow[base + i * np.uint64(sw)]
+                    m = drow[i]
+                    r = v if v > m else m  # m when m is NaN
+                    drow[i] = v if v != v else r
         for ox in range(ox_lo):
             dst[oy, ox] = _max_pool_point(src, kh, kw, dh, dw, y0, ox * sw - pw)
         for ox in range(ox_hi, wo):
@@ -160,63 +125,53 @@ def _max_pool_plane(src, kh, kw, sh, sw, ph, pw, dh, dw, dst, split):
 
 
 @njit(cache=_CACHE)
-def _max_pool_plane_inside(src, kh, kw, sh, sw, dh, dw, dst, split):
-    """_max_pool_plane when every window lies inside the plane: 2x2 windows at stride 2 in one
-    pass (3x faster than tap by tap: LeNet's and VGG's pools), others by _max_pool_rows."""
+def _max_pool_plane_2x2(src, dst):
+    """_max_pool_plane for 2x2 windows at stride 2 that lie inside the plane, in one pass (3x
+    faster than tap by tap: LeNet's and VGG's pools); NaN wins as in _max_pool_plane."""
     ho, wo = dst.shape
-    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and dh == 1 and dw == 1:
-        for oy in range(ho):
-            r0 = src[2 * oy]
-            r1 = src[2 * oy + 1]
-            drow = dst[oy]
-            for ox in range(wo):
-                a = r0[2 * ox]
-                b = r0[2 * ox + 1]
-                c = r1[2 * ox]
-                d = r1[2 * ox + 1]
-                m = a if (a > b or a != a) else b
-                n = c if (c > d or c != c) else d
-                drow[ox] = m if (m > n or m != m) else n
-        return
-    _max_pool_rows(src, kh, kw, sh, sw, 0, 0, dh, dw, dst, split)
+    for oy in range(ho):
+        r0 = src[2 * oy]
+        r1 = src[2 * oy + 1]
+        drow = dst[oy]
+        for ox in range(wo):
+            a = r0[2 * ox]
+            b = r0[2 * ox + 1]
+            c = r1[2 * ox]
+            d = r1[2 * ox + 1]
+            m = a if (a > b or a != a) else b
+            n = c if (c > d or c != c) else d
+            drow[ox] = m if (m > n or m != m) else n
 
 
-# Two kernels, not one with a flag: each compiled kernel carries the machine code of all it
-# calls, and a model's pools are usually all of one kind (VGG's inside, ResNet's padded).
+# Two kinds of kernel, not one with a flag: each compiled kernel carries the machine code of
+# all it calls, and a model's pools are usually all of one kind (VGG's 2x2, ResNet's 3x3).
 
 @njit(cache=_CACHE, parallel=True)
 def max_pool_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """x [P, H, W] -> out [P, Ho, Wo]: max over each window (NaN wins, padding ignored)."""
-    size = sw * x.shape[1] * ((x.shape[2] + sw - 1) // sw)
     for p in prange(x.shape[0]):
-        split = np.empty(size, np.float32)
-        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p], split)
+        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
 
 
 @njit(cache=_CACHE)
 def max_pool_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """Serial :func:`max_pool_parallel`."""
-    split = np.empty(sw * x.shape[1] * ((x.shape[2] + sw - 1) // sw), np.float32)
     for p in range(x.shape[0]):
-        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p], split)
+        _max_pool_plane(x[p], kh, kw, sh, sw, ph, pw, dh, dw, out[p])
 
 
 @njit(cache=_CACHE, parallel=True)
-def max_pool_inside_parallel(x, kh, kw, sh, sw, dh, dw, out):
-    """:func:`max_pool_parallel` when every window lies inside the planes (no padding
-    reached): a faster loop."""
-    size = sw * x.shape[1] * ((x.shape[2] + sw - 1) // sw)
+def max_pool_2x2_parallel(x, out):
+    """:func:`max_pool_parallel` for 2x2 windows at stride 2 inside the planes."""
     for p in prange(x.shape[0]):
-        split = np.empty(size, np.float32)
-        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p], split)
+        _max_pool_plane_2x2(x[p], out[p])
 
 
 @njit(cache=_CACHE)
-def max_pool_inside_serial(x, kh, kw, sh, sw, dh, dw, out):
-    """Serial :func:`max_pool_inside_parallel`."""
-    split = np.empty(sw * x.shape[1] * ((x.shape[2] + sw - 1) // sw), np.float32)
+def max_pool_2x2_serial(x, out):
+    """Serial :func:`max_pool_2x2_parallel`."""
     for p in range(x.shape[0]):
-        _max_pool_plane_inside(x[p], kh, kw, sh, sw, dh, dw, out[p], split)
+        _max_pool_plane_2x2(x[p], out[p])
 
 
 class MaxPool2d:
@@ -230,14 +185,15 @@ class MaxPool2d:
         self._sizes = {}
 
     def _size(self, h, w):
-        """(Ho, Wo, whether every window lies inside the input) for an input of h x w."""
+        """(Ho, Wo, whether the windows are 2x2 at stride 2 and all inside the input) for an
+        input of h x w."""
         got = self._sizes.get((h, w))
         if got is None:
             k, s, p, d = self.k, self.s, self.p, self.d
             ho, wo = _output_hw(h, w, k, s, p, d, self.ceil_mode, "max_pool2d")
             inside = p == (0, 0) and (ho - 1) * s[0] + (k[0] - 1) * d[0] < h and \
                 (wo - 1) * s[1] + (k[1] - 1) * d[1] < w
-            got = (ho, wo, inside)
+            got = (ho, wo, inside and k == (2, 2) and s == (2, 2) and d == (1, 1))
             if len(self._sizes) >= 8:
                 self._sizes.clear()
             self._sizes[(h, w)] = got
@@ -247,14 +203,14 @@ class MaxPool2d:
         if type(x) is not np.ndarray or x.dtype != np.float32 or x.ndim not in (3, 4):
             _check_planes(x, "max_pool2d")
         h, w = x.shape[-2], x.shape[-1]
-        ho, wo, inside = self._size(h, w)
+        ho, wo, pairs = self._size(h, w)
         planes, out = _planes_and_out(x, ho, wo)
         if out.size:
             k, s, p, d = self.k, self.s, self.p, self.d
             par = out.size * k[0] * k[1] >= POOL_PARALLEL_MIN and planes.shape[0] > 1
-            if inside:
-                kern = threaded_or_serial(max_pool_inside_parallel, max_pool_inside_serial, par)
-                kern(planes, k[0], k[1], s[0], s[1], d[0], d[1], out)
+            if pairs:
+                kern = threaded_or_serial(max_pool_2x2_parallel, max_pool_2x2_serial, par)
+                kern(planes, out)
             else:
                 kern = threaded_or_serial(max_pool_parallel, max_pool_serial, par)
                 kern(planes, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out)
