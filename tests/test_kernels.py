@@ -670,6 +670,7 @@ def test_pool_argument_checks():
     "shape,out",
     [((2, 3, 7, 5), (3, 2)), ((1, 2, 10, 10), (3, 4)), ((1, 2, 5, 6), (7, 9)), ((2, 3, 9, 7), 1),
      ((1, 2, 6, 11), (None, 4)), ((4, 5, 6), (4, 5)), ((0, 3, 7, 7), (2, 2)),
+     ((0, 4, 3, 3), 1),
      ((1, 3, 7, 7), 7), ((2, 3, 5, 4), (None, None))],  # the last two: the input's size
 )
 def test_adaptive_avg_pool2d(shape, out):

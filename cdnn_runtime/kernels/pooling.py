@@ -364,6 +364,10 @@ def _adaptive_pool2d(x, output_size, take_max, name):
     planes, out = _planes_and_out(x, ho, wo)
     if (ho, wo) == (h, w):  # every window one element (VGG's 7x7 -> 7x7): a copy
         out[...] = planes
+    elif (ho, wo) == (1, 1):  # global pooling (ResNet's, MobileNet's): numpy's reduction, one
+        # kernel less to compile on a cold start; NaN wins in max as in the kernel
+        flat = planes.reshape(planes.shape[0], h * w)
+        out[:, 0, 0] = flat.max(axis=1) if take_max else flat.mean(axis=1, dtype=np.float32)
     elif out.size:
         threaded = elementwise_threaded(planes.size) and planes.shape[0] > 1
         kern = threaded_or_serial(adaptive_pool_parallel, adaptive_pool_serial, threaded)
