@@ -163,6 +163,25 @@ def test_linear_matches_torch(case, batch, parallel):
         assert_close(y, F.linear(t(x), t(dense), None if b is None else t(b)))
 
 
+@pytest.mark.parametrize("case", ["random", "empty_rows", "int32_cols_small"])
+def test_linear_batches_in_slices(case, monkeypatch):
+    """From TRANSPOSED_MIN_BATCH samples a layer runs as a 1x1 convolution of the transposed
+    input, batches over BAND_RUN in slices (the last one at least half a run); BAND_RUN made
+    small here, so that every way a batch splits shows on small batches."""
+    from cdnn_runtime.kernels import sparse_linear as SL
+    monkeypatch.setattr(SL, "BAND_RUN", 16)
+    rng = np.random.default_rng(31)
+    row_ptr, col_idx, codes, codebook, dense = _linear_case(case, rng)
+    bias = rng.standard_normal(dense.shape[0]).astype(np.float32)
+    layer = prepare_linear(row_ptr, col_idx, codes, codebook, bias, in_features=dense.shape[1])
+    x = rng.standard_normal((57, dense.shape[1])).astype(np.float32)
+    for batch in (8, 16, 23, 24, 25, 40, 57):
+        for parallel in (False, True):
+            assert_close(layer(x[:batch], "relu", parallel=parallel),
+                         F.relu(F.linear(t(x[:batch]), t(dense), t(bias))))
+    assert max(layer._kptr) < 24  # the sizes of the last slices run: none as long as 1.5 runs
+
+
 @pytest.mark.parametrize("act", list(TORCH_ACT))
 @pytest.mark.parametrize("batch", [1, 2, 8])
 def test_linear_fused_activations(act, batch):
