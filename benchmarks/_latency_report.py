@@ -155,7 +155,9 @@ def markdown(report):
          f"torch {v['torch']}, onnxruntime {v['onnxruntime']}, onnx {v['onnx']}, numpy "
          f"{v['numpy']}, numba {v['numba']} (threading layer {mach.get('numba_threading_layer')})"
          + (f", DeepSparse {mach['deepsparse']}" if mach.get("deepsparse") else "") + "."
-         + (" cdnn_runtime's batch-1 linear layers use the AVX2 codebook lookup."
+         + (" cdnn_runtime's batch-1 linear layers use the AVX-512 codebook lookup (16 entries "
+            "a step, one gather)." if mach.get("cdnn_avx512") else
+            " cdnn_runtime's batch-1 linear layers use the AVX2 codebook lookup."
             if mach.get("cdnn_avx2") else
             " cdnn_runtime's batch-1 linear layers use the scalar loop (no AVX2)."
             if mach.get("cdnn_avx2") is not None else ""),
@@ -252,7 +254,7 @@ def markdown(report):
           "is judged only where the bound is at least 10 times the serial fixed cost; below "
           "that the call's fixed cost, not memory, sets the time (n/a).", "",
           "hot, scalar loop us = the same layer, weights in cache, through the scalar loop "
-          "instead of the AVX2 codebook lookup, timed in turn with it (- where the lookup does "
+          "instead of the codebook lookup, timed in turn with it (- where the lookup does "
           "not apply).", "",
           "| model | layer | shape | nnz | bytes read | bound us | measured us (min-max) | "
           "hot us | hot, scalar loop us | measured / bound | target <= 2x |",

@@ -145,10 +145,10 @@ def set_threads(threads):
 
 
 def machine_part(report, plan):
-    """Read bandwidth, threading layer, AVX2 lookup, the fixed cost of a layer call."""
+    """Read bandwidth, threading layer, AVX2/AVX-512 lookup, the fixed cost of a layer call."""
     import numba
 
-    from cdnn_runtime.kernels._simd import AVX2
+    from cdnn_runtime.kernels._simd import AVX2, AVX512
     threads = plan.threads
     log(f"read bandwidth: numba parallel sum over 512 MB, 1 and {threads} threads ...")
     report["bandwidth"] = measure_bandwidth(sum_kernel(), threads,
@@ -158,6 +158,7 @@ def machine_part(report, plan):
         f"{b[str(threads)]['best_gbs']:.1f} GB/s (best pass)")
     report["machine"]["numba_threading_layer"] = numba.threading_layer()
     report["machine"]["cdnn_avx2"] = AVX2
+    report["machine"]["cdnn_avx512"] = AVX512
     report["call_overhead_us"] = call_overhead(1000)
 
 
