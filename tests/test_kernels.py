@@ -166,10 +166,10 @@ def test_linear_matches_torch(case, batch, parallel):
 @pytest.mark.parametrize("case", ["random", "empty_rows", "int32_cols_small"])
 def test_linear_batches_in_slices(case, monkeypatch):
     """From TRANSPOSED_MIN_BATCH samples a layer runs as a 1x1 convolution of the transposed
-    input, batches over BAND_RUN in slices (the last one at least half a run); BAND_RUN made
-    small here, so that every way a batch splits shows on small batches."""
+    input, batches over BATCH_SLICE in slices (the last one at least half a slice);
+    BATCH_SLICE made small here, so that every way a batch splits shows on small batches."""
     from cdnn_runtime.kernels import sparse_linear as SL
-    monkeypatch.setattr(SL, "BAND_RUN", 16)
+    monkeypatch.setattr(SL, "BATCH_SLICE", 16)
     rng = np.random.default_rng(31)
     row_ptr, col_idx, codes, codebook, dense = _linear_case(case, rng)
     bias = rng.standard_normal(dense.shape[0]).astype(np.float32)

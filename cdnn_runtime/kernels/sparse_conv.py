@@ -50,7 +50,7 @@ _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_j
 #: Output floats per channel of one band at most (its rows times the row pitch; at least one
 #: row): the sums of a group of output channels over one band stay in L2, and a chunk of input
 #: channels over the band's rows is small enough for L1.
-BAND_RUN = 1 << 10
+BAND_RUN = 1 << 9
 
 #: Bytes of input one chunk of input channels reads over a band's rows (all stride phases, the
 #: rows the taps reach below included), at most: they stay in L1 while every output channel of

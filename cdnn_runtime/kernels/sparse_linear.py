@@ -39,7 +39,7 @@ from ._common import (
     parse_activation,
 )
 from ._simd import AVX2, LUT_SIZE, LUT_STEP, lut_dot, shifted_sum
-from .sparse_conv import BAND_RUN, chunk_pointers, convolve
+from .sparse_conv import chunk_pointers, convolve
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
 
@@ -163,6 +163,10 @@ def spmm_rows_serial(x, row_ptr, col_idx, codes, codebook, use_register_lookup, 
             v = _row_dot(x[b], row_ptr, col_idx, codes, codebook, use_register_lookup, r) + b_r
             out[b, r] = apply_activation(v, act, act_param)
 
+
+#: Samples of a batch one run of a layer as a convolution takes (the convolution's run: a
+#: larger batch is run in slices of this size, the last one between half and one and a half).
+BATCH_SLICE = 1 << 10
 
 #: Samples of a batch one pass over a row's entries takes at most (in the transposed layout,
 #: the floats of each input row it reads).
@@ -374,11 +378,11 @@ class SparseLinear:
         act = parse_activation(activation)
         n_batch = x.shape[0]
         if n_batch >= max(TRANSPOSED_MIN_BATCH, 1) and self.out_features:
-            if n_batch <= BAND_RUN:
+            if n_batch <= BATCH_SLICE:
                 return self._as_conv(x, act, parallel)
             out = np.empty((n_batch, self.out_features), np.float32)
-            for b0 in range(0, n_batch, BAND_RUN):  # the last slice: at least half a run
-                b1 = n_batch if n_batch - b0 < 3 * BAND_RUN // 2 else b0 + BAND_RUN
+            for b0 in range(0, n_batch, BATCH_SLICE):  # the last slice: at least half of one
+                b1 = n_batch if n_batch - b0 < 3 * BATCH_SLICE // 2 else b0 + BATCH_SLICE
                 out[b0:b1] = self._as_conv(x[b0:b1], act, parallel)
                 if b1 == n_batch:
                     break
@@ -387,7 +391,7 @@ class SparseLinear:
                           act, parallel, self.use_register_lookup)
 
     def _as_conv(self, x, act, parallel):
-        """A batch of B samples (up to about BAND_RUN: larger batches are run in slices) as a
+        """A batch of B samples (up to about BATCH_SLICE: larger batches are run in slices) as a
         1x1 convolution of the transposed input
         [1, in_features, 1, B]: the convolution's kernel (sums in registers over chunks of
         input features kept in L1, threads over parts of the rows) with the columns as input
