@@ -358,3 +358,22 @@ def test_unsupported_forms_name_the_op_and_line(name):
 
     with pytest.raises(CdnnUnsupportedError, match=message + r".*test_ops_shape\.py"):
         capture(Model(), torch.randn(1, 3, 8))
+
+
+@pytest.mark.parametrize("dims", [(64, 64), (17, 300), (3, 5, 33, 129), (2, 1, 4096), (4096, 1)])
+def test_swap_last_axes_in_blocks(dims, monkeypatch):
+    """The blocked transpose (batched linear layers, permute of the last two axes) against
+    numpy, around the 16-element blocks, above and below the size from which it is used."""
+    rng = np.random.default_rng(len(dims))
+    x = rng.standard_normal(dims).astype(np.float32)
+    x.reshape(-1)[:2] = [np.nan, -np.inf]
+    want = np.swapaxes(x, -1, -2)
+    for blocked_min in (0, 1 << 30):
+        monkeypatch.setattr(shape, "SWAP_BLOCKED_MIN", blocked_min)
+        got = shape.swap_last_axes(x)
+        assert got.flags.c_contiguous and got.shape == want.shape
+        assert np.array_equal(got, want, equal_nan=True)
+        perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+        assert np.array_equal(shape.permute(x, perm), want, equal_nan=True)
+    with pytest.raises(shape.KernelArgumentError, match="2 dims"):
+        shape.swap_last_axes(x.reshape(-1))

@@ -39,6 +39,7 @@ from ._common import (
     parse_activation,
 )
 from ._simd import AVX2, LUT_SIZE, LUT_STEP, lut_dot, shifted_sum
+from .shape import swap_last_axes
 from .sparse_conv import chunk_pointers, convolve
 
 _CACHE = jit_cache(__file__)  # where compiled kernels are kept: cdnn_runtime/_jit.py
@@ -408,9 +409,9 @@ class SparseLinear:
         out_t = np.empty((1, self.out_features, 1, n_batch), np.float32)
         if parallel is None:
             parallel = (self.nnz + self.out_features) * n_batch >= PARALLEL_MIN_WORK
-        convolve(np.ascontiguousarray(x.T), kptr, self._entry, 0, self.codes, self.codebook,
-                 _ONLY_TAP, n_batch, 0, n_batch, 1, self.bias, act, out_t, bool(parallel))
-        return np.ascontiguousarray(out_t.reshape(self.out_features, n_batch).T)
+        convolve(swap_last_axes(x), kptr, self._entry, 0, self.codes, self.codebook, _ONLY_TAP,
+                 n_batch, 0, n_batch, 1, self.bias, act, out_t, bool(parallel))
+        return swap_last_axes(out_t.reshape(self.out_features, n_batch))
 
 
 def prepare_linear(row_ptr, col_idx, codes, codebook, bias=None, *, in_features,
@@ -527,9 +528,9 @@ class LinearChain:
                 x = run_linear(x, row_ptr, col_idx, codes, table, bias, act,
                                use_register_lookup=use_register_lookup)
             return x
-        xt = np.ascontiguousarray(x.T)
+        xt = swap_last_axes(x)
         out_t = np.empty((self.out_features, n_batch), np.float32)
         buf = np.empty((2, self.width, n_batch), np.float32)
         chain_t(xt, self.row_ptr, self.col_idx, self.codes, self.codebooks, self.bias,
                 self._meta_for(n_batch), self.params, buf, out_t)
-        return np.ascontiguousarray(out_t.T)
+        return swap_last_axes(out_t)
