@@ -216,12 +216,7 @@ class InferenceSession:
                     fused.add(nxt[0])
                     covered.append(act_node)
                     out = act_node["outputs"][0]
-            try:
-                fn = self._build(n, activation)
-            except CdnnError:
-                raise
-            except (ValueError, TypeError) as exc:
-                raise CdnnFormatError(f"graph node {n['name']!r} ({n['op']}): {exc}") from None
+            fn = self._build(n, activation)
             layer = self._layers.get(n["name"]) if n["op"] == "linear" else None
             steps.append(_Step(n, fn, list(n["inputs"]), out, covered,
                                layer if isinstance(layer, SparseLinear) else None,
@@ -271,12 +266,7 @@ class InferenceSession:
             covered.append(act_node)
             out = act_node["outputs"][0]
         other = [v for v in add["inputs"] if v != conv["outputs"][0]][0]
-        try:
-            fn = self._build(conv, activation, residual=True)
-        except CdnnError:
-            raise
-        except (ValueError, TypeError) as exc:
-            raise CdnnFormatError(f"graph node {conv['name']!r} ({conv['op']}): {exc}") from None
+        fn = self._build(conv, activation, residual=True)
         return _Step(conv, fn, [conv["inputs"][0], other], out, covered)
 
     def _chain(self, steps, uses, outputs):
@@ -343,7 +333,16 @@ class InferenceSession:
 
     def _build(self, n, activation, residual=False):
         """The step function of node `n`; `activation` is fused into it when it is a layer;
-        with `residual` (a conv2d) it takes a second input added before the activation."""
+        with `residual` (a conv2d) it takes a second input added before the activation. A
+        node whose attributes or weights do not fit is a CdnnFormatError naming it."""
+        try:
+            return self._step_function(n, activation, residual)
+        except CdnnError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise CdnnFormatError(f"graph node {n['name']!r} ({n['op']}): {exc}") from None
+
+    def _step_function(self, n, activation, residual):
         op, p = n["op"], n["params"]
         layer_builder = _LAYER_BUILDERS.get(op)
         if layer_builder is None:  # a weight that may be sparse (embedding) stays as stored

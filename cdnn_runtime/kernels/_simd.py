@@ -65,14 +65,15 @@ def _host_has_avx512():
 
 #: True when this CPU has AVX-512 (and numba compiles for it): :func:`lut_dot` then takes 16
 #: entries a step with a gather, :func:`shifted_sum` 16-float vectors.
-AVX512 = AVX2 and _host_has_avx512()
+_AVX512_HOST = _host_has_avx512()
+AVX512 = AVX2 and _AVX512_HOST
 
 #: Entries per step of :func:`lut_dot`: ``end - k`` must be a multiple of it.
 LUT_STEP = 16 if AVX512 else 8
 
 #: Floats per vector of :func:`shifted_sum`: one AVX-512 register, else one AVX2 register (on
 #: a CPU with narrower registers LLVM splits the vector, still correct).
-SUM_FLOATS = 16 if _host_has_avx512() else 8
+SUM_FLOATS = 16 if _AVX512_HOST else 8
 
 #: Vectors of sums :func:`shifted_sum` keeps in registers (with the broadcast weight and a
 #: load, within the 16 registers of AVX2 and the 32 of AVX-512).
